@@ -1,0 +1,5 @@
+import sys
+
+from prism_gui.app import main
+
+sys.exit(main())

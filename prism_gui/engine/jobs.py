@@ -1,0 +1,80 @@
+"""Long jobs: Qt-free generators that yield progress events and honour a cancel token.
+
+Every long piece of work in PRISM Studio (training the Digits prior, generating, distilling)
+is a function ``job(spec, cancel) -> Iterator[Event]``.  The CLI drives it with a progress
+bar (:func:`run_to_completion`), the GUI wraps it in a worker thread; both stop it by setting
+the :class:`CancelToken`, which the job checks at every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its cancel token was set."""
+
+
+class CancelToken:
+    """Thread-safe flag a job polls between steps (``raise_if_cancelled``)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclasses.dataclass
+class Event:
+    """One progress report: ``step`` of ``total`` in ``stage``, plus free-form ``data``."""
+
+    stage: str
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    time: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+def run_to_completion(events: Iterator[Event], show: bool = True) -> list[Event]:
+    """Drive a job in the terminal with a tqdm bar per stage; returns every event."""
+    from tqdm.auto import tqdm
+
+    seen: list[Event] = []
+    bars: dict[str, Any] = {}
+    try:
+        for ev in events:
+            seen.append(ev)
+            if not show:
+                continue
+            bar = bars.get(ev.stage)
+            if bar is None and ev.total:
+                bar = bars[ev.stage] = tqdm(total=ev.total, desc=ev.stage, leave=True)
+            if bar is not None:
+                bar.n = ev.step
+                if ev.message:
+                    bar.set_postfix_str(ev.message, refresh=False)
+                bar.refresh()
+            elif ev.message:
+                tqdm.write(f"[{ev.stage}] {ev.message}")
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return seen

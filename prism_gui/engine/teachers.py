@@ -1,0 +1,331 @@
+"""Teachers: a classifier plus its input size, normalization and class names.
+
+Sources (``load_teacher``):
+
+- ``"digits"``: the built-in Digits teacher (``resources/digits_teacher``);
+- a timm model name (``"resnet50.a1_in1k"``): weights from the local Hugging Face cache only,
+  never a surprise download unless ``allow_download=True``;
+- a timm architecture plus a local checkpoint (``.safetensors``, or ``.pth``/``.pt`` read with
+  ``weights_only=True``);
+- a TorchScript file (``.torchscript``/``.ts``/``.pt`` saved with ``torch.jit.save``).
+
+Images enter a teacher in the engine's common range [-1, 1] (what a VAE decodes to);
+:meth:`Teacher.preprocess` converts channels, resizes and normalizes them, differentiably, so
+energies can be back-propagated to the sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from prism_gui.resources import resource_path
+
+
+class TeacherLoadError(RuntimeError):
+    """A teacher could not be loaded; the message names the file and the fix."""
+
+
+@dataclasses.dataclass
+class Teacher:
+    model: torch.nn.Module
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: list[str]
+    class_descriptions: list[str] | None = None
+    source: str = ""
+    architecture: str = ""
+    card: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def has_batchnorm(self) -> bool:
+        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+
+    def to(self, device) -> Teacher:
+        self.model.to(device)
+        return self
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] images (N, C, H, W) -> the teacher's normalized input (differentiable)."""
+        c, h, w = self.input_size
+        x = (images.float() + 1.0) / 2.0
+        if x.shape[1] != c:
+            if c == 1:
+                x = x.mean(dim=1, keepdim=True)
+            elif x.shape[1] == 1:
+                x = x.expand(-1, c, -1, -1)
+            else:
+                raise ValueError(f"cannot feed {x.shape[1]}-channel images to a {c}-channel teacher")
+        if x.shape[-2:] != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.preprocess(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate (pre-logits) features, for precision/recall metrics."""
+        x = self.preprocess(images)
+        if hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head"):
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        raise TeacherLoadError(
+            f"Teacher '{self.source}' exposes no penultimate features (TorchScript or a non-timm "
+            "model): load it as a timm architecture plus checkpoint to compute precision/recall.")
+
+
+# --------------------------------------------------------------------------- class names
+def imagenet_class_names() -> tuple[list[str], list[str]]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    names = [info.index_to_description(i) for i in range(1000)]
+    desc = [info.index_to_description(i, detailed=True) for i in range(1000)]
+    return names, desc
+
+
+def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
+    """Class names from a text file (one per line) or JSON (a list, ``{"0": "cat", ...}``, or
+    ``{"class_names": [...], "class_descriptions": [...]}``)."""
+    path = Path(path)
+    if not path.exists():
+        raise TeacherLoadError(f"Class-names file '{path}' does not exist.")
+    text = path.read_text(encoding="utf-8")
+    descriptions = None
+    if path.suffix.lower() == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TeacherLoadError(f"Class-names file '{path}' is not valid JSON ({e}).") from e
+        if isinstance(obj, dict) and "class_names" in obj:
+            names, descriptions = obj["class_names"], obj.get("class_descriptions")
+        elif isinstance(obj, dict):
+            try:
+                names = [obj[k] for k in sorted(obj, key=lambda k: int(k))]
+            except ValueError as e:
+                raise TeacherLoadError(
+                    f"Class-names file '{path}': keys must be class indices (\"0\", \"1\", ...).") from e
+        elif isinstance(obj, list):
+            names = obj
+        else:
+            raise TeacherLoadError(f"Class-names file '{path}' must hold a list or an object.")
+        names = [str(n) for n in names]
+    else:
+        names = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not names:
+        raise TeacherLoadError(f"Class-names file '{path}' holds no class names.")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise TeacherLoadError(f"Class-names file '{path}' repeats names: {', '.join(dup[:5])}.")
+    return names, descriptions
+
+
+def _resolve_class_names(num_classes: int, class_names, source: str):
+    descriptions = None
+    if isinstance(class_names, (str, Path)):
+        class_names, descriptions = read_class_names(class_names)
+    if class_names is None:
+        if num_classes == 1000:
+            class_names, descriptions = imagenet_class_names()
+        else:
+            class_names = [f"class {i}" for i in range(num_classes)]
+    class_names = list(class_names)
+    if len(class_names) != num_classes:
+        raise TeacherLoadError(
+            f"Teacher '{source}' has {num_classes} outputs but {len(class_names)} class names were "
+            f"given: supply a class-names file with exactly {num_classes} names, one per line.")
+    return class_names, descriptions
+
+
+# --------------------------------------------------------------------------- loading
+def _read_state_dict(path: Path) -> dict:
+    if not path.exists():
+        raise TeacherLoadError(f"Checkpoint '{path}' does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            sd = safetensors.torch.load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated files, pickles with code, wrong formats
+        raise TeacherLoadError(
+            f"Could not read checkpoint '{path}': {type(e).__name__}: {e}. The file may be "
+            "truncated or not a state dict; re-export it with `torch.save(model.state_dict(), ...)` "
+            "or safetensors.") from e
+    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+            break
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise TeacherLoadError(f"Checkpoint '{path}' does not hold a state dict of tensors.")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _num_classes_in(sd: dict, model) -> int | None:
+    try:
+        head = model.get_classifier()
+    except Exception:
+        return None
+    names = [n for n, m in model.named_modules() if m is head]
+    if names and f"{names[0]}.weight" in sd:
+        return int(sd[f"{names[0]}.weight"].shape[0])
+    return None
+
+
+def _data_config(model):
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    return tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+def load_digits_teacher() -> Teacher:
+    import timm
+
+    import prism_gui.engine.digits.models  # noqa: F401  (registers digits_cnn)
+
+    folder = resource_path("digits_teacher")
+    card_path = folder / "card.json"
+    if not card_path.exists():
+        raise TeacherLoadError(
+            f"The built-in Digits teacher is missing ({card_path}): rebuild it with "
+            "`python -m prism_gui.engine.digits.train_teacher`.")
+    card = json.loads(card_path.read_text())
+    model = timm.create_model(card["architecture"], num_classes=card["num_classes"])
+    model.load_state_dict(_read_state_dict(folder / "model.safetensors"))
+    return Teacher(model=model.eval(), input_size=tuple(card["input_size"]), mean=tuple(card["mean"]),
+                   std=tuple(card["std"]), class_names=list(card["class_names"]),
+                   class_descriptions=card.get("class_descriptions"), source="digits",
+                   architecture=card["architecture"], card=card)
+
+
+def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None = None,
+                 class_names=None, input_size: tuple[int, int, int] | None = None,
+                 mean=None, std=None, allow_download: bool = False) -> Teacher:
+    """Load a teacher; see the module docstring for the accepted sources."""
+    if str(source) == "digits" and checkpoint is None:
+        t = load_digits_teacher()
+        if class_names is not None:
+            t.class_names, t.class_descriptions = _resolve_class_names(t.num_classes, class_names, "digits")
+        return t
+    path = Path(str(source)).expanduser()
+    if checkpoint is None and path.suffix in (".torchscript", ".ts", ".pt", ".pth") and path.exists():
+        return _load_torchscript(path, class_names, input_size, mean, std)
+    if checkpoint is None and (path.suffix in (".torchscript", ".ts", ".pt", ".pth", ".safetensors")):
+        raise TeacherLoadError(
+            f"Teacher file '{path}' does not exist. For a state-dict checkpoint also name its timm "
+            "architecture (e.g. --teacher resnet18 --checkpoint model.safetensors).")
+    return _load_timm(str(source), checkpoint, class_names, input_size, mean, std, allow_download)
+
+
+def _load_timm(name, checkpoint, class_names, input_size, mean, std, allow_download) -> Teacher:
+    import timm
+
+    import prism_gui.engine.digits.models  # noqa: F401
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
+        raise TeacherLoadError(
+            f"'{name}' is not a timm architecture or a file" +
+            (f"; did you mean {', '.join(close)}?" if close else ": see `timm.list_models()`."))
+    if checkpoint is not None:
+        ckpt = Path(checkpoint).expanduser()
+        sd = _read_state_dict(ckpt)
+        probe = timm.create_model(name, pretrained=False)
+        n = _num_classes_in(sd, probe) or probe.num_classes
+        model = timm.create_model(name, pretrained=False, num_classes=n)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            missing, unexpected = _diff_keys(model.state_dict(), sd)
+            raise TeacherLoadError(
+                f"Checkpoint '{ckpt}' does not match architecture '{name}' "
+                f"({len(missing)} missing, {len(unexpected)} unexpected or mis-shaped weights, e.g. "
+                f"{(missing + unexpected)[:3]}). Pick the architecture the checkpoint was trained "
+                "with.") from e
+        source = str(ckpt)
+    else:
+        model = _timm_pretrained_offline(name, allow_download)
+        source = name
+    model.eval()
+    size, m, s = _data_config(model)
+    names, desc = _resolve_class_names(model.num_classes, class_names, source)
+    if class_names is None and model.num_classes == 1000:
+        pass
+    return Teacher(model=model, input_size=tuple(input_size or size), mean=tuple(mean or m),
+                   std=tuple(std or s), class_names=names, class_descriptions=desc, source=source,
+                   architecture=name)
+
+
+def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
+    missing = [k for k in expected if k not in got]
+    bad = [k for k in got if k not in expected or tuple(got[k].shape) != tuple(expected[k].shape)]
+    return missing, bad
+
+
+def _timm_pretrained_offline(name: str, allow_download: bool):
+    """Create a pretrained timm model, reading its weights from the local HF cache only."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if hub_id and not allow_download:
+        from huggingface_hub import try_to_load_from_cache
+
+        for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            local = try_to_load_from_cache(hub_id, fname)
+            if isinstance(local, str):
+                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": local})
+        raise TeacherLoadError(
+            f"Weights for timm model '{name}' ({hub_id}) are not in the local Hugging Face cache and "
+            "downloads are off. Download them once (`huggingface-cli download "
+            f"{hub_id}`), allow downloads, or give a local checkpoint file.")
+    if cfg is None or not (hub_id or getattr(cfg, "url", None) or getattr(cfg, "file", None)):
+        raise TeacherLoadError(
+            f"timm model '{name}' has no pretrained weights: give a checkpoint file for it.")
+    return timm.create_model(name, pretrained=True)
+
+
+def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher:
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise TeacherLoadError(
+            f"'{path}' is not a loadable TorchScript file ({type(e).__name__}: {e}). Save it with "
+            "`torch.jit.save(torch.jit.script(model), path)`, or give a timm architecture plus "
+            "this file as --checkpoint if it is a state dict.") from e
+    model.eval()
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    size = tuple(input_size or card.get("input_size") or (3, 224, 224))
+    m = tuple(mean or card.get("mean") or (0.485, 0.456, 0.406))
+    s = tuple(std or card.get("std") or (0.229, 0.224, 0.225))
+    with torch.no_grad():
+        out = model(torch.zeros(1, *size))
+    names, desc = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
+    return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names,
+                   class_descriptions=desc or card.get("class_descriptions"), source=str(path),
+                   architecture="torchscript", card=card)

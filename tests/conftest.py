@@ -6,10 +6,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,3 +22,24 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    from tests.tiny_sd import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def digits_teacher():
+    from prism_gui.engine.teachers import load_teacher
+
+    return load_teacher("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_prior():
+    from prism_gui.engine.generators import load_generator
+
+    return load_generator("digits")

@@ -1,19 +1,75 @@
-"""The sampler: an explicit denoising loop over diffusers components.
+"""The sampler: one explicit denoising loop over diffusers components, with energy guidance.
 
-Read top to bottom: encode prompts, draw per-image seeded noise, then for every timestep
-run the UNet on the conditional and unconditional halves, combine them with
-classifier-free guidance, and let the scheduler step.  Latent models decode through their
-VAE at the end; pixel models (the Digits prior) are already in image space.
-Images come out in [-1, 1].
+Read top to bottom (:func:`sample_steps`): encode prompts, draw per-image seeded noise, then
+at every timestep run the UNet on the unconditional and conditional halves and combine them
+with classifier-free guidance.  Where energy guidance (EDA) acts, the predicted clean sample
+``x0`` is decoded (VAE or identity), handed to the teacher, and the gradient of its energy
+moves ``x0`` downhill; the scheduler then steps with the noise prediction that matches the
+moved ``x0``.  Latent models decode through their VAE at the end; pixel models (the Digits
+prior) are already images.  Images come out in [-1, 1].
+
+Guidance modes: ``cheap`` differentiates the energy with respect to ``x0`` only; ``exact``
+differentiates through the UNet with respect to the noisy sample.  ``recurrence`` re-noises
+and repeats each guided step (as training-free guidance methods do); it needs DDIM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import inspect
+from collections.abc import Iterator, Sequence
 
 import torch
 
+from prism_gui.engine.energies import EnergySpec, compute_energies
 from prism_gui.engine.generators import DiffusionComponents, make_scheduler
+from prism_gui.engine.jobs import CancelToken, Event
+
+
+@dataclasses.dataclass
+class SamplerSettings:
+    steps: int = 30
+    cfg: float = 3.0
+    scheduler: str | None = "ddim"
+    eta: float = 0.0
+
+
+@dataclasses.dataclass
+class GuidanceSpec:
+    """Energy-guided distribution alignment during sampling (``scale`` 0 switches it off)."""
+
+    energy: EnergySpec = dataclasses.field(default_factory=EnergySpec)
+    scale: float = 0.0
+    normalize: bool = True  # scale is the RMS size of the x0 step, in [-1, 1] pixel units
+    mode: str = "cheap"  # cheap | exact
+    window: tuple[float, float] = (0.0, 1.0)  # fraction of the trajectory where guidance acts
+    every: int = 1
+    recurrence: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.energy, dict):
+            self.energy = EnergySpec(**self.energy)
+        if self.mode not in ("cheap", "exact"):
+            raise ValueError(f"guidance mode must be 'cheap' or 'exact', not {self.mode!r}")
+        lo, hi = self.window
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise ValueError(f"guidance window {self.window} must satisfy 0 <= start <= end <= 1")
+        if self.every < 1 or self.recurrence < 1:
+            raise ValueError("guidance 'every' and 'recurrence' must be at least 1")
+
+    @property
+    def on(self) -> bool:
+        return self.scale > 0 and bool(self.energy.active)
+
+    def acts_at(self, i: int, n: int) -> bool:
+        if not self.on:
+            return False
+        frac = i / max(1, n - 1)
+        lo, hi = self.window
+        if not (lo <= frac <= hi):
+            return False
+        first = next(j for j in range(n) if lo <= j / max(1, n - 1))
+        return (i - first) % self.every == 0
 
 
 @torch.no_grad()
@@ -25,38 +81,170 @@ def encode_prompts(comp: DiffusionComponents, prompts: Sequence[str]) -> torch.T
 
 
 def initial_noise(comp: DiffusionComponents, seeds: Sequence[int]) -> torch.Tensor:
-    """One noise tensor per seed, drawn on the CPU so results match across devices."""
+    """One noise tensor per seed, drawn on the CPU so results match across devices (this is
+    what ``StableDiffusionPipeline`` draws for a list of CPU generators)."""
     c = comp.unet.config.in_channels
     s = comp.unet.config.sample_size
-    noise = [torch.randn((1, c, s, s), generator=torch.Generator("cpu").manual_seed(int(sd)))
+    noise = [torch.randn((1, c, s, s), generator=torch.Generator("cpu").manual_seed(int(sd)), dtype=torch.float32)
              for sd in seeds]
     return torch.cat(noise).to(comp.device, comp.dtype)
 
 
-@torch.no_grad()
-def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *,
-           steps: int = 30, cfg: float = 4.0, scheduler: str | None = "ddim",
-           negative_prompts: Sequence[str] | None = None) -> torch.Tensor:
-    """Plain classifier-free-guided sampling; returns images in [-1, 1], shape (N, C, H, W)."""
-    if len(prompts) != len(seeds):
-        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt.")
-    sched = make_scheduler(comp, scheduler)
-    sched.set_timesteps(steps, device=comp.device)
-    cond = encode_prompts(comp, prompts)
-    uncond = encode_prompts(comp, negative_prompts or [""] * len(prompts))
-    latents = initial_noise(comp, seeds) * sched.init_noise_sigma
-    gen = torch.Generator("cpu").manual_seed(int(seeds[0]) if len(seeds) else 0)
-    for t in sched.timesteps:
-        inp = sched.scale_model_input(torch.cat([latents, latents]), t)
-        eps = comp.unet(inp, t, torch.cat([uncond, cond])).sample
+def decode(comp: DiffusionComponents, latents: torch.Tensor) -> torch.Tensor:
+    """Latents (or pixels) -> images in [-1, 1], unclamped (differentiable)."""
+    if comp.vae is None:
+        return latents
+    return comp.vae.decode(latents / comp.vae.config.scaling_factor).sample
+
+
+def _noise_level(sched, t):
+    """(signal coefficient, noise coefficient) of the current sample: x = a * x0 + s * eps."""
+    if float(sched.init_noise_sigma) > 1.0 and hasattr(sched, "sigmas") and sched.step_index is not None:
+        return 1.0, float(sched.sigmas[sched.step_index])  # sigma-space schedulers (Euler, LMS, ...)
+    a = sched.alphas_cumprod[int(t)].float()
+    return float(a.sqrt()), float((1 - a).sqrt())
+
+
+def _rms(g: torch.Tensor) -> torch.Tensor:
+    return g.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, *([1] * (g.dim() - 1)))
+
+
+def _cfg_eps(comp, x, t, sched, embeds, cfg):
+    inp = sched.scale_model_input(torch.cat([x, x]) if cfg > 1 else x, t)
+    eps = comp.unet(inp, t, embeds).sample
+    if cfg > 1:
         eps_u, eps_c = eps.chunk(2)
         eps = eps_u + cfg * (eps_c - eps_u)
-        latents = sched.step(eps, t, latents, generator=gen).prev_sample
-    return decode(comp, latents)
+    return eps
 
 
-def decode(comp: DiffusionComponents, latents: torch.Tensor) -> torch.Tensor:
-    if comp.vae is None:
-        return latents.clamp(-1, 1)
-    img = comp.vae.decode(latents / comp.vae.config.scaling_factor).sample
-    return img.clamp(-1, 1)
+def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int],
+                 settings: SamplerSettings | None = None, *, guidance: GuidanceSpec | None = None,
+                 teacher=None, targets: Sequence[int] | None = None,
+                 negative_prompts: Sequence[str] | None = None,
+                 cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Yields one ``Event("sample", i, steps)`` per denoising step; the last event carries
+    ``data["images"]`` ([-1, 1], (N, C, H, W), on the CPU).  A cancelled run raises
+    :class:`~prism_gui.engine.jobs.Cancelled` within one step and returns nothing."""
+    settings = settings or SamplerSettings()
+    guidance = guidance or GuidanceSpec()
+    cancel = cancel or CancelToken()
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt.")
+    if guidance.on and (teacher is None or targets is None or len(targets) != len(prompts)):
+        raise ValueError("energy guidance needs a teacher and one target class per prompt")
+    sched = make_scheduler(comp, settings.scheduler)
+    if guidance.recurrence > 1 and type(sched).__name__ != "DDIMScheduler":
+        raise ValueError("guidance recurrence re-noises between repeats and needs the DDIM scheduler: "
+                         "choose scheduler 'ddim' or set recurrence to 1")
+    sched.set_timesteps(settings.steps, device=comp.device)
+    cfg = settings.cfg
+    cond = encode_prompts(comp, prompts)
+    embeds = cond
+    if cfg > 1:
+        uncond = encode_prompts(comp, list(negative_prompts) if negative_prompts else [""] * len(prompts))
+        embeds = torch.cat([uncond, cond])
+    latents = initial_noise(comp, seeds) * sched.init_noise_sigma
+    tgt = torch.as_tensor(list(targets), device=comp.device) if targets is not None else None
+    gen = torch.Generator("cpu").manual_seed(int(seeds[0]) if len(seeds) else 0)
+    accepted = set(inspect.signature(sched.step).parameters)  # as StableDiffusionPipeline does
+    step_kwargs = {k: v for k, v in (("eta", settings.eta), ("generator", gen)) if k in accepted}
+    n = len(sched.timesteps)
+    for i, t in enumerate(sched.timesteps):
+        cancel.raise_if_cancelled()
+        guided = guidance.acts_at(i, n)
+        energy_mean = None
+        for r in range(guidance.recurrence if guided else 1):
+            if guided:
+                eps, energy_mean = _guided_eps(comp, latents, t, sched, embeds, cfg, guidance, teacher, tgt)
+            else:
+                with torch.no_grad():
+                    eps = _cfg_eps(comp, latents, t, sched, embeds, cfg)
+            with torch.no_grad():
+                prev = sched.step(eps, t, latents, **step_kwargs).prev_sample
+            if r + 1 < (guidance.recurrence if guided else 1):
+                latents = _renoise(sched, prev, t, settings.steps, gen)
+            else:
+                latents = prev
+        data = {"mean_energy": energy_mean} if energy_mean is not None else {}
+        if i + 1 == n:
+            with torch.no_grad():
+                data["images"] = decode(comp, latents).clamp(-1, 1).float().cpu()
+        yield Event("sample", i + 1, n, f"step {i + 1}/{n}", data)
+
+
+def _renoise(sched, prev, t, steps, gen):
+    """Go back from the previous timestep to ``t`` with fresh noise (DDIM recurrence)."""
+    t_prev = int(t) - sched.config.num_train_timesteps // steps
+    a_t = sched.alphas_cumprod[int(t)]
+    a_p = sched.alphas_cumprod[t_prev] if t_prev >= 0 else sched.final_alpha_cumprod
+    ratio = (a_t / a_p).to(prev.dtype)
+    z = torch.randn(prev.shape, generator=gen, dtype=torch.float32).to(prev.device, prev.dtype)
+    return ratio.sqrt() * prev + (1 - ratio).sqrt() * z
+
+
+def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, teacher, tgt):
+    """Noise prediction whose implied x0 has moved down the teacher's energy."""
+    a, s = _noise_level(sched, t)
+    if guidance.mode == "exact":
+        with torch.enable_grad():
+            x = latents.detach().requires_grad_(True)
+            eps = _cfg_eps(comp, x, t, sched, embeds, cfg)
+            x0 = (x - s * eps) / a
+            energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt, guidance.energy, all_terms=False)
+            (grad,) = torch.autograd.grad(energy.sum(), x)
+        eps, x0 = eps.detach(), x0.detach()
+    else:
+        with torch.no_grad():
+            eps = _cfg_eps(comp, latents, t, sched, embeds, cfg)
+        x0 = ((latents - s * eps) / a).detach()
+        with torch.enable_grad():
+            x0g = x0.clone().requires_grad_(True)
+            energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt, guidance.energy, all_terms=False)
+            (grad,) = torch.autograd.grad(energy.sum(), x0g)
+    grad = grad.to(x0.dtype)
+    step = guidance.scale * (grad / _rms(grad) if guidance.normalize else grad)
+    x0_new = x0 - step
+    eps_new = (latents - a * x0_new) / s
+    return eps_new.to(latents.dtype), float(energy.detach().mean())
+
+
+def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *, steps: int = 30,
+           cfg: float = 4.0, scheduler: str | None = "ddim", negative_prompts: Sequence[str] | None = None,
+           guidance: GuidanceSpec | None = None, teacher=None, targets=None,
+           cancel: CancelToken | None = None) -> torch.Tensor:
+    """Run :func:`sample_steps` to the end and return the images ([-1, 1], on the CPU)."""
+    events = sample_steps(comp, prompts, seeds, SamplerSettings(steps=steps, cfg=cfg, scheduler=scheduler),
+                          guidance=guidance, teacher=teacher, targets=targets,
+                          negative_prompts=negative_prompts, cancel=cancel)
+    last = None
+    for ev in events:
+        last = ev
+    return last.data["images"]
+
+
+# ------------------------------------------------------------------------- scoring
+@torch.no_grad()
+def score_images(teacher, images: torch.Tensor, targets: Sequence[int], energy: EnergySpec,
+                 batch_size: int = 256) -> list[dict]:
+    """Every energy term, the weighted total, teacher top-5, entropy and correctness per image."""
+    rows: list[dict] = []
+    dev = teacher.device
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(dev)
+        tg = torch.as_tensor(list(targets[i : i + batch_size]), device=dev)
+        with torch.enable_grad():  # some terms (bn) use hooks; no grad is taken
+            total, terms, logits = compute_energies(teacher, x, tg, energy, all_terms=True)
+        probs = logits.softmax(-1)
+        top_p, top_i = probs.topk(min(5, probs.shape[-1]), dim=-1)
+        ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+        for j in range(len(x)):
+            rows.append({
+                "energy": float(total[j]),
+                "energies": {k: float(v[j]) for k, v in terms.items()},
+                "top5": [[int(c), float(p)] for c, p in zip(top_i[j].tolist(), top_p[j].tolist(), strict=True)],
+                "confidence": float(top_p[j, 0]),
+                "entropy": float(ent[j]),
+                "correct": bool(int(top_i[j, 0]) == int(tg[j])),
+            })
+    return rows

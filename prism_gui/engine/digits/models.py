@@ -66,14 +66,14 @@ class DigitsNet(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
-def _build(widths, depth, pretrained=False, **kwargs):
+def _build(arch, widths, depth, pretrained=False, **kwargs):
     if pretrained:
         raise ValueError("Digits models have no downloadable weights: load the shipped "
                          "checkpoint with prism_gui.engine.teachers.load_teacher('digits').")
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
     model = DigitsNet(widths=widths, depth=depth, **kwargs)
-    model.pretrained_cfg = model.default_cfg = _cfg(num_classes=model.num_classes)
+    model.pretrained_cfg = model.default_cfg = _cfg(num_classes=model.num_classes, architecture=arch)
     return model
 
 
@@ -87,12 +87,12 @@ def register() -> None:
     @register_model
     def digits_cnn(pretrained: bool = False, **kwargs) -> DigitsNet:
         """Digits teacher: 6 conv-BN layers (32-64-128), ~290k parameters."""
-        return _build((32, 64, 128), 2, pretrained, **kwargs)
+        return _build("digits_cnn", (32, 64, 128), 2, pretrained, **kwargs)
 
     @register_model
     def digits_student(pretrained: bool = False, **kwargs) -> DigitsNet:
         """Built-in Digits student: 3 conv-BN layers (16-32-32), ~14k parameters."""
-        return _build((16, 32, 32), 1, pretrained, **kwargs)
+        return _build("digits_student", (16, 32, 32), 1, pretrained, **kwargs)
 
 
 register()

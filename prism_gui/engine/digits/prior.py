@@ -79,8 +79,10 @@ def build_unet(cross_attention_dim: int = 64):
 def build_scheduler():
     from diffusers import DDPMScheduler
 
+    # no x0 clipping: with classifier-free guidance and DDIM, clipping the early (very noisy)
+    # x0 predictions saturates them and ruins the samples; training never uses it
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                         prediction_type="epsilon", clip_sample=True)
+                         prediction_type="epsilon", clip_sample=False)
 
 
 def to_model_range(images_0_16: np.ndarray | torch.Tensor):
@@ -94,10 +96,10 @@ def from_model_range(x):
 @dataclasses.dataclass
 class PriorTrainSpec:
     out_dir: str = "resources/digits_prior"
-    steps: int = 9000
+    steps: int = 8000
     max_minutes: float = 55.0  # stop early (and still save) if the budget runs out
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 7e-4
     warmup: int = 200
     ema_decay: float = 0.9995
     snr_gamma: float = 5.0

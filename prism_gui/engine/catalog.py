@@ -1,0 +1,417 @@
+"""The project's data: a folder with a spec, images, thumbnails and an SQLite catalog.
+
+Layout of a project folder::
+
+    project.json        the project's spec (teacher, generator, settings)
+    prompts.json        the prompt set
+    catalog.sqlite      one row per image (WAL journal), runs, metrics, curation history
+    images/<run>/       full-size PNGs (prompt, seed and settings also in a PNG text chunk)
+    thumbs/<run>/       thumbnails, rendered when an image is saved
+    runs/<run>/         manifest.json and metrics.jsonl of each job
+
+Writes are atomic: a file is written to a temporary name and renamed, and its row is inserted
+only after the rename, so a job killed at any moment leaves either a complete image with its
+row or an orphan file that :meth:`Catalog.repair` removes; never a row without its file.
+Curation changes are logged, so every change can be undone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+STATUSES = ("unreviewed", "keep", "reject")
+THUMB_SIZE = 96
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    class_index INTEGER NOT NULL,
+    class_name TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    negative_prompt TEXT NOT NULL DEFAULT '',
+    seed INTEGER NOT NULL,
+    generator TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    energy REAL,
+    energy_class REAL,
+    energy_free REAL,
+    energy_bn REAL,
+    energies TEXT,
+    top5 TEXT,
+    confidence REAL,
+    entropy REAL,
+    correct INTEGER,
+    status TEXT NOT NULL DEFAULT 'unreviewed' CHECK (status IN ('unreviewed', 'keep', 'reject')),
+    path TEXT NOT NULL,
+    thumb TEXT NOT NULL,
+    width INTEGER, height INTEGER,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    UNIQUE (run, item),
+    UNIQUE (run, seed)
+);
+CREATE INDEX IF NOT EXISTS ix_images_class ON images (class_index, energy);
+CREATE INDEX IF NOT EXISTS ix_images_energy ON images (energy);
+CREATE INDEX IF NOT EXISTS ix_images_confidence ON images (confidence);
+CREATE INDEX IF NOT EXISTS ix_images_status ON images (status, class_index);
+CREATE INDEX IF NOT EXISTS ix_images_run ON images (run, class_index);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, manifest TEXT,
+    status TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL, key TEXT NOT NULL, value REAL NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_metrics_run ON metrics (run, key, step);
+CREATE TABLE IF NOT EXISTS curation_log (
+    action INTEGER NOT NULL, image_id INTEGER NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL,
+    label TEXT, time REAL NOT NULL, undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ix_log_action ON curation_log (action);
+"""
+
+SORT_COLUMNS = {"id", "energy", "energy_class", "energy_free", "energy_bn", "confidence", "entropy", "class_index",
+                "created", "seed"}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def _png_bytes(img: Image.Image, text: dict[str, str] | None = None) -> bytes:
+    import io
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+class CatalogError(RuntimeError):
+    pass
+
+
+class Catalog:
+    """SQLite catalog of one project folder (thread-safe for one writer + readers)."""
+
+    def __init__(self, root: str | Path, create: bool = True):
+        self.root = Path(root)
+        if not self.root.exists():
+            if not create:
+                raise CatalogError(f"Project folder '{self.root}' does not exist.")
+            self.root.mkdir(parents=True)
+        self.db_path = self.root / "catalog.sqlite"
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, run: str, kind: str, spec: dict, manifest: dict | None = None) -> None:
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO runs (id, kind, spec, manifest, status, created, updated) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET status='running', updated=excluded.updated",
+                (run, kind, json.dumps(spec), json.dumps(manifest or {}), "running", now, now))
+        if manifest is not None:
+            atomic_write_text(self.root / "runs" / run / "manifest.json", json.dumps(manifest, indent=2))
+
+    def finish_run(self, run: str, status: str = "finished") -> None:
+        with self._lock, self._conn:
+            self._conn.execute("UPDATE runs SET status=?, updated=? WHERE id=?", (status, time.time(), run))
+
+    def runs(self, kind: str | None = None) -> list[dict]:
+        q = "SELECT * FROM runs" + (" WHERE kind=?" if kind else "") + " ORDER BY created"
+        with self._lock:
+            rows = self._conn.execute(q, (kind,) if kind else ()).fetchall()
+        return [{**dict(r), "spec": json.loads(r["spec"])} for r in rows]
+
+    def run_spec(self, run: str) -> dict | None:
+        with self._lock:
+            r = self._conn.execute("SELECT spec FROM runs WHERE id=?", (run,)).fetchone()
+        return json.loads(r["spec"]) if r else None
+
+    # ------------------------------------------------------------------ images
+    def add_image(self, run: str, item: int, image_hwc: np.ndarray, *, class_index: int, class_name: str,
+                  prompt: str, seed: int, generator: str, settings: dict, score: dict | None = None,
+                  negative_prompt: str = "") -> int:
+        """Store one image atomically (file, thumbnail, then row); returns its id."""
+        score = score or {}
+        rel = Path("images") / run / f"{item:07d}_{seed}.png"
+        rel_t = Path("thumbs") / run / f"{item:07d}_{seed}.png"
+        mode = "L" if image_hwc.shape[-1] == 1 else "RGB"
+        img = Image.fromarray(image_hwc[..., 0] if mode == "L" else image_hwc, mode)
+        meta = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "class": class_name,
+                "generator": generator, "settings": settings, "run": run, "item": item}
+        atomic_write_bytes(self.root / rel, _png_bytes(img, {"prism": json.dumps(meta)}))
+        thumb = img.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if img.width < THUMB_SIZE else Image.BILINEAR)
+        atomic_write_bytes(self.root / rel_t, _png_bytes(thumb))
+        en = score.get("energies", {})
+        now = time.time()
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO images (run, item, class_index, class_name, prompt, negative_prompt, seed, generator,"
+                " settings, energy, energy_class, energy_free, energy_bn, energies, top5, confidence, entropy,"
+                " correct, path, thumb, width, height, created, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run, item, class_index, class_name, prompt, negative_prompt, int(seed), generator,
+                 json.dumps(settings), score.get("energy"), en.get("class"), en.get("free"), en.get("bn"),
+                 json.dumps(en), json.dumps(score.get("top5", [])), score.get("confidence"), score.get("entropy"),
+                 None if "correct" not in score else int(score["correct"]), str(rel), str(rel_t), img.width,
+                 img.height, now, now))
+            return int(cur.lastrowid)
+
+    def done_items(self, run: str) -> set[int]:
+        with self._lock:
+            return {r[0] for r in self._conn.execute("SELECT item FROM images WHERE run=?", (run,))}
+
+    def repair(self) -> dict[str, int]:
+        """Remove orphan files (no row: a write interrupted before its row) and temp files, and
+        rows whose image file vanished.  Returns what it removed."""
+        removed = {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
+        with self._lock:
+            known = {r[0] for r in self._conn.execute("SELECT path FROM images")} | \
+                    {r[0] for r in self._conn.execute("SELECT thumb FROM images")}
+            for sub in ("images", "thumbs"):
+                base = self.root / sub
+                if not base.exists():
+                    continue
+                for f in base.rglob("*"):
+                    if not f.is_file():
+                        continue
+                    rel = str(f.relative_to(self.root))
+                    if f.name.endswith(".tmp"):
+                        f.unlink()
+                        removed["temp_files"] += 1
+                    elif rel not in known:
+                        f.unlink()
+                        removed["orphan_files"] += 1
+            gone = [r["id"] for r in self._conn.execute("SELECT id, path FROM images")
+                    if not (self.root / r["path"]).exists()]
+            with self._conn:
+                self._conn.executemany("DELETE FROM images WHERE id=?", [(i,) for i in gone])
+            removed["rows_without_file"] = len(gone)
+        return removed
+
+    def _where(self, run=None, classes=None, statuses=None, energy_max=None, energy_min=None,
+               confidence_min=None, confidence_max=None, text=None, correct=None, ids=None):
+        clauses, args = [], []
+        if run is not None:
+            runs = [run] if isinstance(run, str) else list(run)
+            clauses.append(f"run IN ({','.join('?' * len(runs))})")
+            args += runs
+        if classes is not None:
+            classes = list(classes)
+            clauses.append(f"class_index IN ({','.join('?' * len(classes))})" if classes else "0")
+            args += classes
+        if statuses is not None:
+            statuses = list(statuses)
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})" if statuses else "0")
+            args += statuses
+        for col, op, val in (("energy", "<=", energy_max), ("energy", ">=", energy_min),
+                             ("confidence", ">=", confidence_min), ("confidence", "<=", confidence_max)):
+            if val is not None:
+                clauses.append(f"{col} {op} ?")
+                args.append(val)
+        if text:
+            clauses.append("prompt LIKE ?")
+            args.append(f"%{text}%")
+        if correct is not None:
+            clauses.append("correct = ?")
+            args.append(int(correct))
+        if ids is not None:
+            ids = list(ids)
+            clauses.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
+            args += ids
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def query(self, *, sort: str = "id", descending: bool = False, limit: int | None = None, offset: int = 0,
+              columns: str = "*", **filters) -> list[sqlite3.Row]:
+        if sort not in SORT_COLUMNS:
+            raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
+        where, args = self._where(**filters)
+        q = f"SELECT {columns} FROM images{where} ORDER BY {sort} {'DESC' if descending else 'ASC'}, id"
+        if limit is not None:
+            q += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        with self._lock:
+            return self._conn.execute(q, args).fetchall()
+
+    def ids(self, **kw) -> list[int]:
+        return [r[0] for r in self.query(columns="id", **kw)]
+
+    def count(self, **filters) -> int:
+        where, args = self._where(**filters)
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM images{where}", args).fetchone()[0])
+
+    def get(self, image_id: int) -> dict:
+        with self._lock:
+            r = self._conn.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+        if r is None:
+            raise CatalogError(f"no image with id {image_id}")
+        d = dict(r)
+        for k in ("settings", "energies", "top5"):
+            d[k] = json.loads(d[k]) if d[k] else None
+        return d
+
+    def column(self, name: str, **filters) -> np.ndarray:
+        if name not in SORT_COLUMNS | {"status"}:
+            raise CatalogError(f"unknown column '{name}'")
+        return np.array([r[0] for r in self.query(columns=name, **filters)])
+
+    def load_images(self, ids: Sequence[int] | None = None, **filters):
+        """(images in [-1, 1] as a float tensor (N, C, H, W), class indices, ids)."""
+        import torch
+
+        rows = self.query(columns="id, path, class_index", ids=ids, **filters) if ids is not None else \
+            self.query(columns="id, path, class_index", **filters)
+        arrs = []
+        for r in rows:
+            with Image.open(self.root / r["path"]) as im:
+                a = np.asarray(im)
+            arrs.append(a[..., None] if a.ndim == 2 else a)
+        if not arrs:
+            return torch.zeros(0), np.zeros(0, np.int64), []
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return x, np.array([r["class_index"] for r in rows], np.int64), [r["id"] for r in rows]
+
+    # ------------------------------------------------------------------ curation (undoable)
+    def set_status(self, ids: Iterable[int], status: str, label: str = "") -> int | None:
+        """Change the curation status of images; returns the action id for :meth:`undo`."""
+        if status not in STATUSES:
+            raise CatalogError(f"status must be one of {STATUSES}, not {status!r}")
+        ids = list(ids)
+        if not ids:
+            return None
+        now = time.time()
+        with self._lock, self._conn:
+            action = (self._conn.execute("SELECT COALESCE(MAX(action), 0) + 1 FROM curation_log").fetchone()[0])
+            old = []
+            for chunk in range(0, len(ids), 900):
+                part = ids[chunk : chunk + 900]
+                old += self._conn.execute(
+                    f"SELECT id, status FROM images WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
+            changed = [(r["id"], r["status"]) for r in old if r["status"] != status]
+            self._conn.executemany(
+                "INSERT INTO curation_log (action, image_id, old, new, label, time) VALUES (?,?,?,?,?,?)",
+                [(action, i, o, status, label, now) for i, o in changed])
+            self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
+                                   [(status, now, i) for i, _ in changed])
+        return action if changed else None
+
+    def undo(self) -> int | None:
+        """Undo the latest curation action not yet undone; returns its id (None if nothing)."""
+        with self._lock, self._conn:
+            r = self._conn.execute("SELECT MAX(action) FROM curation_log WHERE undone=0").fetchone()[0]
+            if r is None:
+                return None
+            rows = self._conn.execute("SELECT image_id, old FROM curation_log WHERE action=?", (r,)).fetchall()
+            self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
+                                   [(o, time.time(), i) for i, o in rows])
+            self._conn.execute("UPDATE curation_log SET undone=1 WHERE action=?", (r,))
+        return int(r)
+
+    def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True,
+                      **filters) -> int | None:
+        """Reject, in one undoable action, every image whose ``column`` is beyond ``threshold``."""
+        if column not in SORT_COLUMNS:
+            raise CatalogError(f"unknown column '{column}'")
+        where, args = self._where(**filters)
+        cond = f"{column} {'>' if above else '<'} ?"
+        q = f"SELECT id FROM images{where}{' AND ' if where else ' WHERE '}{cond}"
+        with self._lock:
+            ids = [r[0] for r in self._conn.execute(q, [*args, threshold])]
+        return self.set_status(ids, "reject", label=f"{column} {'>' if above else '<'} {threshold:g}")
+
+    def select_lowest(self, per_class: int, *, column: str = "energy_class", run=None) -> int | None:
+        """Oversample-and-select: per class keep the ``per_class`` images with the lowest
+        ``column`` and reject the rest (one undoable action)."""
+        reject = []
+        classes = sorted({r[0] for r in self.query(columns="DISTINCT class_index", run=run)})
+        for c in classes:
+            ids = self.ids(run=run, classes=[c], statuses=["unreviewed", "keep"], sort=column)
+            reject += ids[per_class:]
+        return self.set_status(reject, "reject", label=f"keep {per_class}/class lowest {column}")
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(self, run: str, step: int, values: dict[str, float], epoch: float | None = None) -> None:
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
+                                   [(run, step, epoch, k, float(v), now) for k, v in values.items()])
+
+    def metrics(self, run: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._conn.execute("SELECT step, value FROM metrics WHERE run=? AND key=? ORDER BY step",
+                                      (run, key)).fetchall()
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    # ------------------------------------------------------------------ export
+    def export_imagefolder(self, dest: str | Path, *, statuses=("unreviewed", "keep"), **filters) -> int:
+        """Copy images into ``dest/<class_name>/`` with a Hugging Face imagefolder
+        ``metadata.jsonl`` (file_name, label, prompt, seed, energies, ...)."""
+        import shutil
+
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        lines = []
+        rows = self.query(statuses=statuses, **filters)
+        for r in rows:
+            rel = Path(r["class_name"].replace("/", "_")) / Path(r["path"]).name
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.root / r["path"], dest / rel)
+            lines.append(json.dumps({"file_name": str(rel), "label": r["class_name"], "class_index": r["class_index"],
+                                     "prompt": r["prompt"], "seed": r["seed"], "energy": r["energy"],
+                                     "energies": json.loads(r["energies"] or "{}"), "status": r["status"],
+                                     "run": r["run"]}))
+        atomic_write_text(dest / "metadata.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+        return len(rows)

@@ -1,0 +1,315 @@
+"""Distillation: a student learns the teacher's soft outputs on a (synthetic) set.
+
+Loss: ``KL(softmax(t/T) || softmax(s/T)) * T^2``, optionally mixed with cross-entropy on the
+teacher's argmax (``alpha_ce``).  The student sees the teacher's preprocessed input (same size
+and normalization).  The trainer is a generator: it yields an event per step (loss) and per
+evaluation (accuracy on a real held-out set, teacher-student agreement), logs every metric to
+``metrics.jsonl`` and the project's catalog, checkpoints each epoch (safetensors) so a stopped
+run resumes, and exports the student as safetensors and ONNX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.registry import Registry
+
+STUDENTS = Registry("student")
+STUDENTS.register("digits_student", "built-in Digits student (3 conv-BN layers, ~14k parameters)")("digits_student")
+STUDENTS.register("resnet18", "timm ResNet-18, random init")("resnet18")
+STUDENTS.register("mobilenetv3_small_100", "timm MobileNetV3-Small, random init")("mobilenetv3_small_100")
+STUDENTS.register("resnet50", "timm ResNet-50, random init")("resnet50")
+
+
+@dataclasses.dataclass
+class DistillSpec:
+    student: str = "digits_student"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 5e-3
+    weight_decay: float = 5e-4
+    temperature: float = 4.0
+    alpha_ce: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    # training data: "catalog" (a project's curated images) or "digits-train" (the real upper bound)
+    data: str = "catalog"
+    project: str | None = None
+    runs: list[str] | None = None
+    statuses: list[str] = dataclasses.field(default_factory=lambda: ["unreviewed", "keep"])
+    energy_max: float | None = None
+    # evaluation: "digits-test", an ImageFolder path, or "" for none
+    eval: str = "digits-test"
+    eval_every: int = 1
+    out_dir: str | None = None
+    run: str = "distill"
+    device: str = "auto"
+    export_onnx: bool = False
+
+
+def make_student(name: str, teacher) -> torch.nn.Module:
+    import timm
+
+    import prism_gui.engine.digits.models  # noqa: F401
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown student '{name}': choose a timm architecture or one of {STUDENTS.names()}")
+    return timm.create_model(name, pretrained=False, num_classes=teacher.num_classes, in_chans=teacher.input_size[0])
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    from prism_gui.engine.digits.classifier import random_affine
+
+    x = random_affine(x.cpu(), gen).to(x.device)
+    if x.shape[1] == 3:
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+    return x
+
+
+def kd_loss(s_logits, t_logits, T: float, alpha_ce: float = 0.0) -> torch.Tensor:
+    kl = F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True,
+                  reduction="batchmean") * T * T
+    if alpha_ce:
+        kl = (1 - alpha_ce) * kl + alpha_ce * F.cross_entropy(s_logits, t_logits.argmax(-1))
+    return kl
+
+
+def load_eval_set(name: str, teacher) -> tuple[torch.Tensor, np.ndarray]:
+    """A real held-out set as ([-1, 1] images, labels)."""
+    if name == "digits-test":
+        from prism_gui.engine.digits.data import load_split
+
+        x, y = load_split("test")
+        return torch.from_numpy(x).unsqueeze(1) / 8 - 1, y
+    return load_imagefolder(name, teacher)
+
+
+def load_imagefolder(root: str | Path, teacher) -> tuple[torch.Tensor, np.ndarray]:
+    """``root/<class name>/*.png|jpg`` resized to the teacher's input size."""
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Evaluation folder '{root}' does not exist: give an ImageFolder (one subfolder per class).")
+    index = {n: i for i, n in enumerate(teacher.class_names)}
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
+    unknown = [d.name for d in subdirs if d.name not in index]
+    if unknown:
+        raise ValueError(f"Evaluation folder '{root}': subfolders {unknown[:5]} are not teacher class names; "
+                         "rename them to match the teacher's classes.")
+    c, h, w = teacher.input_size
+    xs, ys = [], []
+    for d in subdirs:
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+                continue
+            with Image.open(f) as im:
+                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                a = np.asarray(im, np.float32)
+            xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
+            ys.append(index[d.name])
+    if not xs:
+        raise ValueError(f"Evaluation folder '{root}' holds no images.")
+    return torch.from_numpy(np.stack(xs)) / 127.5 - 1, np.array(ys)
+
+
+@torch.no_grad()
+def evaluate(student, teacher, images: torch.Tensor, labels: np.ndarray, batch_size: int = 512) -> dict:
+    student.eval()
+    dev = next(student.parameters()).device
+    sp, tp = [], []
+    for i in range(0, len(images), batch_size):
+        x = teacher.preprocess(images[i : i + batch_size].to(dev))
+        sp.append(student(x).argmax(-1).cpu())
+        tp.append(teacher.model(x).argmax(-1).cpu())
+    s, t = torch.cat(sp).numpy(), torch.cat(tp).numpy()
+    return {"test_accuracy": float((s == labels).mean()), "agreement": float((s == t).mean()),
+            "teacher_accuracy": float((t == labels).mean())}
+
+
+def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
+    if spec.data == "digits-train":
+        from prism_gui.engine.digits.data import load_split
+
+        x, _ = load_split("train")
+        return torch.from_numpy(x).unsqueeze(1) / 8 - 1
+    if spec.data != "catalog":
+        raise ValueError(f"unknown training data '{spec.data}': use 'catalog' or 'digits-train'")
+    if not spec.project:
+        raise ValueError("distilling from a catalog needs a project folder (spec.project)")
+    from prism_gui.engine.catalog import Catalog
+
+    with Catalog(spec.project, create=False) as cat:
+        x, _, _ = cat.load_images(run=spec.runs, statuses=spec.statuses, energy_max=spec.energy_max)
+    if len(x) == 0:
+        raise ValueError(f"no images to distill on in '{spec.project}' (runs {spec.runs}, statuses {spec.statuses},"
+                         f" energy <= {spec.energy_max}): generate images or relax the filters")
+    return x
+
+
+def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -> None:
+    import safetensors.torch
+
+    from prism_gui.engine.catalog import atomic_write_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+    atomic_write_bytes(folder / "student.safetensors", safetensors.torch.save(sd))
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step}, buf)
+    atomic_write_bytes(folder / "trainer_state.pt", buf.getvalue())
+
+
+def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | None = None,
+                     cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Yields ``Event("distill", step, total)`` with ``data['loss']`` per step, and with
+    ``data['test_accuracy']``/``data['agreement']`` after each evaluation; the last event has
+    ``data['result']``."""
+    import safetensors.torch
+
+    from prism_gui.engine.devices import pick_device
+    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.versions import manifest
+
+    cancel = cancel or CancelToken()
+    device = pick_device(spec.device)
+    teacher = teacher or load_teacher("digits")
+    teacher.to(device).model.eval()
+    torch.manual_seed(spec.seed)
+    gen = torch.Generator().manual_seed(spec.seed)
+    x = images if images is not None else training_images(spec, teacher)
+    student = make_student(spec.student, teacher).to(device)
+    eval_set = load_eval_set(spec.eval, teacher) if spec.eval else None
+    steps_per_epoch = math.ceil(len(x) / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(student.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, total), pct_start=0.15)
+    out = Path(spec.out_dir) if spec.out_dir else None
+    start_epoch, step = 0, 0
+    log_f = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        ck = out / "checkpoint"
+        spec_path = out / "spec.json"
+        if (ck / "trainer_state.pt").exists() and spec_path.exists() and \
+                json.loads(spec_path.read_text()) == dataclasses.asdict(spec):
+            student.load_state_dict(safetensors.torch.load_file(str(ck / "student.safetensors")))
+            state = torch.load(ck / "trainer_state.pt", weights_only=True)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            for _ in range(start_epoch):  # keep the data order of an uninterrupted run
+                torch.randperm(len(x), generator=gen)
+        spec_path.write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+        (out / "manifest.json").write_text(json.dumps(
+            manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x)), indent=2))
+        log_f = open(out / "metrics.jsonl", "a")
+    cat = None
+    if spec.project and spec.data == "catalog":
+        from prism_gui.engine.catalog import Catalog
+
+        cat = Catalog(spec.project)
+        cat.start_run(spec.run, "distill", dataclasses.asdict(spec))
+
+    def log(values: dict, epoch: float):
+        if log_f is not None:
+            log_f.write(json.dumps({"step": step, "epoch": epoch, "time": time.time(), **values}) + "\n")
+            log_f.flush()
+        if cat is not None:
+            cat.log_metrics(spec.run, step, values, epoch)
+
+    t0 = time.time()
+    last_eval: dict = {}
+    try:
+        yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs", {"images": len(x)})
+        for epoch in range(start_epoch, spec.epochs):
+            student.train()
+            perm = torch.randperm(len(x), generator=gen)
+            for i in range(0, len(x), spec.batch_size):
+                cancel.raise_if_cancelled()
+                xb = x[perm[i : i + spec.batch_size]]
+                if spec.augment:
+                    xb = augment_batch(xb, gen)
+                xb = teacher.preprocess(xb.to(device))
+                with torch.no_grad():
+                    t_logits = teacher.model(xb)
+                loss = kd_loss(student(xb), t_logits, spec.temperature, spec.alpha_ce)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                lv = loss.item()
+                log({"loss": lv, "lr": sched.get_last_lr()[0]}, epoch + (i + len(xb)) / len(x))
+                yield Event("distill", step, total, f"epoch {epoch + 1}/{spec.epochs} loss {lv:.4f}",
+                            {"loss": lv, "epoch": epoch + (i + len(xb)) / len(x)})
+            if eval_set is not None and ((epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs):
+                last_eval = evaluate(student, teacher, *eval_set)
+                log({"test_accuracy": last_eval["test_accuracy"], "agreement": last_eval["agreement"]}, epoch + 1)
+                yield Event("distill", step, total,
+                            f"epoch {epoch + 1}: accuracy {100 * last_eval['test_accuracy']:.1f}%",
+                            {**last_eval, "epoch": epoch + 1})
+            if out is not None:
+                _save_checkpoint(out / "checkpoint", student, opt, sched, epoch + 1, step)
+        result = {"student": spec.student, "images": len(x), "epochs": spec.epochs,
+                  "student_parameters": sum(p.numel() for p in student.parameters()),
+                  "seconds": round(time.time() - t0, 2), **last_eval}
+        if out is not None:
+            export_student(student, teacher, out, onnx=spec.export_onnx)
+            (out / "result.json").write_text(json.dumps(result, indent=2))
+        if cat is not None:
+            cat.finish_run(spec.run)
+        yield Event("distill", total, total, "done", {"result": result, "student": student})
+    except BaseException:
+        if cat is not None:
+            cat.finish_run(spec.run, "interrupted")
+        raise
+    finally:
+        if log_f is not None:
+            log_f.close()
+        if cat is not None:
+            cat.close()
+
+
+def export_student(student, teacher, out: Path, onnx: bool = True) -> list[Path]:
+    """``student.safetensors`` + ``student.json`` (and ``student.onnx``) in ``out``."""
+    import safetensors.torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    student = student.eval().cpu()
+    paths = [out / "student.safetensors"]
+    safetensors.torch.save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(paths[0]))
+    arch = getattr(student, "pretrained_cfg", {}).get("architecture") or type(student).__name__
+    (out / "student.json").write_text(json.dumps({
+        "architecture": arch, "num_classes": teacher.num_classes, "input_size": list(teacher.input_size),
+        "mean": list(teacher.mean), "std": list(teacher.std), "class_names": teacher.class_names}, indent=2))
+    if onnx:
+        # the torch.export-based exporter (the TorchScript one is deprecated); batch is dynamic
+        dummy = torch.zeros(2, *teacher.input_size)
+        torch.onnx.export(student, (dummy,), str(out / "student.onnx"), input_names=["input"],
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                          dynamo=True, verbose=False)
+        paths.append(out / "student.onnx")
+    teacher.to(teacher.device)
+    return paths
+
+
+def distill(spec: DistillSpec, **kw) -> dict:
+    """Run to the end; returns the result dict."""
+    last = None
+    for ev in run_distillation(spec, **kw):
+        last = ev
+    return last.data["result"]

@@ -1,0 +1,169 @@
+"""The generation job: prompts -> (guided) samples -> scores -> catalog, resumable.
+
+A run's plan is deterministic: item ``i`` has a class, a prompt (cycled through the class's
+active prompts) and the seed ``seed * 10_000_000 + i``.  A run killed at any moment and
+started again with the same spec skips the items already in the catalog, so it ends with
+exactly the requested count, no duplicate seeds and no orphan files.  A cancelled batch is
+discarded, never stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from prism_gui.engine.catalog import Catalog
+from prism_gui.engine.energies import EnergySpec
+from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.prompts import PromptSet
+from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
+
+
+@dataclasses.dataclass
+class GenerateSpec:
+    project: str
+    run: str = "run"
+    generator: str = "digits"
+    teacher: str = "digits"
+    images_per_class: int = 20
+    batch_size: int = 50
+    seed: int = 0
+    sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
+    guidance: GuidanceSpec = dataclasses.field(default_factory=GuidanceSpec)
+    score_energy: EnergySpec = dataclasses.field(default_factory=lambda: EnergySpec({"class": 1.0}))
+    device: str = "auto"
+    half: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.sampler, dict):
+            self.sampler = SamplerSettings(**self.sampler)
+        if isinstance(self.guidance, dict):
+            g = dict(self.guidance)
+            if "window" in g:
+                g["window"] = tuple(g["window"])
+            self.guidance = GuidanceSpec(**g)
+        if isinstance(self.score_energy, dict):
+            self.score_energy = EnergySpec(**self.score_energy)
+        if self.images_per_class < 1 or self.batch_size < 1:
+            raise ValueError("images_per_class and batch_size must be at least 1")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["guidance"]["window"] = list(self.guidance.window)
+        return d
+
+
+def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int, int, str, str, int]]:
+    """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class."""
+    items = []
+    i = 0
+    for k in range(len(prompts.class_names)):
+        active = [p for p in prompts.for_class(k) if p.weight > 0]
+        if not active:
+            raise ValueError(f"class '{prompts.class_names[k]}' has no active prompt: add or re-enable one")
+        weights = np.array([p.weight for p in active], float)
+        # deterministic weighted round-robin: prompt j gets about weight_j / sum(weights) of the items
+        counts = np.floor(weights / weights.sum() * images_per_class).astype(int)
+        order = np.argsort(-(weights / weights.sum() * images_per_class - counts), kind="stable")
+        counts[order[: images_per_class - counts.sum()]] += 1
+        # round-robin over prompts, so an interrupted run still covers every prompt
+        rr = []
+        left = list(counts)
+        while len(rr) < images_per_class:
+            for j in range(len(active)):
+                if left[j] > 0:
+                    rr.append(j)
+                    left[j] -= 1
+        for j in rr:
+            p = active[j]
+            items.append((i, k, p.text, p.negative, seed * 10_000_000 + i))
+            i += 1
+    return items
+
+
+def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, components=None,
+                   cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Generate, score and store; yields ``Event("generate", images_done, total)`` per denoising
+    step (``data['batch_step']``) and per stored batch (``data['new_ids']``, ``data['mean_energy']``)."""
+    from prism_gui.engine.devices import pick_device, pick_dtype
+    from prism_gui.engine.generators import load_generator
+    from prism_gui.engine.imaging import to_uint8
+    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.versions import manifest
+
+    cancel = cancel or CancelToken()
+    device = pick_device(spec.device)
+    teacher = teacher or load_teacher(spec.teacher)
+    teacher.to(device)
+    comp = components or load_generator(spec.generator)
+    comp.to(device, pick_dtype(device, spec.half))
+    if prompts.class_names != teacher.class_names:
+        raise ValueError(f"the prompt set's classes ({len(prompts.class_names)}) are not the teacher's "
+                         f"({teacher.num_classes}): regenerate the prompts for this teacher")
+    issues = [i for i in prompts.validate(comp.tokenizer) if "over the generator's limit" in i or "empty" in i]
+    if issues:
+        raise ValueError("prompt problems:\n" + "\n".join(issues[:10]))
+    items = plan(prompts, spec.images_per_class, spec.seed)
+    cat = Catalog(spec.project)
+    try:
+        repaired = cat.repair()
+        existing = cat.run_spec(spec.run)
+        if existing is not None and {k: v for k, v in existing.items() if k != "images_per_class"} != \
+                {k: v for k, v in spec.to_dict().items() if k != "images_per_class"}:
+            raise ValueError(f"run '{spec.run}' exists with different settings: choose a new run name "
+                             "to generate with these settings")
+        cat.start_run(spec.run, "generate", spec.to_dict(),
+                      manifest(spec.to_dict(), {"base_seed": spec.seed, "item_seed": "seed * 10_000_000 + item"},
+                               prompts=prompts.meta, job="generate"))
+        done = cat.done_items(spec.run)
+        todo = [it for it in items if it[0] not in done]
+        total = len(items)
+        n_done = total - len(todo)
+        yield Event("generate", n_done, total, f"{n_done}/{total} images"
+                    + (f" (resumed; repaired {repaired})" if done else ""), {"resumed": bool(done)})
+        settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
+        t0 = time.time()
+        for b in range(0, len(todo), spec.batch_size):
+            batch = todo[b : b + spec.batch_size]
+            images = None
+            for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
+                                   guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
+                                   negative_prompts=[it[3] for it in batch], cancel=cancel):
+                if "images" in ev.data:
+                    images = ev.data["images"]
+                else:
+                    yield Event("generate", n_done, total, f"{n_done}/{total} images, step {ev.step}/{ev.total}",
+                                {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
+            cancel.raise_if_cancelled()
+            scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
+            u8 = to_uint8(images)
+            new_ids = []
+            for it, img, sc in zip(batch, u8, scores, strict=True):
+                new_ids.append(cat.add_image(spec.run, it[0], img, class_index=it[1],
+                                             class_name=prompts.class_names[it[1]], prompt=it[2], seed=it[4],
+                                             generator=spec.generator, settings=settings, score=sc,
+                                             negative_prompt=it[3]))
+            n_done += len(batch)
+            el = time.time() - t0
+            rate = (n_done - (total - len(todo))) / max(el, 1e-9)
+            eta = (total - n_done) / rate if rate > 0 else 0
+            yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
+                        {"new_ids": new_ids, "mean_energy": float(np.mean([s["energy"] for s in scores])),
+                         "eta_s": eta})
+        cat.finish_run(spec.run)
+    except BaseException:
+        cat.finish_run(spec.run, "interrupted")
+        raise
+    finally:
+        cat.close()
+
+
+def generate_to_tensor(spec: GenerateSpec, prompts: PromptSet, teacher=None, components=None):
+    """Convenience for tests/benchmarks: run a generation and load the stored images back."""
+    for _ in run_generation(spec, prompts, teacher=teacher, components=components):
+        pass
+    with Catalog(spec.project) as cat:
+        return cat.load_images(run=spec.run)

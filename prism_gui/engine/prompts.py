@@ -1,0 +1,347 @@
+"""Diversified Prompt Engineering (DPE).
+
+1. *Semantic disambiguation*: each class name becomes an unambiguous phrase: from timm's
+   WordNet definitions for ImageNet classes ("crane" -> "crane, large long-necked wading
+   bird"), from a user description, or the name itself.
+2. *Content and style diversification*: attribute banks (editable JSON files, see
+   ``resources/prompt_banks/``) are expanded into N prompts per class with balanced coverage of
+   attribute values, no duplicates, seeded.
+3. *Precision-aware diversity*: optionally each prompt is scored by the mean teacher energy of
+   a few pilot samples, and prompts whose samples fall outside the teacher's distribution are
+   dropped or down-weighted; the scores stay visible on every prompt.
+
+A :class:`PromptSet` is data: saved with the project, importable and exportable as JSON or CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from prism_gui.engine.registry import Registry
+from prism_gui.resources import resource_path
+
+EXPANDERS = Registry("prompt expander")
+
+
+class PromptError(ValueError):
+    """A prompt file or bank is malformed; the message says where and how to fix it."""
+
+
+@dataclasses.dataclass
+class Prompt:
+    class_index: int
+    text: str
+    negative: str = ""
+    weight: float = 1.0
+    score: float | None = None  # mean pilot energy (lower = closer to the teacher's data)
+    source: str = "dpe"
+
+
+@dataclasses.dataclass
+class PromptSet:
+    class_names: list[str]
+    prompts: list[Prompt] = dataclasses.field(default_factory=list)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    # ---- queries
+    def for_class(self, k: int) -> list[Prompt]:
+        return [p for p in self.prompts if p.class_index == k]
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(self.for_class(k)) for k, name in enumerate(self.class_names)}
+
+    def active(self) -> list[Prompt]:
+        return [p for p in self.prompts if p.weight > 0]
+
+    # ---- validation
+    def validate(self, tokenizer=None) -> list[str]:
+        """Problems a user must see: empty prompts, prompts longer than the tokenizer's limit
+        (reported, never silently truncated), classes without prompts, unknown classes."""
+        issues = []
+        for i, p in enumerate(self.prompts):
+            if not (0 <= p.class_index < len(self.class_names)):
+                issues.append(f"prompt {i + 1}: class index {p.class_index} is outside 0..{len(self.class_names) - 1}")
+            if not p.text.strip():
+                issues.append(f"prompt {i + 1} ({self._name(p)}): empty prompt")
+                continue
+            if tokenizer is not None:
+                n = len(tokenizer(p.text).input_ids)
+                if n > tokenizer.model_max_length:
+                    issues.append(f"prompt {i + 1} ({self._name(p)}): {n} tokens, over the generator's limit of "
+                                  f"{tokenizer.model_max_length}; shorten it")
+                unk = getattr(tokenizer, "unk_token_id", None)
+                if unk is not None and unk != getattr(tokenizer, "eos_token_id", None) and \
+                        unk in tokenizer(p.text).input_ids:
+                    issues.append(f"prompt {i + 1} ({self._name(p)}): words unknown to the generator "
+                                  f"in '{p.text}'")
+        for k, name in enumerate(self.class_names):
+            if not any(p.class_index == k and p.weight > 0 for p in self.prompts):
+                issues.append(f"class '{name}' has no active prompt")
+        return issues
+
+    def _name(self, p: Prompt) -> str:
+        return self.class_names[p.class_index] if 0 <= p.class_index < len(self.class_names) else "?"
+
+    # ---- I/O
+    def to_json(self) -> str:
+        return json.dumps({"class_names": self.class_names, "meta": self.meta,
+                           "prompts": [dataclasses.asdict(p) for p in self.prompts]}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "prompts") -> PromptSet:
+        try:
+            obj = json.loads(text)
+            fields = {f.name for f in dataclasses.fields(Prompt)}
+            prompts = [Prompt(**{k: v for k, v in p.items() if k in fields}) for p in obj["prompts"]]
+            return cls(class_names=list(obj["class_names"]), prompts=prompts, meta=obj.get("meta", {}))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise PromptError(f"{source}: not a PRISM prompt file ({type(e).__name__}: {e}). Expected JSON "
+                              "with 'class_names' and 'prompts' [{class_index, text, ...}].") from e
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["class", "text", "negative", "weight", "score", "source"])
+        for p in self.prompts:
+            w.writerow([self.class_names[p.class_index], p.text, p.negative, p.weight,
+                        "" if p.score is None else p.score, p.source])
+        return buf.getvalue()
+
+    @classmethod
+    def from_csv(cls, text: str, class_names: Sequence[str], source: str = "prompts.csv") -> PromptSet:
+        """CSV with a header; columns ``class`` (name or index) and ``text`` are required."""
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows or "class" not in rows[0] or "text" not in rows[0]:
+            raise PromptError(f"{source}: needs a header with at least the columns 'class' and 'text'.")
+        index = {n: i for i, n in enumerate(class_names)}
+        prompts = []
+        for line, r in enumerate(rows, start=2):
+            c = r["class"].strip()
+            k = index.get(c, int(c) if c.isdigit() else None)
+            if k is None or not (0 <= k < len(class_names)):
+                raise PromptError(f"{source}, line {line}: unknown class '{c}'; use one of the teacher's class "
+                                  "names or an index.")
+            score = r.get("score") or ""
+            prompts.append(Prompt(k, r["text"], r.get("negative") or "", float(r.get("weight") or 1.0),
+                                  float(score) if score else None, r.get("source") or "user"))
+        return cls(class_names=list(class_names), prompts=prompts)
+
+    def save(self, path: str | Path) -> None:
+        from prism_gui.engine.catalog import atomic_write_text
+
+        path = Path(path)
+        atomic_write_text(path, self.to_csv() if path.suffix.lower() == ".csv" else self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path, class_names: Sequence[str] | None = None) -> PromptSet:
+        path = Path(path)
+        if not path.exists():
+            raise PromptError(f"Prompt file '{path}' does not exist.")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".csv":
+            if class_names is None:
+                raise PromptError(f"{path}: a CSV prompt file needs the teacher's class names to be read.")
+            return cls.from_csv(text, class_names, str(path))
+        return cls.from_json(text, str(path))
+
+
+# ----------------------------------------------------------------------------- banks
+def load_bank(name_or_path: str | Path) -> dict:
+    """A prompt bank by name (``digits``, ``natural``) or from a JSON file."""
+    path = Path(str(name_or_path))
+    if not path.suffix:
+        path = resource_path("prompt_banks", f"{name_or_path}.json")
+    if not path.exists():
+        raise PromptError(f"Prompt bank '{name_or_path}' not found (looked for {path}). Built-in banks: "
+                          + ", ".join(p.stem for p in resource_path("prompt_banks").glob("*.json")))
+    try:
+        bank = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise PromptError(f"Prompt bank {path} is not valid JSON: {e}") from e
+    for key in ("template", "plain_template"):
+        if "{class}" not in bank.get(key, ""):
+            raise PromptError(f"Prompt bank {path}: '{key}' must contain '{{class}}'.")
+    for kind in ("style", "content"):
+        for axis, values in bank.get(kind, {}).items():
+            if not values or not all(isinstance(v, str) and v.strip() for v in values):
+                raise PromptError(f"Prompt bank {path}: {kind} axis '{axis}' needs a non-empty list of words.")
+    return bank
+
+
+def class_phrases(class_names: Sequence[str], descriptions: Sequence[str] | None = None, mode: str = "name",
+                  user: dict[str, str] | None = None, max_words: int = 8) -> list[str]:
+    """Semantic disambiguation: one unambiguous phrase per class."""
+    user = user or {}
+    out = []
+    for k, name in enumerate(class_names):
+        if name in user and user[name].strip():
+            out.append(user[name].strip())
+            continue
+        if mode == "definition" and descriptions is not None and descriptions[k]:
+            desc = descriptions[k]
+            _head, _, definition = desc.partition(":")
+            definition = definition.split(";")[0].strip()
+            words = definition.split()
+            short = " ".join(words[:max_words])
+            out.append(f"{name}, {short}" if short else name)
+        else:
+            out.append(name)
+    return out
+
+
+def plain_prompts(class_names: Sequence[str], bank: dict, phrases: Sequence[str] | None = None,
+                  per_class: int = 1) -> PromptSet:
+    """The DM-KD baseline: one class-name prompt per class (repeated ``per_class`` times as
+    separate entries only if asked)."""
+    phrases = list(phrases or class_names)
+    ps = PromptSet(list(class_names), meta={"expander": "plain", "bank": bank.get("name")})
+    for k, ph in enumerate(phrases):
+        for _ in range(per_class):
+            ps.prompts.append(Prompt(k, bank["plain_template"].replace("{class}", ph), source="plain"))
+    return ps
+
+
+@EXPANDERS.register("dpe", "content x style attribute banks with balanced coverage")
+def expand(class_names: Sequence[str], bank: dict, per_class: int = 20, seed: int = 0,
+           phrases: Sequence[str] | None = None, axes: Sequence[str] | None = None,
+           include_plain: bool = True) -> PromptSet:
+    """``per_class`` distinct prompts per class from the bank's enabled ``axes`` (all by
+    default), each axis value used about equally often, seeded."""
+    rng = np.random.default_rng(seed)
+    phrases = list(phrases or class_names)
+    all_axes = [("style", a, v) for a, v in bank.get("style", {}).items()] + \
+               [("content", a, v) for a, v in bank.get("content", {}).items()]
+    if axes is not None:
+        unknown = set(axes) - {a for _, a, _ in all_axes}
+        if unknown:
+            raise PromptError(f"unknown bank axes {sorted(unknown)}; the bank has "
+                              f"{[a for _, a, _ in all_axes]}")
+        all_axes = [x for x in all_axes if x[1] in axes]
+    p_mention = float(bank.get("mention_probability", 0.5))
+    ps = PromptSet(list(class_names), meta={"expander": "dpe", "bank": bank.get("name"), "seed": seed,
+                                            "per_class": per_class, "axes": [a for _, a, _ in all_axes]})
+    for k, phrase in enumerate(phrases):
+        usage = {a: np.zeros(len(v)) for _, a, v in all_axes}
+        seen: set[str] = set()
+        if include_plain:
+            plain = bank["plain_template"].replace("{class}", phrase)
+            ps.prompts.append(Prompt(k, plain, source="plain"))
+            seen.add(plain)
+        attempts = 0
+        while len(seen) < per_class and attempts < per_class * 50:
+            attempts += 1
+            chosen = {}
+            for kind, axis, _values in all_axes:
+                if rng.random() < p_mention:
+                    u = usage[axis]
+                    least = np.flatnonzero(u == u.min())
+                    chosen[axis] = (kind, int(rng.choice(least)))
+            if not chosen and all_axes:
+                kind, axis, values = all_axes[int(rng.integers(len(all_axes)))]
+                chosen[axis] = (kind, int(rng.integers(len(values))))
+            text = _compose(bank, phrase, chosen, all_axes)
+            if text in seen:
+                continue
+            seen.add(text)
+            for axis, (_, vi) in chosen.items():
+                usage[axis][vi] += 1
+            ps.prompts.append(Prompt(k, text, source="dpe"))
+    return ps
+
+
+def _compose(bank: dict, phrase: str, chosen: dict, all_axes) -> str:
+    style = [values[chosen[a][1]] for kind, a, values in all_axes if kind == "style" and a in chosen]
+    content = [values[chosen[a][1]] for kind, a, values in all_axes if kind == "content" and a in chosen]
+    text = bank["template"].replace("{class}", phrase)
+    text = text.replace("{style}", " ".join(style)).replace("{content}", ", ".join(content))
+    text = " ".join(text.split()).replace(" ,", ",").strip().rstrip(",").strip()
+    text = text.replace(", ,", ",")
+    if text.startswith("a ") and text[2:3] in "aeiou":
+        text = "an " + text[2:]
+    return text
+
+
+def coverage(ps: PromptSet, bank: dict) -> dict[str, dict[str, int]]:
+    """How often each attribute value appears across the set (for the balance check/UI)."""
+    out: dict[str, dict[str, int]] = {}
+    for kind in ("style", "content"):
+        for axis, values in bank.get(kind, {}).items():
+            out[axis] = {v: sum(1 for p in ps.prompts if _mentions(p.text, v)) for v in values}
+    return out
+
+
+def _mentions(text: str, value: str) -> bool:
+    import re
+
+    return re.search(rf"(^|[\s,]){re.escape(value)}($|[\s,])", text) is not None
+
+
+@EXPANDERS.register("llm", "a local language model (transformers) writes the prompts")
+def llm_expand(model_dir: str | Path, class_names: Sequence[str], phrases: Sequence[str] | None = None,
+               per_class: int = 5, seed: int = 0, max_new_tokens: int = 24,
+               instruction: str = "A short caption of a picture of {class}:") -> PromptSet:
+    """Sample prompts from a causal language model in a local folder (never downloaded)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PromptError(f"Language-model folder '{model_dir}' does not exist: give a local transformers folder.")
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        lm = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+    except (OSError, ValueError) as e:
+        raise PromptError(f"Could not load a causal language model from '{model_dir}': {e}") from e
+    phrases = list(phrases or class_names)
+    ps = PromptSet(list(class_names), meta={"expander": "llm", "model": str(model_dir), "seed": seed})
+    torch.manual_seed(seed)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    for k, phrase in enumerate(phrases):
+        query = instruction.replace("{class}", phrase)
+        ids = tok(query, return_tensors="pt").input_ids
+        seen: set[str] = set()
+        for _ in range(per_class * 4):
+            if len(seen) >= per_class:
+                break
+            with torch.no_grad():
+                out = lm.generate(ids, do_sample=True, max_new_tokens=max_new_tokens, top_k=50,
+                                  pad_token_id=pad)
+            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip().split("\n")[0].strip()
+            text = f"{phrase}, {text}" if text else phrase
+            text = " ".join(text.split())
+            if text not in seen:
+                seen.add(text)
+                ps.prompts.append(Prompt(k, text, source="llm"))
+    return ps
+
+
+def apply_scores(ps: PromptSet, scores: dict[int, float], keep_fraction: float = 0.7,
+                 mode: str = "drop") -> PromptSet:
+    """Precision-aware diversity: per class, keep the ``keep_fraction`` of prompts with the
+    lowest pilot energy; the rest get weight 0 (``drop``) or a reduced weight (``downweight``).
+    Scores are stored on every prompt either way."""
+    if not 0 < keep_fraction <= 1:
+        raise ValueError("keep_fraction must be in (0, 1]")
+    for i, p in enumerate(ps.prompts):
+        if i in scores:
+            p.score = float(scores[i])
+    for k in range(len(ps.class_names)):
+        idx = [i for i, p in enumerate(ps.prompts) if p.class_index == k and p.score is not None]
+        if not idx:
+            continue
+        order = sorted(idx, key=lambda i: ps.prompts[i].score)
+        n_keep = max(1, round(keep_fraction * len(order)))
+        for rank, i in enumerate(order):
+            if rank >= n_keep:
+                ps.prompts[i].weight = 0.0 if mode == "drop" else 0.25
+            else:
+                ps.prompts[i].weight = 1.0
+    ps.meta["precision_aware"] = {"keep_fraction": keep_fraction, "mode": mode}
+    return ps

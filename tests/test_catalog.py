@@ -1,0 +1,105 @@
+import json
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prism_gui.engine.catalog import Catalog, CatalogError
+
+
+def add(cat, run, item, k=0, energy=1.0, conf=0.5, prompt="the digit zero"):
+    img = np.full((8, 8, 1), item % 255, np.uint8)
+    return cat.add_image(run, item, img, class_index=k, class_name=str(k), prompt=prompt, seed=1000 + item,
+                         generator="digits", settings={"cfg": 3},
+                         score={"energy": energy, "energies": {"class": energy}, "confidence": conf,
+                                "top5": [[k, conf]], "entropy": 0.1, "correct": True})
+
+
+def test_rows_files_thumbnails_and_png_text_chunk(tmp_path):
+    with Catalog(tmp_path) as cat:
+        i = add(cat, "r", 0)
+        row = cat.get(i)
+        assert (tmp_path / row["path"]).exists() and (tmp_path / row["thumb"]).exists()
+        assert Image.open(tmp_path / row["thumb"]).size == (96, 96)
+        meta = json.loads(Image.open(tmp_path / row["path"]).text["prism"])
+        assert meta["seed"] == 1000 and meta["prompt"] == "the digit zero" and meta["settings"] == {"cfg": 3}
+        assert row["energies"] == {"class": 1.0} and row["status"] == "unreviewed"
+        with pytest.raises(sqlite3.IntegrityError):
+            add(cat, "r", 0)
+    assert sqlite3.connect(tmp_path / "catalog.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_filter_sort_and_count(tmp_path):
+    with Catalog(tmp_path) as cat:
+        for i in range(30):
+            add(cat, "r", i, k=i % 3, energy=float(i), conf=i / 30, prompt=f"p{i % 2}")
+        assert cat.count() == 30
+        assert cat.count(classes=[1]) == 10
+        assert cat.ids(sort="energy", descending=True, limit=3) == [30, 29, 28]
+        assert cat.count(energy_max=9.5) == 10 and cat.count(confidence_min=0.5) == 15
+        assert cat.count(text="p1") == 15
+        with pytest.raises(CatalogError, match="cannot sort by"):
+            cat.query(sort="path; DROP TABLE images")
+
+
+def test_curation_is_undoable_including_threshold_rejects(tmp_path):
+    with Catalog(tmp_path) as cat:
+        for i in range(10):
+            add(cat, "r", i, energy=float(i))
+        cat.set_status([1, 2], "keep")
+        a = cat.reject_beyond(6.5)
+        assert cat.count(statuses=["reject"]) == 3
+        assert cat.undo() == a
+        assert cat.count(statuses=["reject"]) == 0 and cat.count(statuses=["keep"]) == 2
+        cat.undo()
+        assert cat.count(statuses=["unreviewed"]) == 10
+        assert cat.undo() is None
+        with pytest.raises(CatalogError, match="status must be"):
+            cat.set_status([1], "maybe")
+
+
+def test_select_lowest_keeps_the_best_per_class(tmp_path):
+    with Catalog(tmp_path) as cat:
+        for i in range(20):
+            add(cat, "r", i, k=i % 2, energy=float(-i))
+        cat.select_lowest(3, column="energy_class", run="r")
+        kept = cat.query(statuses=["unreviewed"])
+        assert sorted(r["item"] for r in kept) == [14, 15, 16, 17, 18, 19]
+
+
+def test_repair_removes_orphans_and_temp_files_never_rows_with_files(tmp_path):
+    with Catalog(tmp_path) as cat:
+        add(cat, "r", 0)
+        (tmp_path / "images" / "r" / "0000009_9.png").write_bytes(b"orphan")
+        (tmp_path / "images" / "r" / ".x.png.123.tmp").write_bytes(b"half")
+        rep = cat.repair()
+        assert rep == {"orphan_files": 1, "temp_files": 1, "rows_without_file": 0}
+        assert cat.count() == 1
+
+
+def test_export_imagefolder_with_metadata_jsonl(tmp_path):
+    with Catalog(tmp_path / "p") as cat:
+        for i in range(6):
+            add(cat, "r", i, k=i % 2)
+        cat.set_status([1], "reject")
+        n = cat.export_imagefolder(tmp_path / "out")
+    assert n == 5
+    lines = [json.loads(x) for x in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and all((tmp_path / "out" / x["file_name"]).exists() for x in lines)
+    assert {x["label"] for x in lines} == {"0", "1"}
+
+
+def test_missing_project_is_an_error_when_not_creating(tmp_path):
+    with pytest.raises(CatalogError, match="does not exist"):
+        Catalog(tmp_path / "nope", create=False)
+
+
+def test_metrics_table(tmp_path):
+    with Catalog(tmp_path) as cat:
+        for s in range(5):
+            cat.log_metrics("d", s, {"loss": 1.0 / (s + 1)})
+        steps, vals = cat.metrics("d", "loss")
+        assert list(steps) == [0, 1, 2, 3, 4] and vals[0] == 1.0
+    assert time.time() > 0

@@ -1,0 +1,76 @@
+"""`prism demo --quick` end to end (under 2 minutes), the stage commands and DeepInversion."""
+
+import json
+import subprocess
+import sys
+
+from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
+
+
+def run(root, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "prism_gui.cli", *args], cwd=root, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_demo_quick_writes_a_results_table_and_json(root, tmp_path):
+    out = tmp_path / "r.json"
+    r = run(root, "demo", "--quick", "--json", str(out), "--project", str(tmp_path / "proj"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["teacher_accuracy"] >= 0.97
+    assert set(res["methods"]) == {"real-data KD (upper bound)", "plain prompts", "PRISM"}
+    for m in res["methods"].values():
+        assert 0 <= m["student_accuracy"] <= 1
+    for name in ("plain prompts", "PRISM"):
+        assert set(res["methods"][name]["metrics"]) >= {"precision", "recall", "density", "coverage"}
+    assert res["methods"]["real-data KD (upper bound)"]["student_accuracy"] > 0.8
+    assert res["wall_seconds"] > 0 and "student acc" in r.stdout
+
+
+def test_stage_commands_from_spec_files(root, tmp_path):
+    (tmp_path / "p.toml").write_text(f'bank = "digits"\nper_class = 3\noutput = "{tmp_path / "prompts.json"}"\n')
+    r = run(root, "prompts", str(tmp_path / "p.toml"))
+    assert r.returncode == 0, r.stderr
+    gen = {"project": str(tmp_path / "proj"), "run": "a", "images_per_class": 2,
+           "prompts": str(tmp_path / "prompts.json"),
+           "sampler": {"steps": 4, "cfg": 2.0}, "guidance": {"scale": 0.05, "window": [0.5, 1.0]}}
+    (tmp_path / "g.json").write_text(json.dumps(gen))
+    r = run(root, "generate", str(tmp_path / "g.json"))
+    assert r.returncode == 0, r.stderr
+    assert "20/20 images" in r.stdout
+    d = {"project": str(tmp_path / "proj"), "epochs": 2, "out_dir": str(tmp_path / "student")}
+    (tmp_path / "d.json").write_text(json.dumps(d))
+    r = run(root, "distill", str(tmp_path / "d.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "student" / "result.json").read_text())["images"] == 20
+    (tmp_path / "e.json").write_text(json.dumps({"student_dir": str(tmp_path / "student")}))
+    r = run(root, "evaluate", str(tmp_path / "e.json"))
+    assert r.returncode == 0, r.stderr
+    assert "test_accuracy" in r.stdout
+    (tmp_path / "m.json").write_text(json.dumps({"project": str(tmp_path / "proj"), "k": 3}))
+    r = run(root, "metrics", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    assert "precision" in json.loads(r.stdout)["overall"]
+    r = run(root, "export", str(tmp_path / "proj"), str(tmp_path / "folder"))
+    assert r.returncode == 0 and (tmp_path / "folder" / "metadata.jsonl").exists()
+    assert (tmp_path / "proj" / "runs" / "a" / "manifest.json").exists()
+
+
+def test_bad_spec_gives_a_clear_error(root, tmp_path):
+    (tmp_path / "g.json").write_text(json.dumps({"project": str(tmp_path), "prompts": "x.json", "colour": "red"}))
+    r = run(root, "generate", str(tmp_path / "g.json"))
+    assert r.returncode == 1
+    assert "unknown settings ['colour']" in r.stderr
+    r = run(root, "distill", str(tmp_path / "missing.json"))
+    assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_deepinversion_baseline_stores_scored_images(tmp_path, digits_teacher):
+    spec = DeepInversionSpec(project=str(tmp_path), images_per_class=2, iterations=30, batch_size=20)
+    events = list(run_deepinversion(spec, teacher=digits_teacher))
+    assert events[-1].message == "done"
+    from prism_gui.engine.catalog import Catalog
+
+    with Catalog(tmp_path) as cat:
+        assert cat.count(run="deepinversion") == 20
+        assert cat.get(1)["generator"] == "deepinversion"

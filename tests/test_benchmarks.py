@@ -14,3 +14,30 @@ def test_digits_world_benchmark_runs_quick(root, tmp_path):
     for key in ("render_images_per_s", "prior_sampling_images_per_s", "prior_train_seconds_per_step",
                 "teacher_images_per_s"):
         assert res[key] > 0
+
+
+def test_perf_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "perf.json"
+    r = subprocess.run([sys.executable, "benchmarks/perf.py", "--quick", "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["guidance"]["cheap_over_unguided"] > 0 and res["guidance"]["exact_over_unguided"] > 0
+    assert res["sampler_vs_pipeline"]["engine_over_pipeline"] > 0
+    assert res["distill"]["images_per_s"]["engine"] > 0 and res["distill"]["images_per_s"]["bare"] > 0
+    assert res["catalog"]["rows"] == 5000
+    assert set(res["catalog"]["query_ms"]) >= {"sort_by_energy_ids", "prompt_text_filter_ids"}
+
+
+def test_ablation_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "ablation.json"
+    r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"),
+                        "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    rows = set(res["summary"])
+    assert rows >= {"real-data KD (upper bound)", "plain prompts", "DPE only", "EDA only", "PRISM",
+                    "plain prompts + select", "PRISM + select", "Gaussian noise", "DeepInversion"}
+    acc = res["summary"]["PRISM"]["6"]["accuracy_mean"]
+    assert set(acc) >= {"clean", "rotate +15", "thicker strokes", "translate 1px", "blur", "noise"}
+    assert "| PRISM |" in res["tables"]["6"]

@@ -1,0 +1,322 @@
+"""The PRISM ablation on the Digits world.
+
+    python benchmarks/ablation.py [--seeds 0 1 2] [--budgets 10 30 100 300] [--sweeps] [--quick]
+                                  [--work DIR] [--out benchmarks/results/ablation.json]
+
+Same teacher, same student architecture, same training recipe and the same number of training
+images per method; every synthetic set is also measured against the real test split
+(precision, recall, density, coverage in the teacher's features) and every student is
+evaluated on the test split and on shifted copies of it (rotation, stroke width, translation,
+blur, noise).
+
+Rows: the teacher; KD on the real train split (upper bound); Gaussian-noise images;
+DeepInversion-style images; plain class-name prompts without guidance (DM-KD); DPE only
+(aimed, precision-scored prompts); EDA only (plain prompts + energy guidance); PRISM (DPE +
+EDA); and the oversample-and-select rows (3x the images generated, the lowest class energy
+kept per class: the same training budget) for plain prompts and for PRISM.
+
+Each synthetic method is generated once per seed at the largest budget needed, into a
+resumable catalog under ``--work``; a budget of ``n`` per class trains on the first ``n``
+items of each class (the generation plan cycles through a class's prompts, so every prefix is
+balanced over prompts).  An interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from prism_gui.engine.pipeline import DemoSpec  # noqa: E402
+
+SYNTHETIC = ("plain prompts", "DPE only", "EDA only", "PRISM")
+SELECTED = {"plain prompts + select": "plain prompts", "PRISM + select": "PRISM"}
+
+
+# ------------------------------------------------------------------ domain shifts of the test split
+def shifted_test_sets(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Shifted copies of images in [-1, 1] (N, 1, 8, 8): the analogue of domain generalization."""
+    import torch.nn.functional as F
+    import torchvision.transforms.functional as TF
+
+    g = torch.Generator().manual_seed(seed)
+    out = {"clean": x}
+    out["rotate +15"] = TF.rotate(x, 15.0, interpolation=TF.InterpolationMode.BILINEAR, fill=-1.0)
+    out["rotate -15"] = TF.rotate(x, -15.0, interpolation=TF.InterpolationMode.BILINEAR, fill=-1.0)
+    ink = (x + 1) / 2  # 0..1
+    dil = F.max_pool2d(ink, 3, 1, 1)
+    ero = -F.max_pool2d(-ink, 3, 1, 1)
+    out["thicker strokes"] = (ink + 0.5 * (dil - ink)) * 2 - 1
+    out["thinner strokes"] = (ink - 0.5 * (ink - ero)) * 2 - 1
+    shifts = torch.randint(0, 4, (len(x),), generator=g)
+    moved = torch.full_like(x, -1.0)
+    for i, (dy, dx) in enumerate(((0, 1), (0, -1), (1, 0), (-1, 0))):
+        m = shifts == i
+        moved[m] = torch.roll(x[m], (dy, dx), dims=(2, 3))
+        if dx == 1:
+            moved[m, :, :, 0] = -1
+        elif dx == -1:
+            moved[m, :, :, -1] = -1
+        elif dy == 1:
+            moved[m, :, 0, :] = -1
+        else:
+            moved[m, :, -1, :] = -1
+    out["translate 1px"] = moved
+    out["blur"] = TF.gaussian_blur(x, kernel_size=3, sigma=0.7)
+    out["noise"] = (x + 0.25 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    return out
+
+
+def evaluate_shifts(student, teacher, sets: dict[str, torch.Tensor], y: np.ndarray) -> dict[str, float]:
+    from prism_gui.engine.distill import evaluate
+
+    return {name: evaluate(student, teacher, xs, y)["test_accuracy"] for name, xs in sets.items()}
+
+
+# ------------------------------------------------------------------ generation
+def _prompts(kind: str, spec: DemoSpec, teacher, comp, seed: int):
+    """'plain' prompts, or DPE: expanded, then precision-scored by pilot samples."""
+    from prism_gui.engine.energies import EnergySpec
+    from prism_gui.engine.prompts import apply_scores, expand, load_bank, plain_prompts
+    from prism_gui.engine.sampler import sample, score_images
+
+    bank = load_bank("digits")
+    if kind == "plain":
+        return plain_prompts(teacher.class_names, bank)
+    ps = expand(teacher.class_names, bank, per_class=spec.prompts_per_class, seed=seed)
+    if spec.pilot_per_prompt:
+        texts = [p.text for p in ps.prompts for _ in range(spec.pilot_per_prompt)]
+        targets = [p.class_index for p in ps.prompts for _ in range(spec.pilot_per_prompt)]
+        seeds = [900_000_000 + seed * 100_000 + i for i in range(len(texts))]
+        imgs = torch.cat([sample(comp, texts[i : i + 200], seeds[i : i + 200], steps=spec.sampler.steps,
+                                 cfg=spec.sampler.cfg, scheduler=spec.sampler.scheduler)
+                          for i in range(0, len(texts), 200)])
+        sc = score_images(teacher, imgs, targets, EnergySpec({"class": 1.0}))
+        per_prompt = np.array([s["energy"] for s in sc]).reshape(-1, spec.pilot_per_prompt).mean(1)
+        apply_scores(ps, dict(enumerate(per_prompt)), keep_fraction=spec.keep_prompt_fraction)
+    return ps
+
+
+def generate_method(method: str, per_class: int, seed: int, spec: DemoSpec, work: Path, teacher, comp) -> dict:
+    """Generate (or resume) one method's images into ``work/<method>-s<seed>``; returns timing."""
+    from prism_gui.engine.energies import EnergySpec
+    from prism_gui.engine.generate import GenerateSpec, run_generation
+    from prism_gui.engine.sampler import GuidanceSpec
+
+    project = work / f"{method.replace(' ', '_')}-s{seed}"
+    done_flag = project / f"done-{per_class}.json"
+    if done_flag.exists():
+        return json.loads(done_flag.read_text())
+    t0 = time.time()
+    prompts = _prompts("dpe" if method in ("DPE only", "PRISM") else "plain", spec, teacher, comp, seed)
+    guided = method in ("EDA only", "PRISM")
+    guidance = GuidanceSpec(energy=EnergySpec(dict(spec.guidance_energy)), scale=spec.guidance_scale,
+                            window=tuple(spec.guidance_window), mode=spec.guidance_mode) if guided else GuidanceSpec()
+    gspec = GenerateSpec(project=str(project), run="gen", images_per_class=per_class, batch_size=spec.batch_size,
+                         seed=1000 + seed, sampler=spec.sampler, guidance=guidance)
+    for _ in run_generation(gspec, prompts, teacher=teacher, components=comp):
+        pass
+    info = {"generate_seconds": round(time.time() - t0, 1), "images": per_class * teacher.num_classes}
+    done_flag.write_text(json.dumps(info))
+    return info
+
+
+def budget_images(project: Path, n: int, select_from: int | None = None):
+    """The first ``n`` items of each class, or (``select_from``) the ``n`` lowest class energies
+    among the first ``select_from`` items of each class."""
+    from prism_gui.engine.catalog import Catalog
+
+    with Catalog(project, create=False) as cat:
+        ids = []
+        for c in range(10):
+            rows = cat.query(columns="id, item, energy_class", run="gen", classes=[c], sort="id")
+            rows = rows[: (select_from or n)]
+            if select_from:
+                rows = sorted(rows, key=lambda r: r["energy_class"])[:n]
+            ids += [r["id"] for r in rows]
+        x, y, _ = cat.load_images(ids=ids)
+    return x, y
+
+
+# ------------------------------------------------------------------ the benchmark
+@dataclasses.dataclass
+class Config:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budgets: tuple[int, ...] = (10, 30, 100, 300)
+    oversample: int = 3
+    epochs: int = 40
+    deepinversion_iterations: int = 300
+    quick: bool = False
+
+
+def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
+    from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
+    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
+    from prism_gui.engine.generators import load_generator
+    from prism_gui.engine.metrics import prdc, teacher_features
+    from prism_gui.engine.teachers import load_teacher
+
+    teacher, comp = load_teacher("digits"), load_generator("digits")
+    x_test, y_test = load_eval_set("digits-test", teacher)
+    sets = shifted_test_sets(x_test)
+    real_feats = teacher_features(teacher, x_test)
+    res: dict = {"teacher": evaluate_teacher(teacher, sets, y_test), "rows": {}, "generation": {}}
+    max_b = max(cfg.budgets)
+    sel_budgets = [b for b in cfg.budgets if b * cfg.oversample <= max_b]
+
+    def distill(images, seed):
+        last = None
+        for ev in run_distillation(DistillSpec(student=spec.student, epochs=cfg.epochs, seed=seed, eval=""),
+                                   teacher=teacher, images=images):
+            last = ev
+        return last.data["student"]
+
+    def record(row, budget, seed, images, gen_seconds=None, metrics=True):
+        t0 = time.time()
+        student = distill(images, seed)
+        entry = {"seed": seed, "budget": budget, "accuracy": evaluate_shifts(student, teacher, sets, y_test),
+                 "distill_seconds": round(time.time() - t0, 1)}
+        if gen_seconds is not None:
+            entry["generate_seconds"] = gen_seconds
+        if metrics:
+            entry["prdc"] = prdc(real_feats, teacher_features(teacher, images), k=5)
+        res["rows"].setdefault(row, []).append(entry)
+        log(f"{row:<26} budget {budget!s:>4} seed {seed}: {100 * entry['accuracy']['clean']:.2f}%")
+
+    for seed in cfg.seeds:
+        record("real-data KD (upper bound)", None, seed, load_eval_set_train(), metrics=True)
+        for m in SYNTHETIC:
+            info = generate_method(m, max_b, seed, spec, work, teacher, comp)
+            res["generation"].setdefault(m, []).append(info)
+            project = work / f"{m.replace(' ', '_')}-s{seed}"
+            for b in cfg.budgets:
+                x, _ = budget_images(project, b)
+                record(m, b, seed, x, gen_seconds=round(info["generate_seconds"] * b / max_b, 1))
+        for row, base in SELECTED.items():
+            project = work / f"{base.replace(' ', '_')}-s{seed}"
+            info = res["generation"][base][-1]
+            for b in sel_budgets:
+                x, _ = budget_images(project, b, select_from=b * cfg.oversample)
+                record(row, b, seed, x, gen_seconds=round(info["generate_seconds"] * b * cfg.oversample / max_b, 1))
+        g = torch.Generator().manual_seed(seed)
+        for b in cfg.budgets:
+            noise = (torch.randn((b * 10, 1, 8, 8), generator=g) * 0.5).clamp(-1, 1)
+            record("Gaussian noise", b, seed, noise)
+        t0 = time.time()
+        di_proj = work / f"deepinversion-s{seed}"
+        di = DeepInversionSpec(project=str(di_proj), images_per_class=max_b, seed=seed,
+                               iterations=cfg.deepinversion_iterations)
+        if not (di_proj / "done.json").exists():
+            for _ in run_deepinversion(di, teacher=teacher):
+                pass
+            (di_proj / "done.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
+        for b in cfg.budgets:
+            from prism_gui.engine.catalog import Catalog
+
+            with Catalog(di_proj, create=False) as cat:
+                ids = [i for c in range(10) for i in cat.ids(run="deepinversion", classes=[c], sort="id")[:b]]
+                x, _, _ = cat.load_images(ids=ids)
+            record("DeepInversion", b, seed, x)
+    res["summary"] = summarize(res)
+    return res
+
+
+def load_eval_set_train():
+    from prism_gui.engine.digits.data import load_split
+
+    x, _ = load_split("train")
+    return torch.from_numpy(x).unsqueeze(1) / 8 - 1
+
+
+def evaluate_teacher(teacher, sets, y) -> dict:
+    with torch.no_grad():
+        return {k: float((teacher.logits(v).argmax(1).numpy() == y).mean()) for k, v in sets.items()}
+
+
+def summarize(res: dict) -> dict:
+    """Mean and standard deviation over seeds, per row and budget."""
+    out: dict = {}
+    for row, entries in res["rows"].items():
+        by_b: dict = {}
+        for e in entries:
+            by_b.setdefault(str(e["budget"]), []).append(e)
+        out[row] = {}
+        for b, es in by_b.items():
+            acc = {k: [e["accuracy"][k] for e in es] for k in es[0]["accuracy"]}
+            s = {"n_seeds": len(es), "accuracy_mean": {k: float(np.mean(v)) for k, v in acc.items()},
+                 "accuracy_std": {k: float(np.std(v)) for k, v in acc.items()}}
+            if "prdc" in es[0]:
+                s["prdc_mean"] = {k: float(np.mean([e["prdc"][k] for e in es])) for k in es[0]["prdc"]}
+            if "generate_seconds" in es[0]:
+                s["generate_seconds_mean"] = float(np.mean([e["generate_seconds"] for e in es]))
+            out[row][b] = s
+    return out
+
+
+def format_table(res: dict, budget: int) -> str:
+    shifts = list(res["teacher"])
+    head = "| method | test acc (mean ± std) | precision | recall | density | coverage | gen s | " + \
+        " | ".join(s for s in shifts if s != "clean") + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    t = res["teacher"]
+    lines.append(f"| teacher | {100 * t['clean']:.2f} | | | | | | " +
+                 " | ".join(f"{100 * t[s]:.1f}" for s in shifts if s != "clean") + " |")
+    for row, by_b in res["summary"].items():
+        s = by_b.get(str(budget)) or by_b.get("None")
+        if s is None:
+            continue
+        m, sd = s["accuracy_mean"], s["accuracy_std"]
+        p = s.get("prdc_mean", {})
+
+        def f(k, p=p):
+            return f"{p[k]:.3f}" if k in p else ""
+
+        gen = f"{s['generate_seconds_mean']:.0f}" if "generate_seconds_mean" in s else ""
+        lines.append(f"| {row} | {100 * m['clean']:.2f} ± {100 * sd['clean']:.2f} | {f('precision')} | "
+                     f"{f('recall')} | {f('density')} | {f('coverage')} | {gen} | " +
+                     " | ".join(f"{100 * m[k]:.1f}" for k in shifts if k != "clean") + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budgets", type=int, nargs="+", default=[10, 30, 100, 300])
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "ablation")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
+    p.add_argument("--quick", action="store_true", help="tiny settings (used by the test suite)")
+    a = p.parse_args(argv)
+    spec = DemoSpec()
+    cfg = Config(seeds=tuple(a.seeds), budgets=tuple(a.budgets), epochs=a.epochs)
+    if a.quick:
+        spec = dataclasses.replace(DemoSpec.quick(), prompts_per_class=3, pilot_per_prompt=1)
+        spec.sampler.steps = 4
+        cfg = Config(seeds=(0,), budgets=(2, 6), epochs=1, deepinversion_iterations=5, quick=True)
+    t0 = time.time()
+    res = run(cfg, spec, a.work)
+    res["config"] = {**dataclasses.asdict(cfg), "demo_spec": dataclasses.asdict(spec)}
+    res["command"] = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["wall_seconds"] = round(time.time() - t0, 1)
+    for b in cfg.budgets:
+        res.setdefault("tables", {})[str(b)] = format_table(res, b)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2))
+    print(res["tables"][str(100 if 100 in cfg.budgets else cfg.budgets[-1])])
+    print("wrote", a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

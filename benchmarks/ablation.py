@@ -87,24 +87,16 @@ def evaluate_shifts(student, teacher, sets: dict[str, torch.Tensor], y: np.ndarr
 # ------------------------------------------------------------------ generation
 def _prompts(kind: str, spec: DemoSpec, teacher, comp, seed: int):
     """'plain' prompts, or DPE: expanded, then precision-scored by pilot samples."""
-    from prism_gui.engine.energies import EnergySpec
-    from prism_gui.engine.prompts import apply_scores, expand, load_bank, plain_prompts
-    from prism_gui.engine.sampler import sample, score_images
+    from prism_gui.engine.prompts import expand, load_bank, plain_prompts, score_prompts
 
     bank = load_bank("digits")
     if kind == "plain":
         return plain_prompts(teacher.class_names, bank)
     ps = expand(teacher.class_names, bank, per_class=spec.prompts_per_class, seed=seed)
     if spec.pilot_per_prompt:
-        texts = [p.text for p in ps.prompts for _ in range(spec.pilot_per_prompt)]
-        targets = [p.class_index for p in ps.prompts for _ in range(spec.pilot_per_prompt)]
-        seeds = [900_000_000 + seed * 100_000 + i for i in range(len(texts))]
-        imgs = torch.cat([sample(comp, texts[i : i + 200], seeds[i : i + 200], steps=spec.sampler.steps,
-                                 cfg=spec.sampler.cfg, scheduler=spec.sampler.scheduler)
-                          for i in range(0, len(texts), 200)])
-        sc = score_images(teacher, imgs, targets, EnergySpec({"class": 1.0}))
-        per_prompt = np.array([s["energy"] for s in sc]).reshape(-1, spec.pilot_per_prompt).mean(1)
-        apply_scores(ps, dict(enumerate(per_prompt)), keep_fraction=spec.keep_prompt_fraction)
+        for ev in score_prompts(ps, comp, teacher, pilot_per_prompt=spec.pilot_per_prompt,
+                                keep_fraction=spec.keep_prompt_fraction, sampler=spec.sampler, seed=seed):
+            ps = ev.data.get("prompts", ps)
     return ps
 
 

@@ -39,6 +39,10 @@ class DiffusionComponents:
         return next(self.unet.parameters()).dtype
 
     def to(self, device=None, dtype=None):
+        import torch
+
+        if (device is None or self.device == torch.device(device)) and (dtype is None or self.dtype == dtype):
+            return self  # already there (and diffusers would log its float32 notice again)
         for m in (self.unet, self.text_encoder, self.vae):
             if m is not None:
                 m.to(device=device, dtype=dtype)

@@ -16,38 +16,42 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
+from prism_gui.engine.demo_settings import FULL, QUICK
 from prism_gui.engine.distill import DistillSpec, run_distillation
 from prism_gui.engine.energies import EnergySpec
 from prism_gui.engine.generate import GenerateSpec, run_generation
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings
 
+_SAMPLER_KEYS = ("steps", "cfg", "scheduler")
+
 
 @dataclasses.dataclass
 class DemoSpec:
+    """Defaults: :data:`prism_gui.engine.demo_settings.FULL` (``quick()``: ``QUICK``)."""
+
     project: str | None = None  # default: a fresh temporary folder
-    images_per_class: int = 100
-    oversample: int = 3  # PRISM generates this many times more and keeps the lowest-energy ones
-    prompts_per_class: int = 20
-    pilot_per_prompt: int = 2  # precision-aware prompt scoring (0: off)
-    keep_prompt_fraction: float = 0.7
+    images_per_class: int = FULL["images_per_class"]
+    oversample: int = FULL["oversample"]  # PRISM generates this many times more and keeps the lowest-energy ones
+    prompts_per_class: int = FULL["prompts_per_class"]
+    pilot_per_prompt: int = FULL["pilot_per_prompt"]  # precision-aware prompt scoring (0: off)
+    keep_prompt_fraction: float = FULL["keep_prompt_fraction"]
     select_energy: str = "energy_class"
-    guidance_scale: float = 0.02
-    guidance_window: tuple[float, float] = (0.5, 1.0)
-    guidance_mode: str = "cheap"
+    guidance_scale: float = FULL["guidance_scale"]
+    guidance_window: tuple[float, float] = FULL["guidance_window"]
+    guidance_mode: str = FULL["guidance_mode"]
     guidance_energy: dict = dataclasses.field(default_factory=lambda: {"class": 1.0})
-    sampler: SamplerSettings = dataclasses.field(default_factory=SamplerSettings)
-    epochs: int = 40
-    student: str = "digits_student"
-    seed: int = 0
+    sampler: SamplerSettings = dataclasses.field(default_factory=lambda: SamplerSettings(
+        **{k: FULL[k] for k in _SAMPLER_KEYS}))
+    epochs: int = FULL["epochs"]
+    student: str = FULL["student"]
+    seed: int = FULL["seed"]
     batch_size: int = 100
 
     @classmethod
     def quick(cls, **kw) -> DemoSpec:
-        base = dict(images_per_class=20, oversample=2, prompts_per_class=6, pilot_per_prompt=1, epochs=15,
-                    sampler=SamplerSettings(steps=15, cfg=3.0, scheduler="ddim"))
+        base = {k: v for k, v in QUICK.items() if k not in _SAMPLER_KEYS}
+        base["sampler"] = SamplerSettings(**{k: QUICK[k] for k in _SAMPLER_KEYS})
         return cls(**{**base, **kw})
 
 
@@ -59,8 +63,7 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     from prism_gui.engine.distill import load_eval_set
     from prism_gui.engine.generators import load_generator
     from prism_gui.engine.metrics import prdc_per_class, teacher_features
-    from prism_gui.engine.prompts import apply_scores, expand, load_bank, plain_prompts
-    from prism_gui.engine.sampler import sample, score_images
+    from prism_gui.engine.prompts import expand, load_bank, plain_prompts, score_prompts
     from prism_gui.engine.teachers import load_teacher
 
     cancel = cancel or CancelToken()
@@ -116,18 +119,11 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     t0 = time.time()
     prompts = expand(teacher.class_names, bank, per_class=spec.prompts_per_class, seed=spec.seed)
     if spec.pilot_per_prompt:
-        texts = [p.text for p in prompts.prompts for _ in range(spec.pilot_per_prompt)]
-        targets = [p.class_index for p in prompts.prompts for _ in range(spec.pilot_per_prompt)]
-        seeds = [900_000_000 + i for i in range(len(texts))]
-        imgs = []
-        for i in range(0, len(texts), 200):
-            cancel.raise_if_cancelled()
-            imgs.append(sample(comp, texts[i : i + 200], seeds[i : i + 200], steps=spec.sampler.steps,
-                               cfg=spec.sampler.cfg, scheduler=spec.sampler.scheduler))
-            yield Event("prompts: pilot scoring", min(len(texts), i + 200), len(texts))
-        sc = score_images(teacher, torch.cat(imgs), targets, EnergySpec({"class": 1.0}))
-        per_prompt = np.array([s["energy"] for s in sc]).reshape(-1, spec.pilot_per_prompt).mean(1)
-        apply_scores(prompts, dict(enumerate(per_prompt)), keep_fraction=spec.keep_prompt_fraction)
+        for ev in score_prompts(prompts, comp, teacher, pilot_per_prompt=spec.pilot_per_prompt,
+                                keep_fraction=spec.keep_prompt_fraction, sampler=spec.sampler, seed=spec.seed,
+                                cancel=cancel):
+            prompts = ev.data.get("prompts", prompts)
+            yield ev
     prompts.save(project / "prompts.json")
     guidance = GuidanceSpec(energy=EnergySpec(dict(spec.guidance_energy)), scale=spec.guidance_scale,
                             window=tuple(spec.guidance_window), mode=spec.guidance_mode)

@@ -345,3 +345,43 @@ def apply_scores(ps: PromptSet, scores: dict[int, float], keep_fraction: float =
                 ps.prompts[i].weight = 1.0
     ps.meta["precision_aware"] = {"keep_fraction": keep_fraction, "mode": mode}
     return ps
+
+
+PILOT_SEED_BASE = 900_000_000  # pilot samples never share a seed with a generation run
+
+
+def score_prompts(ps: PromptSet, components, teacher, *, pilot_per_prompt: int = 1, keep_fraction: float = 0.7,
+                  sampler=None, batch_size: int = 200, seed: int = 0, cancel=None):
+    """Precision-aware diversity: draw ``pilot_per_prompt`` unguided samples per prompt, score
+    them with the teacher's class-conditional energy, and keep (``apply_scores``) the
+    ``keep_fraction`` of each class's prompts whose samples lie closest to the teacher's data.
+
+    A job generator: yields ``Event("prompts: pilot scoring", done, total)``; the last event
+    carries ``data['prompts']``, a scored copy of ``ps`` (``ps`` itself is left unchanged)."""
+    import copy
+
+    from prism_gui.engine.energies import EnergySpec
+    from prism_gui.engine.jobs import CancelToken, Event
+    from prism_gui.engine.sampler import SamplerSettings, sample_steps, score_images
+
+    if pilot_per_prompt < 1:
+        raise PromptError("pilot_per_prompt must be at least 1 to score prompts")
+    cancel = cancel or CancelToken()
+    sampler = sampler or SamplerSettings()
+    scored = copy.deepcopy(ps)
+    texts = [p.text for p in scored.prompts for _ in range(pilot_per_prompt)]
+    targets = [p.class_index for p in scored.prompts for _ in range(pilot_per_prompt)]
+    seeds = [PILOT_SEED_BASE + seed * 100_000 + i for i in range(len(texts))]
+    energies: list[float] = []
+    yield Event("prompts: pilot scoring", 0, len(texts), f"{len(texts)} pilot samples")
+    for i in range(0, len(texts), batch_size):
+        images = None
+        for ev in sample_steps(components, texts[i : i + batch_size], seeds[i : i + batch_size], sampler,
+                               cancel=cancel):
+            images = ev.data.get("images", images)
+        sc = score_images(teacher, images.to(teacher.device), targets[i : i + batch_size], EnergySpec({"class": 1.0}))
+        energies += [s["energy"] for s in sc]
+        yield Event("prompts: pilot scoring", min(len(texts), i + batch_size), len(texts))
+    per_prompt = np.array(energies).reshape(-1, pilot_per_prompt).mean(1)
+    apply_scores(scored, dict(enumerate(per_prompt)), keep_fraction=keep_fraction)
+    yield Event("prompts: pilot scoring", len(texts), len(texts), "scored", {"prompts": scored})

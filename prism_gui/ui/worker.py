@@ -30,6 +30,14 @@ class _Runner(QObject):
         self._factory, self._token, self._resume = factory, token, resume
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            # end the thread's event loop from inside, so ``Job.wait`` returns even while the GUI
+            # thread is blocked in it (closing the app with a running job)
+            QThread.currentThread().quit()
+
+    def _run(self) -> None:
         last = None
         try:
             for ev in self._factory(self._token):
@@ -107,6 +115,7 @@ class Job(QObject):
         return self.state in ("running", "paused")
 
     def wait(self, ms: int = 30000) -> bool:
+        """Block until the job's thread has ended (its final signals are delivered by the event loop)."""
         return self._thread.wait(ms) if self._thread is not None else True
 
     def _on_progress(self, ev: Event) -> None:

@@ -1,0 +1,270 @@
+"""What the panels share: typed settings, the studio context (project, teacher, jobs) and
+small widget helpers.  Heavy engine modules are imported inside methods, never here."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QMessageBox, QSpinBox, QWidget
+
+from prism_gui.engine.project import Project, studio_config_dir
+from prism_gui.ui.worker import Job, JobFactory, JobQueue
+
+ERROR_STYLE = "color: #b00020; font-weight: bold;"
+OK_STYLE = "color: #1b5e20;"
+
+
+# ------------------------------------------------------------------------------ settings
+class Settings:
+    """QSettings in an INI file under platformdirs, always read with an explicit type."""
+
+    def __init__(self, path: Path | None = None):
+        path = path or studio_config_dir() / "settings.ini"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.q = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def str(self, key: str, default: str = "") -> str:
+        return str(self.q.value(key, default, type=str))
+
+    def int(self, key: str, default: int = 0) -> int:
+        return int(self.q.value(key, default, type=int))
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        return bool(self.q.value(key, default, type=bool))
+
+    def bytes(self, key: str) -> bytes:
+        v = self.q.value(key, b"", type=bytes)
+        return bytes(v) if v else b""
+
+    def list(self, key: str) -> list[str]:
+        v = self.q.value(key, [], type=list)
+        return [str(x) for x in (v or [])]
+
+    def set(self, key: str, value) -> None:
+        self.q.setValue(key, value)
+
+    def sync(self) -> None:
+        self.q.sync()
+
+    # recent projects
+    def recent_projects(self) -> list[str]:
+        return [p for p in self.list("projects/recent") if (Path(p) / "project.json").exists()]
+
+    def add_recent(self, path: str | Path, limit: int = 8) -> None:
+        p = str(Path(path))
+        recent = [p] + [r for r in self.list("projects/recent") if r != p]
+        self.set("projects/recent", recent[:limit])
+
+
+# ------------------------------------------------------------------------------ context
+class Studio(QObject):
+    """The app's state the panels share; the panels talk to each other through its signals."""
+
+    project_changed = Signal(object)
+    teacher_changed = Signal(object)  # an engine Teacher
+    prompts_changed = Signal(object)  # a PromptSet
+    catalog_changed = Signal()  # images added or curated
+    engine_ready = Signal()  # heavy engine modules imported (registries can be read)
+    job_failed = Signal(str, str, str)  # job name, message, details
+    status = Signal(str)
+
+    def __init__(self, jobs: JobQueue | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.jobs = jobs or JobQueue(self)
+        self.project: Project | None = None
+        self.teacher = None
+        self.prompts = None
+        self.device = ""
+        self._engine_ready = False
+        self._catalog = None
+
+    # ---- project
+    @property
+    def catalog(self):
+        """One read connection to the project's catalog for the GUI thread (the jobs open their own)."""
+        if self._catalog is None and self.project is not None:
+            self._catalog = self.project.catalog()
+        return self._catalog
+
+    def close_catalog(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def set_project(self, project: Project) -> None:
+        self.close_catalog()
+        self.project = project
+        self.teacher = None
+        self.prompts = project.load_prompts()
+        self.project_changed.emit(project)
+        if self.prompts is not None:
+            self.prompts_changed.emit(self.prompts)
+
+    def class_names(self) -> list[str]:
+        if self.teacher is not None:
+            return list(self.teacher.class_names)
+        return self.project.class_names() if self.project else []
+
+    def set_teacher(self, teacher, info: dict) -> None:
+        self.teacher = teacher
+        if self.project is not None:
+            t = self.project.section("teacher")
+            t["class_names"] = list(info["class_names"])
+            t["parameters"] = info["parameters"]
+            if info.get("test_accuracy") is not None:
+                t["test_accuracy"] = info["test_accuracy"]
+            self.project.save()
+        self.teacher_changed.emit(teacher)
+
+    def set_prompts(self, prompts, save: bool = True) -> None:
+        self.prompts = prompts
+        if save and self.project is not None and prompts is not None:
+            self.project.save_prompts(prompts)
+        self.prompts_changed.emit(prompts)
+
+    # ---- jobs
+    def submit(self, name: str, factory: JobFactory) -> Job:
+        job = self.jobs.submit(name, factory)
+        job.failed.connect(lambda msg, details, n=name: self.job_failed.emit(n, msg, details))
+        return job
+
+    # ---- engine warm-up: import torch and the engine off the GUI thread after the window shows
+    @property
+    def ready(self) -> bool:
+        return self._engine_ready
+
+    def warm_up(self, wait: bool = False) -> None:
+        if self._engine_ready:
+            return
+
+        def work():
+            import prism_gui.engine.distill
+            import prism_gui.engine.generate  # noqa: F401
+            from prism_gui.engine.devices import describe, pick_device
+
+            self.device = describe(pick_device("auto"))
+
+        if wait:
+            work()
+            self._mark_ready()
+            return
+        self._warm_thread = threading.Thread(target=lambda: (work(), self._ready_signal()), daemon=True)
+        self._warm_thread.start()
+
+    def _ready_signal(self) -> None:
+        # emitted from the worker thread: delivered queued to the GUI thread
+        self._internal_ready.emit()
+
+    _internal_ready = Signal()
+
+    def _mark_ready(self) -> None:
+        if not self._engine_ready:
+            self._engine_ready = True
+            self.engine_ready.emit()
+
+    def connect_ready(self) -> None:
+        self._internal_ready.connect(self._mark_ready, Qt.ConnectionType.QueuedConnection)
+
+
+def make_studio(jobs: JobQueue | None = None, parent: QObject | None = None) -> Studio:
+    s = Studio(jobs, parent)
+    s.connect_ready()
+    return s
+
+
+# ------------------------------------------------------------------------------ widgets
+def error_label() -> QLabel:
+    lab = QLabel()
+    lab.setWordWrap(True)
+    lab.setStyleSheet(ERROR_STYLE)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.hide()
+    return lab
+
+
+def show_error(label: QLabel, message: str) -> None:
+    label.setText(message)
+    label.setVisible(bool(message))
+
+
+def spin(lo: int, hi: int, value: int, tip: str = "", step: int = 1) -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setValue(value)
+    s.setSingleStep(step)
+    s.setToolTip(tip)
+    return s
+
+
+def dspin(lo: float, hi: float, value: float, tip: str = "", step: float = 0.1, decimals: int = 3) -> QDoubleSpinBox:
+    s = QDoubleSpinBox()
+    s.setDecimals(decimals)
+    s.setRange(lo, hi)
+    s.setSingleStep(step)
+    s.setValue(value)
+    s.setToolTip(tip)
+    return s
+
+
+def array_to_qimage(a: np.ndarray, size: int | None = None, invert: bool = True) -> QImage:
+    """uint8 (H, W[, C]) -> QImage, gray digits drawn dark on light, upscaled nearest-neighbour."""
+    a = np.ascontiguousarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        if invert:
+            a = 255 - a
+        a = np.ascontiguousarray(a)
+        img = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_Grayscale8).copy()
+    else:
+        a = np.ascontiguousarray(a[..., :3])
+        img = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_RGB888).copy()
+    if size:
+        img = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+    return img
+
+
+def load_tile(path: str | Path, size: int, invert: bool = True) -> QImage:
+    """A thumbnail file -> a QImage tile (safe off the GUI thread)."""
+    img = QImage(str(path))
+    if img.isNull():
+        return img
+    if img.format() in (QImage.Format.Format_Grayscale8, QImage.Format.Format_Indexed8) or img.isGrayscale():
+        img = img.convertToFormat(QImage.Format.Format_Grayscale8)
+        if invert:
+            img.invertPixels()
+    fast = img.width() < size
+    return img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                      Qt.TransformationMode.FastTransformation if fast else Qt.TransformationMode.SmoothTransformation)
+
+
+def pixmap(img: QImage) -> QPixmap:
+    return QPixmap.fromImage(img)
+
+
+def energy_color(energy: float | None, lo: float = 0.0, hi: float = 2.5) -> QColor:
+    if energy is None:
+        return QColor("#888888")
+    t = float(np.clip((energy - lo) / max(hi - lo, 1e-9), 0, 1))
+    return QColor.fromHsvF(0.33 * (1 - t), 0.75, 0.75)
+
+
+def job_error_dialog(parent: QWidget, name: str, message: str, details: str) -> QMessageBox:
+    box = QMessageBox(QMessageBox.Icon.Critical, f"{name} failed", message, parent=parent)
+    box.setInformativeText("The app is still usable: fix the cause and start the job again.")
+    box.setDetailedText(details)
+    box.setObjectName("job_error_dialog")
+    box.open()
+    return box
+
+
+def pg():
+    """pyqtgraph, configured once (white background, antialiased)."""
+    import pyqtgraph
+
+    pyqtgraph.setConfigOptions(background="w", foreground="#333", antialias=True)
+    return pyqtgraph

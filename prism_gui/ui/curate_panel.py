@@ -1,0 +1,492 @@
+"""Curate panel: the gallery with filters and keyboard curation, a detail pane, per-class
+energy/confidence histograms with a draggable threshold, and precision/recall as a job."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin
+from prism_gui.ui.gallery import GalleryModel, IdRole, RowRole, TileDelegate
+
+SORTS = {"energy (low first)": ("energy", False), "energy (high first)": ("energy", True),
+         "confidence (high first)": ("confidence", True), "confidence (low first)": ("confidence", False),
+         "class": ("class_index", False), "newest": ("id", True), "oldest": ("id", False),
+         "entropy (high first)": ("entropy", True)}
+STATUS_FILTERS = {"all": None, "not rejected": ["unreviewed", "keep"], "unreviewed": ["unreviewed"],
+                  "kept": ["keep"], "rejected": ["reject"]}
+
+
+class _Format:
+    """Formats the threshold label of a log-scale axis (the line sits at log10 of the value)."""
+
+    def __init__(self, log: bool):
+        self.log = log
+
+    def format(self, value: float) -> str:
+        return f"{10 ** value:.3g}" if self.log else f"{value:.2f}"
+
+
+class Histogram(QWidget):
+    """A histogram of one catalog column with a draggable threshold line (optionally over a
+    log axis: energies span several decades)."""
+
+    def __init__(self, title: str, xlabel: str, color, log: bool = False, parent=None):
+        super().__init__(parent)
+        pgm = pg()
+        self.log = log
+        self.plot = pgm.PlotWidget()
+        self.plot.setTitle(title, size="10pt")
+        self.plot.setLabel("bottom", xlabel)
+        self.plot.setLabel("left", "images")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMenuEnabled(False)
+        if log:
+            self.plot.getAxis("bottom").setLogMode(True)
+        self.curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=color, pen=pgm.mkPen(color))
+        self.line = pgm.InfiniteLine(pos=0, angle=90, movable=True, pen=pgm.mkPen("#c62828", width=2),
+                                     label=_Format(log), labelOpts={"position": 0.9, "color": "#c62828"})
+        self.line.setToolTip("Drag the threshold")
+        self.plot.addItem(self.line)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+        self.values = np.zeros(0)
+
+    def _x(self, v):
+        return np.log10(np.maximum(v, 1e-4)) if self.log else v
+
+    def set_values(self, values: np.ndarray, bins: int = 40, rng=None) -> None:
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v)]
+        self.values = v
+        if len(v) == 0:
+            self.curve.setData([0, 1], [0])
+            return
+        x = self._x(v)
+        if rng is not None:
+            rng = tuple(self._x(np.asarray(rng, float)))
+        counts, edges = np.histogram(x, bins=bins, range=rng)
+        self.curve.setData(edges, counts)
+        self.line.setBounds((edges[0], edges[-1]))
+
+    @property
+    def threshold(self) -> float:
+        v = float(self.line.value())
+        return float(10 ** v) if self.log else v
+
+    def set_threshold(self, value: float) -> None:
+        self.line.setValue(float(self._x(np.asarray(float(value)))))
+
+
+class CuratePanel(QWidget):
+    regenerate = Signal(dict)  # "generate again with these settings": the image's catalog row
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.cat = None
+        self.job = None
+
+        # ---- filter bar
+        self.run = QComboBox()
+        self.run.setToolTip("Show one generation run, or all")
+        self.klass = QComboBox()
+        self.klass.setToolTip("Show one class (also selects the histograms' class)")
+        self.status = QComboBox()
+        self.status.addItems(list(STATUS_FILTERS))
+        self.status.setToolTip("Curation status")
+        self.sort = QComboBox()
+        self.sort.addItems(list(SORTS))
+        self.sort.setToolTip("Sort order")
+        self.text = QLineEdit()
+        self.text.setPlaceholderText("prompt contains…")
+        self.text.setToolTip("Filter by prompt text")
+        self.text.setClearButtonEnabled(True)
+        self.energy_max_on = QCheckBox("energy ≤")
+        self.energy_max = dspin(-100, 100, 1.0, "Show only images with at most this energy", 0.1, 2)
+        self.conf_min_on = QCheckBox("confidence ≥")
+        self.conf_min = dspin(0, 1, 0.5, "Show only images the teacher is at least this confident about", 0.05, 2)
+        self.count = QLabel()
+        self.text.setMinimumWidth(160)
+        row1 = QHBoxLayout()
+        for w in (QLabel("Run"), self.run, QLabel("Class"), self.klass, QLabel("Status"), self.status,
+                  QLabel("Sort"), self.sort):
+            row1.addWidget(w)
+        row1.addStretch(1)
+        row2 = QHBoxLayout()
+        for w in (self.text, self.energy_max_on, self.energy_max, self.conf_min_on, self.conf_min):
+            row2.addWidget(w)
+        row2.addStretch(1)
+        bar = QVBoxLayout()
+        bar.addLayout(row1)
+        bar.addLayout(row2)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self.apply_filters)
+        for w in (self.run, self.klass, self.status, self.sort):
+            w.currentIndexChanged.connect(self._debounce.start)
+        self.text.textChanged.connect(self._debounce.start)
+        for w in (self.energy_max, self.conf_min):
+            w.valueChanged.connect(self._debounce.start)
+        for w in (self.energy_max_on, self.conf_min_on):
+            w.toggled.connect(self._debounce.start)
+
+        # ---- gallery
+        self.model = GalleryModel(self)
+        self.view = QListView()
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setUniformItemSizes(True)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(500)
+        self.view.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(TileDelegate(self.model, self.view))
+        self.view.setToolTip("Arrows move · K keep · R reject · U unreviewed · Ctrl+Z undo")
+        self.view.selectionModel().currentChanged.connect(lambda cur, _prev: self.show_detail(cur))
+        self.model.count_changed.connect(self._update_count)
+        for key, fn in (("K", lambda: self.set_status("keep")), ("R", lambda: self.set_status("reject")),
+                        ("U", lambda: self.set_status("unreviewed")), ("Ctrl+Z", self.undo)):
+            sc = QShortcut(QKeySequence(key), self.view)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(fn)
+        keep = QPushButton("Keep (K)")
+        keep.clicked.connect(lambda: self.set_status("keep"))
+        reject = QPushButton("Reject (R)")
+        reject.clicked.connect(lambda: self.set_status("reject"))
+        undo = QPushButton("Undo (Ctrl+Z)")
+        undo.setToolTip("Undo the last curation action (a threshold rejection is one action)")
+        undo.clicked.connect(self.undo)
+        self.message = QLabel()
+        self.message.setStyleSheet("color: #345;")
+        crow = QHBoxLayout()
+        crow.addWidget(self.count)
+        crow.addStretch(1)
+        crow.addWidget(self.message)
+        for b in (keep, reject, undo):
+            crow.addWidget(b)
+        gallery = QWidget()
+        gl = QVBoxLayout(gallery)
+        gl.setContentsMargins(0, 0, 0, 0)
+        gl.addLayout(bar)
+        gl.addWidget(self.view, 1)
+        gl.addLayout(crow)
+
+        # ---- detail pane
+        self.image = QLabel()
+        self.image.setFixedSize(168, 168)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setStyleSheet("background: white; border: 1px solid #ccc;")
+        self.detail = QTextBrowser()
+        self.detail.setOpenLinks(False)
+        self.again = QPushButton("Generate again with these settings")
+        self.again.setToolTip("Fill the Generate panel with this image's generator, sampler, guidance and seed")
+        self.again.setEnabled(False)
+        self.again.clicked.connect(self._regenerate)
+        self._detail_row: dict | None = None
+        dbox = QGroupBox("Selected image")
+        dl = QHBoxLayout(dbox)
+        il = QVBoxLayout()
+        il.addWidget(self.image)
+        il.addWidget(self.again)
+        il.addStretch(1)
+        dl.addLayout(il)
+        dl.addWidget(self.detail, 1)
+
+        # ---- histograms
+        self.h_energy = Histogram("Teacher energy (log scale)", "energy (lower = more in-distribution)",
+                                  (31, 119, 180, 140), log=True)
+        self.h_conf = Histogram("Teacher confidence", "confidence", (44, 160, 44, 140))
+        self.h_energy.line.sigPositionChanged.connect(self._threshold_moved)
+        self.h_conf.line.sigPositionChanged.connect(self._threshold_moved)
+        self.reject_energy = QPushButton("Reject energy above line")
+        self.reject_energy.setToolTip("Reject every image of the shown run/class with energy above the red line "
+                                      "(one undoable step)")
+        self.reject_energy.clicked.connect(lambda: self.reject_beyond("energy"))
+        self.reject_conf = QPushButton("Reject confidence below line")
+        self.reject_conf.setToolTip("Reject every image of the shown run/class the teacher is less confident about "
+                                    "(one undoable step)")
+        self.reject_conf.clicked.connect(lambda: self.reject_beyond("confidence"))
+        self.beyond = QLabel()
+        self.keep_n = spin(1, 100000, 20, "Images to keep per class")
+        self.keep_lowest = QPushButton("Keep lowest-energy per class:")
+        self.keep_lowest.setToolTip("Oversample-and-select: per class keep the N images of the shown run with the "
+                                    "lowest class energy and reject the rest (one undoable step)")
+        self.keep_lowest.clicked.connect(lambda: self.select_lowest())
+        self.prdc_button = QPushButton("Precision / recall vs. real digits")
+        self.prdc_button.setToolTip("Precision, recall, density and coverage of the non-rejected images against the "
+                                    "Digits test split, in the teacher's features (a job)")
+        self.prdc_button.clicked.connect(self.compute_prdc)
+        self.prdc = QLabel("")
+        self.prdc.setWordWrap(True)
+        self.prdc.setTextFormat(Qt.TextFormat.RichText)
+        self.error = error_label()
+        hbox = QGroupBox("Distributions (shown run and class)")
+        hl = QVBoxLayout(hbox)
+        hrow = QHBoxLayout()
+        hrow.addWidget(self.h_energy)
+        hrow.addWidget(self.h_conf)
+        hl.addLayout(hrow, 1)
+        brow = QHBoxLayout()
+        brow.addWidget(self.reject_energy)
+        brow.addWidget(self.reject_conf)
+        hl.addLayout(brow)
+        krow = QHBoxLayout()
+        krow.addWidget(self.keep_lowest)
+        krow.addWidget(self.keep_n)
+        krow.addWidget(self.beyond, 1)
+        hl.addLayout(krow)
+        prow = QHBoxLayout()
+        prow.addWidget(self.prdc_button)
+        prow.addWidget(self.prdc, 1)
+        hl.addLayout(prow)
+        hl.addWidget(self.error)
+
+        side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(dbox)
+        side.addWidget(hbox)
+        side.setSizes([260, 420])
+        split = QSplitter()
+        split.addWidget(gallery)
+        split.addWidget(side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setSizes([700, 520])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+        studio.project_changed.connect(self._on_project)
+        studio.catalog_changed.connect(self.refresh)
+        studio.teacher_changed.connect(lambda _t: self._fill_combos())
+
+    # ---- project and catalog
+    def _on_project(self, project) -> None:
+        if self.cat is not None:
+            self.cat.close()
+        self.cat = project.catalog()
+        self.model.set_catalog(self.cat)
+        self._fill_combos()
+        self.apply_filters()
+
+    def _fill_combos(self) -> None:
+        runs = [r["id"] for r in self.cat.runs("generate")] if self.cat is not None else []
+        classes = ["all classes", *self.studio.class_names()]
+        for combo, items in ((self.run, ["all runs", *runs]), (self.klass, classes)):
+            cur = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(items)
+            if cur in items:
+                combo.setCurrentText(cur)
+            combo.blockSignals(False)
+
+    def refresh(self) -> None:
+        """New images or curation elsewhere: re-run the query, keep the filters."""
+        if self.cat is None:
+            return
+        self._fill_combos()
+        self.apply_filters()
+
+    def filters(self) -> dict:
+        f: dict = {}
+        if self.run.currentIndex() > 0:
+            f["run"] = self.run.currentText()
+        if self.klass.currentIndex() > 0:
+            f["classes"] = [self.klass.currentIndex() - 1]
+        st = STATUS_FILTERS[self.status.currentText()]
+        if st is not None:
+            f["statuses"] = st
+        if self.text.text().strip():
+            f["text"] = self.text.text().strip()
+        if self.energy_max_on.isChecked():
+            f["energy_max"] = self.energy_max.value()
+        if self.conf_min_on.isChecked():
+            f["confidence_min"] = self.conf_min.value()
+        return f
+
+    def apply_filters(self) -> None:
+        if self.cat is None:
+            return
+        sort, desc = SORTS[self.sort.currentText()]
+        self.model.set_query(self.filters(), sort, desc)
+        self.update_histograms()
+
+    def _update_count(self, n: int) -> None:
+        total = self.cat.count() if self.cat is not None else 0
+        self.count.setText(f"{n:,} of {total:,} images")
+
+    # ---- histograms and thresholds
+    def _scope(self) -> dict:
+        f = {}
+        if self.run.currentIndex() > 0:
+            f["run"] = self.run.currentText()
+        if self.klass.currentIndex() > 0:
+            f["classes"] = [self.klass.currentIndex() - 1]
+        return f
+
+    def update_histograms(self) -> None:
+        if self.cat is None:
+            return
+        scope = self._scope()
+        e = self.cat.column("energy", **scope).astype(float) if self.cat.count(**scope) else np.zeros(0)
+        c = self.cat.column("confidence", **scope).astype(float) if len(e) else np.zeros(0)
+        e = e[np.isfinite(e)]
+        c = c[np.isfinite(c)]
+        if len(e):
+            lo, hi = max(float(np.min(e)), 1e-4), max(float(np.max(e)), 1e-3)
+            hi = max(hi, lo * 1.01)
+            self.model.energy_range = (float(np.percentile(e, 5)), float(np.percentile(e, 95)))
+            old = self.h_energy.threshold
+            self.h_energy.set_values(np.clip(e, lo, hi), rng=(lo, hi))
+            self.h_energy.set_threshold(old if lo < old < hi else float(np.percentile(e, 80)))
+        else:
+            self.h_energy.set_values(e)
+        self.h_conf.set_values(c, bins=25, rng=(0.0, 1.0))
+        if not (0 < self.h_conf.threshold < 1):
+            self.h_conf.set_threshold(0.5)
+        self._threshold_moved()
+        self.view.viewport().update()
+
+    def _threshold_moved(self, *_args) -> None:
+        ne = int((self.h_energy.values > self.h_energy.threshold).sum())
+        nc = int((self.h_conf.values < self.h_conf.threshold).sum())
+        self.beyond.setText(f"{ne} images above the energy line, {nc} below the confidence line")
+
+    def reject_beyond(self, column: str = "energy", threshold: float | None = None) -> int | None:
+        if self.cat is None:
+            return None
+        h = self.h_energy if column == "energy" else self.h_conf
+        thr = h.threshold if threshold is None else threshold
+        n_before = self.cat.count(statuses=["reject"])
+        action = self.cat.reject_beyond(thr, column=column, above=column == "energy", **self._scope())
+        n = self.cat.count(statuses=["reject"]) - n_before
+        self.message.setText(f"Rejected {n} images ({column} {'>' if column == 'energy' else '<'} {thr:.3f}); "
+                             "Ctrl+Z undoes it.")
+        self.refresh()
+        return action
+
+    def select_lowest(self, per_class: int | None = None) -> int | None:
+        if self.cat is None:
+            return None
+        n = per_class or self.keep_n.value()
+        run = self.run.currentText() if self.run.currentIndex() > 0 else None
+        before = self.cat.count(statuses=["reject"])
+        action = self.cat.select_lowest(n, column="energy_class", run=run)
+        rejected = self.cat.count(statuses=["reject"]) - before
+        self.message.setText(f"Kept the {n} lowest-energy images per class, rejected {rejected}; Ctrl+Z undoes it.")
+        self.refresh()
+        return action
+
+    # ---- keyboard curation
+    def selected_ids(self) -> list[int]:
+        idx = self.view.selectionModel().selectedIndexes()
+        if not idx and self.view.currentIndex().isValid():
+            idx = [self.view.currentIndex()]
+        return [i.data(IdRole) for i in idx]
+
+    def set_status(self, status: str) -> None:
+        ids = self.selected_ids()
+        if not ids or self.cat is None:
+            return
+        self.cat.set_status(ids, status, label=f"{status} {len(ids)} by hand")
+        self.model.reload_rows(ids)
+        self.message.setText(f"{status}: {len(ids)} image{'s' if len(ids) > 1 else ''}")
+        if len(ids) == 1:  # move on to the next image
+            cur = self.view.currentIndex()
+            nxt = self.model.index(min(cur.row() + 1, self.model.rowCount() - 1))
+            self.view.selectionModel().setCurrentIndex(nxt, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.show_detail(self.view.currentIndex())
+        self.update_histograms()
+
+    def undo(self) -> None:
+        if self.cat is None:
+            return
+        action = self.cat.undo()
+        self.message.setText("Undone." if action is not None else "Nothing to undo.")
+        self.refresh()
+
+    # ---- detail
+    def show_detail(self, index) -> None:
+        if not index.isValid() or self.cat is None:
+            return
+        row = self.cat.get(index.data(IdRole))
+        self._detail_row = row
+        self.again.setEnabled(True)
+        img = load_tile(self.cat.root / row["path"], 160)
+        self.image.setPixmap(QPixmap.fromImage(img))
+        names = self.studio.class_names()
+        top5 = "".join(
+            f"<tr><td>{names[c] if c < len(names) else c}</td><td align='right'>{100 * p:.1f}%</td></tr>"
+            for c, p in (row.get("top5") or []))
+        energies = ", ".join(f"{k} {v:.3f}" for k, v in (row.get("energies") or {}).items())
+        settings = json.dumps(row.get("settings") or {}, indent=1)
+        self.detail.setHtml(
+            f"<b>#{row['id']}</b> · class <b>{row['class_name']}</b> · <i>{row['status']}</i><br>"
+            f"<b>Prompt:</b> {row['prompt']}<br><b>Seed:</b> {row['seed']} · run <b>{row['run']}</b> · "
+            f"generator {row['generator']}<br><b>Energy:</b> {row['energy']:.3f} ({energies})<br>"
+            f"<b>Confidence:</b> {row['confidence']:.3f} · entropy {row['entropy']:.3f}<br>"
+            f"<b>Teacher top-5:</b><table>{top5}</table>"
+            f"<b>Settings:</b><pre style='font-size:8pt'>{settings}</pre>")
+
+    def _regenerate(self) -> None:
+        if self._detail_row is not None:
+            self.regenerate.emit(self._detail_row)
+
+    # ---- precision / recall (a job)
+    def compute_prdc(self, runs: list[str] | None = None):
+        if self.studio.project is None:
+            return None
+        from prism_gui.engine.project import prdc_job
+
+        if runs is None:
+            runs = [self.run.currentText()] if self.run.currentIndex() > 0 else None
+        root, teacher = self.studio.project.root, self.studio.teacher
+        self.prdc_button.setEnabled(False)
+        self.prdc.setText("computing…")
+        self.job = self.studio.submit("Precision / recall", lambda token: prdc_job(root, runs, teacher,
+                                                                                   cancel=token))
+        self.job.finished.connect(self._show_prdc)
+        self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), self.prdc.setText("")))
+        self.job.ended.connect(lambda _o: self.prdc_button.setEnabled(True))
+        return self.job
+
+    def _show_prdc(self, ev) -> None:
+        rows = []
+        for run, m in ev.data["results"].items():
+            if "error" in m:
+                rows.append(f"<tr><td>{run}</td><td colspan=4>{m['error']}</td></tr>")
+            else:
+                rows.append(f"<tr><td><b>{run}</b></td>" + "".join(
+                    f"<td align='right'>{m[k]:.3f}</td>" for k in ("precision", "recall", "density", "coverage"))
+                    + "</tr>")
+        self.prdc.setText("<table cellspacing=4><tr><th></th><th>precision</th><th>recall</th><th>density</th>"
+                          "<th>coverage</th></tr>" + "".join(rows) + "</table>")
+
+    def close_catalog(self) -> None:
+        self.model.wait_for_thumbnails()
+        if self.cat is not None:
+            self.cat.close()
+            self.cat = None
+
+
+__all__ = ["CuratePanel", "GalleryModel", "RowRole"]

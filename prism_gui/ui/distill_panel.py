@@ -1,0 +1,376 @@
+"""Distill panel: the student and DistillSpec settings, a training job, live curves (loss raw
+and smoothed, test accuracy, teacher agreement) redrawn at 5 Hz, runs overlaid, export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from prism_gui.ui.common import Studio, dspin, error_label, pg, show_error, spin
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+STUDENT_NAMES = ["digits_student"]  # the rest come from engine.distill.STUDENTS once the engine is imported
+
+
+def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """Exponential moving average, debiased at the start (TensorBoard-style, does not lie early)."""
+    out = np.empty(len(values))
+    acc, w = 0.0, 0.0
+    for i, v in enumerate(values):
+        acc = (1 - alpha) * acc + alpha * v
+        w = (1 - alpha) * w + alpha
+        out[i] = acc / w
+    return out
+
+
+def distill_job(settings: dict, teacher, cancel) -> Iterator:
+    from prism_gui.engine.distill import DistillSpec, run_distillation
+
+    spec = DistillSpec(**settings)
+    yield from run_distillation(spec, teacher=teacher, cancel=cancel)
+
+
+def export_job(student, teacher, out: str, onnx: bool, cancel) -> Iterator:
+    from prism_gui.engine.distill import export_student
+    from prism_gui.engine.jobs import Event
+    from prism_gui.engine.teachers import load_teacher
+
+    teacher = teacher or load_teacher("digits")
+    yield Event("export", 0, 1, "exporting")
+    paths = export_student(student, teacher, Path(out), onnx=onnx)
+    yield Event("export", 1, 1, "exported", {"paths": [str(p) for p in paths]})
+
+
+class RunCurves:
+    def __init__(self, name: str, color: str):
+        self.name, self.color = name, color
+        self.loss_x: list[float] = []
+        self.loss: list[float] = []
+        self.acc_x: list[float] = []
+        self.acc: list[float] = []
+        self.agree: list[float] = []
+        self.items: dict = {}
+
+
+class DistillPanel(QWidget):
+    finished = Signal(dict)
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.job = None
+        self.export_job = None
+        self.student = None
+        self.runs: dict[str, RunCurves] = {}
+        self._dirty = False
+
+        box = QGroupBox("Student and training")
+        f = QFormLayout(box)
+        self.student_name = QComboBox()
+        self.student_name.setEditable(True)
+        self.student_name.addItems(STUDENT_NAMES)
+        self.student_name.setToolTip("A registered student or any timm architecture (random init)")
+        f.addRow("Student", self.student_name)
+        self.epochs = spin(1, 1000, 15, "Training epochs")
+        f.addRow("Epochs", self.epochs)
+        self.batch = spin(1, 4096, 64, "Images per training step")
+        f.addRow("Batch size", self.batch)
+        self.lr = dspin(1e-5, 1.0, 5e-3, "Peak learning rate (one-cycle)", 1e-3, 4)
+        f.addRow("Learning rate", self.lr)
+        self.wd = dspin(0.0, 1.0, 5e-4, "AdamW weight decay", 1e-4, 4)
+        f.addRow("Weight decay", self.wd)
+        self.temperature = dspin(0.5, 20.0, 4.0, "Distillation temperature T", 0.5, 1)
+        f.addRow("Temperature", self.temperature)
+        self.alpha = dspin(0.0, 1.0, 0.0, "Weight of the cross-entropy on the teacher's argmax", 0.1, 2)
+        f.addRow("α (CE)", self.alpha)
+        self.augment = QCheckBox("random affine augmentation")
+        self.augment.setChecked(True)
+        f.addRow("", self.augment)
+        self.seed = spin(0, 10**6, 0, "Training seed")
+        f.addRow("Seed", self.seed)
+        self.runs_list = QListWidget()
+        self.runs_list.setToolTip("Generation runs to train on (none ticked = all)")
+        self.runs_list.setMaximumHeight(90)
+        f.addRow("Train on runs", self.runs_list)
+        self.statuses = QComboBox()
+        self.statuses.addItems(["not rejected", "kept only"])
+        self.statuses.setToolTip("Which curated images the student sees")
+        f.addRow("Images", self.statuses)
+        self.onnx = QCheckBox("also export ONNX at the end")
+        f.addRow("", self.onnx)
+        self.run_name = QLineEdit("distill-1")
+        self.run_name.setToolTip("Name of this training run (curves of several runs are overlaid)")
+        f.addRow("Run name", self.run_name)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setToolTip("Distil the teacher into the student on the curated images (Ctrl+T)")
+        self.start_button.setShortcut("Ctrl+T")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.setToolTip("Stop after the current step (the last finished epoch is checkpointed)")
+        self.stop_button.clicked.connect(self.stop)
+        self.export_button = QPushButton("Export student…")
+        self.export_button.setEnabled(False)
+        self.export_button.setToolTip("Save the trained student as safetensors (+ ONNX) with its config")
+        self.export_button.clicked.connect(lambda: self.export())
+        self.progress = QProgressBar()
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        self.result.setStyleSheet("font-size: 11pt; color: #123;")
+        self.error = error_label()
+        brow = QHBoxLayout()
+        for b in (self.start_button, self.stop_button, self.export_button):
+            brow.addWidget(b)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(box)
+        ll.addLayout(brow)
+        ll.addWidget(self.progress)
+        ll.addWidget(self.result)
+        ll.addWidget(self.error)
+        ll.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(340)
+        scroll.setMaximumWidth(420)
+
+        pgm = pg()
+        self.loss_plot = pgm.PlotWidget(title="Distillation loss (faint: per step; solid: smoothed)")
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.acc_plot = pgm.PlotWidget(title="Student accuracy on real test digits (solid) and agreement with the "
+                                             "teacher (dashed)")
+        self.acc_plot.setLabel("bottom", "epoch")
+        self.acc_plot.setLabel("left", "%")
+        self.acc_plot.setYRange(0, 100)
+        self.acc_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.acc_plot.addLegend(offset=(-10, -10))
+        self.teacher_line = None
+        plots = QVBoxLayout()
+        plots.addWidget(self.loss_plot, 1)
+        plots.addWidget(self.acc_plot, 1)
+        lay = QHBoxLayout(self)
+        lay.addWidget(scroll)
+        lay.addLayout(plots, 1)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(200)  # 5 Hz redraw from the buffers, never per batch
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        studio.project_changed.connect(self._on_project)
+        studio.catalog_changed.connect(self._fill_runs)
+        studio.engine_ready.connect(self._fill_students)
+        if studio.ready:
+            self._fill_students()
+
+    def _fill_students(self) -> None:
+        from prism_gui.engine.distill import STUDENTS
+
+        current = self.student_name.currentText()
+        self.student_name.clear()
+        for name in STUDENTS.names():
+            self.student_name.addItem(name)
+            tip = STUDENTS.help(name)
+            self.student_name.setItemData(self.student_name.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.student_name.setCurrentText(current)
+
+    # ---- settings
+    def _on_project(self, project) -> None:
+        d = project.spec.get("distill", {})
+        self.student_name.setCurrentText(str(d.get("student", "digits_student")))
+        self.epochs.setValue(int(d.get("epochs", 15)))
+        self.batch.setValue(int(d.get("batch_size", 64)))
+        self.lr.setValue(float(d.get("lr", 5e-3)))
+        self.temperature.setValue(float(d.get("temperature", 4.0)))
+        self.alpha.setValue(float(d.get("alpha_ce", 0.0)))
+        self.augment.setChecked(bool(d.get("augment", True)))
+        self.seed.setValue(int(d.get("seed", 0)))
+        self._fill_runs()
+        self.run_name.setText(self.next_run_name())
+        acc = project.spec.get("teacher", {}).get("test_accuracy")
+        if self.teacher_line is not None:
+            self.acc_plot.removeItem(self.teacher_line)
+            self.teacher_line = None
+        if acc:
+            self.teacher_line = pg().InfiniteLine(pos=100 * acc, angle=0, pen=pg().mkPen("#555", width=1,
+                                                                                          style=Qt.PenStyle.DotLine),
+                                                  label=f"teacher {100 * acc:.1f}%",
+                                                  labelOpts={"position": 0.1, "color": "#555"})
+            self.acc_plot.addItem(self.teacher_line)
+
+    def _fill_runs(self) -> None:
+        if self.studio.project is None:
+            return
+        ticked = set(self.selected_runs())
+        cat = self.studio.catalog
+        runs = [(r["id"], cat.count(run=r["id"])) for r in cat.runs("generate")]
+        self.runs_list.clear()
+        for run, n in runs:
+            it = QListWidgetItem(f"{run} ({n} images)")
+            it.setData(Qt.ItemDataRole.UserRole, run)
+            it.setCheckState(Qt.CheckState.Checked if run in ticked else Qt.CheckState.Unchecked)
+            self.runs_list.addItem(it)
+
+    def selected_runs(self) -> list[str]:
+        return [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())
+                if self.runs_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def select_runs(self, runs: list[str]) -> None:
+        for i in range(self.runs_list.count()):
+            it = self.runs_list.item(i)
+            it.setCheckState(Qt.CheckState.Checked if it.data(Qt.ItemDataRole.UserRole) in runs
+                             else Qt.CheckState.Unchecked)
+
+    def next_run_name(self, base: str = "distill") -> str:
+        used = set(self.runs)
+        if self.studio.project is not None:
+            if (cat := self.studio.catalog) is not None:
+                used |= {r["id"] for r in cat.runs()}
+        i = 1
+        while f"{base}-{i}" in used:
+            i += 1
+        return f"{base}-{i}"
+
+    def settings(self) -> dict:
+        return {"student": self.student_name.currentText().strip(), "epochs": self.epochs.value(),
+                "batch_size": self.batch.value(), "lr": self.lr.value(), "weight_decay": self.wd.value(),
+                "temperature": self.temperature.value(), "alpha_ce": self.alpha.value(),
+                "augment": self.augment.isChecked(), "seed": self.seed.value()}
+
+    # ---- the job
+    def start(self):
+        project = self.studio.project
+        if project is None:
+            show_error(self.error, "Open or create a project first (File menu).")
+            return None
+        show_error(self.error, "")
+        s = self.settings()
+        project.section("distill").update(s)
+        project.save()
+        run = self.run_name.text().strip() or self.next_run_name()
+        s.update(data="catalog", project=str(project.root), runs=self.selected_runs() or None,
+                 statuses=["keep"] if self.statuses.currentIndex() == 1 else ["unreviewed", "keep"],
+                 out_dir=str(project.run_dir(run)), run=run, export_onnx=self.onnx.isChecked())
+        teacher = self.studio.teacher
+        self.job = self.studio.submit(f"Distill '{run}'", lambda token: distill_job(s, teacher, token))
+        old = self.runs.pop(run, None)
+        if old is not None:
+            for item in old.items.values():
+                item.getViewBox().removeItem(item) if item.getViewBox() else None
+        self.runs[run] = RunCurves(run, PALETTE[len(self.runs) % len(PALETTE)])
+        self.job.started.connect(lambda: self._set_running(True))
+        self.job.progress.connect(lambda ev, r=run: self._on_event(r, ev))
+        self.job.finished.connect(lambda ev, r=run: self._on_finished(r, ev))
+        self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
+        self.job.ended.connect(self._ended)
+        if self.job.running:
+            self._set_running(True)
+        return self.job
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.state in ("queued", "running", "paused"):
+            self.job.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    def _ended(self, outcome: str) -> None:
+        self._set_running(False)
+        self.run_name.setText(self.next_run_name())
+        self.studio.catalog_changed.emit()
+        self._dirty = True
+
+    def _on_event(self, run: str, ev) -> None:
+        rc = self.runs[run]
+        if ev.total:
+            self.progress.setMaximum(ev.total)
+            self.progress.setValue(ev.step)
+            self.progress.setFormat(f"{run}: {ev.message}" if ev.message else "%p%")
+        if "loss" in ev.data:
+            rc.loss_x.append(float(ev.data.get("epoch", ev.step)))
+            rc.loss.append(float(ev.data["loss"]))
+            self._dirty = True
+        if "test_accuracy" in ev.data and "result" not in ev.data:
+            rc.acc_x.append(float(ev.data.get("epoch", len(rc.acc_x) + 1)))
+            rc.acc.append(100 * float(ev.data["test_accuracy"]))
+            rc.agree.append(100 * float(ev.data["agreement"]))
+            self._dirty = True
+
+    def _on_finished(self, run: str, ev) -> None:
+        res = ev.data.get("result", {})
+        self.student = ev.data.get("student")
+        self.export_button.setEnabled(self.student is not None)
+        if "test_accuracy" in res:
+            self.result.setText(f"<b>{run}</b>: student accuracy <b>{100 * res['test_accuracy']:.1f}%</b>, "
+                                f"agreement {100 * res['agreement']:.1f}%, {res['student_parameters']:,} parameters, "
+                                f"{res['images']} images, {res['seconds']:.0f} s")
+        self.finished.emit(res)
+
+    # ---- plots
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        pgm = pg()
+        for rc in self.runs.values():
+            if not rc.items:
+                faint = pgm.mkColor(rc.color)
+                faint.setAlpha(60)
+                rc.items["raw"] = self.loss_plot.plot([], [], pen=pgm.mkPen(faint, width=1))
+                rc.items["smooth"] = self.loss_plot.plot([], [], pen=pgm.mkPen(rc.color, width=2), name=rc.name)
+                rc.items["acc"] = self.acc_plot.plot([], [], pen=pgm.mkPen(rc.color, width=2), symbol="o",
+                                                     symbolSize=5, symbolBrush=rc.color, name=rc.name)
+                rc.items["agree"] = self.acc_plot.plot([], [], pen=pgm.mkPen(rc.color, width=1,
+                                                                             style=Qt.PenStyle.DashLine))
+                for item in rc.items.values():
+                    item.setSkipFiniteCheck(True)
+            if rc.loss:
+                x = np.asarray(rc.loss_x)
+                y = np.maximum(np.asarray(rc.loss), 1e-6)
+                rc.items["raw"].setData(x, y)
+                rc.items["smooth"].setData(x, ema(y, 0.1))
+            if rc.acc:
+                rc.items["acc"].setData(np.asarray(rc.acc_x), np.asarray(rc.acc))
+                rc.items["agree"].setData(np.asarray(rc.acc_x), np.asarray(rc.agree))
+
+    # ---- export (a job)
+    def export(self, out: str | None = None):
+        if self.student is None:
+            return None
+        if not out:
+            out = QFileDialog.getExistingDirectory(self, "Export the student into a folder")
+        if not out:
+            return None
+        student, teacher = self.student, self.studio.teacher
+        onnx = self.onnx.isChecked()
+        self.export_job = self.studio.submit("Export student", lambda token: export_job(student, teacher, out, onnx,
+                                                                                        token))
+        self.export_job.finished.connect(lambda ev: self.result.setText(
+            self.result.text() + "<br>Exported: " + ", ".join(Path(p).name for p in ev.data["paths"])))
+        return self.export_job

@@ -1,0 +1,47 @@
+"""Distill panel: a 2-epoch training job on a small catalog, live curves from buffers (redrawn
+by a timer), runs overlaid, stop, and export of the student."""
+
+import numpy as np
+
+from prism_gui.ui.common import make_studio
+from prism_gui.ui.distill_panel import DistillPanel, ema
+from prism_gui.ui.testing import fake_catalog
+
+
+def test_ema_is_debiased():
+    y = np.array([10.0, 10.0, 10.0])
+    assert np.allclose(ema(y), 10.0)
+
+
+def test_training_run_curves_and_export(qtbot, tmp_path):
+    studio = make_studio()
+    panel = DistillPanel(studio)
+    qtbot.addWidget(panel)
+    studio.set_project(fake_catalog(tmp_path / "proj", 200))
+    assert panel.runs_list.count() == 2
+    panel.select_runs(["prism"])
+    assert panel.selected_runs() == ["prism"]
+    panel.epochs.setValue(2)
+    panel.batch.setValue(32)
+    job = panel.start()
+    qtbot.waitUntil(lambda: job.state == "finished", timeout=120000)
+    qtbot.waitUntil(panel.start_button.isEnabled, timeout=5000)
+    rc = panel.runs["distill-1"]
+    assert len(rc.loss) == 8 and len(rc.acc) == 2  # 100 images / 32 per step * 2 epochs; one eval per epoch
+    qtbot.waitUntil(lambda: bool(rc.items) and len(rc.items["acc"].xData) == 2, timeout=3000)
+    assert len(rc.items["smooth"].xData) == 8
+    assert "student accuracy" in panel.result.text()
+    assert (tmp_path / "proj" / "runs" / "distill-1" / "student.safetensors").exists()
+    assert panel.run_name.text() == "distill-2"
+    out = tmp_path / "export"
+    ejob = panel.export(str(out))
+    qtbot.waitUntil(lambda: ejob.state == "finished", timeout=60000)
+    assert (out / "student.safetensors").exists() and (out / "student.json").exists()
+
+    panel.epochs.setValue(50)  # a second run, overlaid, stopped early
+    job2 = panel.start()
+    qtbot.waitUntil(lambda: len(panel.runs["distill-2"].loss) >= 2, timeout=60000)
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: job2.state == "cancelled", timeout=30000)
+    qtbot.waitUntil(lambda: bool(panel.runs["distill-2"].items), timeout=3000)
+    assert len(panel.runs) == 2

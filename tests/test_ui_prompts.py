@@ -1,6 +1,6 @@
 """Prompts panel: DPE expansion as a job, inline editing, add/remove, import/export, counts."""
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 
 from prism_gui.engine.project import Project
 from prism_gui.engine.prompts import PromptSet
@@ -52,7 +52,10 @@ def test_inline_editing_add_remove_and_active(qtbot, tmp_path):
     panel.class_filter.setCurrentIndex(2)  # "one"
     panel.add_prompt()
     assert m.rowCount() == n + 1 and studio.prompts.prompts[-1].class_index == 1
-    panel.table.selectRow(0)
+    # select exactly row 0 (selectRow() would honour a Ctrl modifier left pressed by an earlier test)
+    sel = panel.table.selectionModel()
+    sel.select(panel.proxy.index(0, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+               | QItemSelectionModel.SelectionFlag.Rows)
     panel.remove_selected()
     assert m.rowCount() == n
     saved = PromptSet.load(tmp_path / "proj" / "prompts.json")

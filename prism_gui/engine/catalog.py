@@ -285,8 +285,20 @@ class Catalog:
         with self._lock:
             return self._conn.execute(q, args).fetchall()
 
-    def ids(self, **kw) -> list[int]:
-        return [r[0] for r in self.query(columns="id", **kw)]
+    def ids(self, *, sort: str = "id", descending: bool = False, limit: int | None = None, offset: int = 0,
+            **filters) -> list[int]:
+        """Ids in order; reads plain tuples (no ``sqlite3.Row``), the gallery's hot path."""
+        if sort not in SORT_COLUMNS:
+            raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
+        where, args = self._where(**filters)
+        q = f"SELECT id FROM images{where} ORDER BY {sort} {'DESC' if descending else 'ASC'}, id"
+        if limit is not None:
+            q += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.row_factory = None
+            return [r[0] for r in cur.execute(q, args)]
 
     def count(self, **filters) -> int:
         where, args = self._where(**filters)

@@ -281,6 +281,41 @@ def format_table(res: dict, budget: int) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict, out: Path) -> Path:
+    """Student accuracy, precision and recall against the image budget, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for row, by_b in res["summary"].items():
+        bs = sorted(int(b) for b in by_b if b != "None")
+        if not bs:
+            continue
+        acc = [100 * by_b[str(b)]["accuracy_mean"]["clean"] for b in bs]
+        err = [100 * by_b[str(b)]["accuracy_std"]["clean"] for b in bs]
+        axes[0].errorbar(bs, acc, yerr=err, marker="o", capsize=3, label=row)
+        for ax, key in ((axes[1], "precision"), (axes[2], "recall")):
+            if "prdc_mean" in by_b[str(bs[0])]:
+                ax.plot(bs, [by_b[str(b)]["prdc_mean"][key] for b in bs], marker="o", label=row)
+    real = res["summary"].get("real-data KD (upper bound)", {}).get("None")
+    if real:
+        axes[0].axhline(100 * real["accuracy_mean"]["clean"], color="k", ls="--", lw=1, label="real-data KD")
+    for ax, title in zip(axes, ("student accuracy on the real test split (%)", "precision vs test split",
+                                "recall vs test split"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("training images per class")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -289,7 +324,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "ablation")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
     p.add_argument("--quick", action="store_true", help="tiny settings (used by the test suite)")
+    p.add_argument("--plot", type=Path, help="also draw accuracy/precision/recall against the budget to this PNG")
+    p.add_argument("--plot-only", action="store_true", help="only redraw --plot from an existing --out file")
     a = p.parse_args(argv)
+    if a.plot_only:
+        print("wrote", plot(json.loads(a.out.read_text()), a.plot))
+        return 0
     spec = DemoSpec()
     cfg = Config(seeds=tuple(a.seeds), budgets=tuple(a.budgets), epochs=a.epochs)
     if a.quick:
@@ -305,6 +345,8 @@ def main(argv=None) -> int:
         res.setdefault("tables", {})[str(b)] = format_table(res, b)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
+    if a.plot:
+        plot(res, a.plot)
     print(res["tables"][str(100 if 100 in cfg.budgets else cfg.budgets[-1])])
     print("wrote", a.out)
     return 0

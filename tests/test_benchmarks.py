@@ -1,6 +1,7 @@
 """Each benchmark script still runs (tiny configuration); timings are never asserted here."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -32,7 +33,8 @@ def test_perf_benchmark_runs_quick(root, tmp_path):
 def test_ablation_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "ablation.json"
     r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"),
-                        "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=600)
+                        "--out", str(out), "--plot", str(tmp_path / "a.png")], cwd=root, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     rows = set(res["summary"])
@@ -41,3 +43,17 @@ def test_ablation_benchmark_runs_quick(root, tmp_path):
     acc = res["summary"]["PRISM"]["6"]["accuracy_mean"]
     assert set(acc) >= {"clean", "rotate +15", "thicker strokes", "translate 1px", "blur", "noise"}
     assert "| PRISM |" in res["tables"]["6"]
+    assert (tmp_path / "a.png").stat().st_size > 10_000
+
+
+def test_app_perf_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "app.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "benchmarks/app_perf.py", "--quick", "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["startup"]["seconds_median"] > 0 and res["startup"]["torch_imported_before_shown"] is False
+    assert res["event_loop"]["generation"]["state"] == "finished"
+    assert res["event_loop"]["distillation"]["state"] == "finished"
+    assert res["gallery"]["images"] == 5000 and res["gallery"]["scroll_pages"] > 1

@@ -1,0 +1,200 @@
+"""Performance of the desktop app (offscreen).
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/app_perf.py [--quick] [--out benchmarks/results/app_perf.json]
+
+- ``startup``: seconds from launching ``python -m prism_gui`` to its window being shown and
+  painted (median of several launches; the app prints nothing, so a tiny driver script times
+  the same start-up path: QApplication, MainWindow on a fresh project, show, first paint);
+- ``event_loop``: the longest gap of a 10 ms QTimer on the GUI thread while the Generate panel
+  runs a generation job and then the Distill panel a training job, each streaming its progress
+  into the panels (goal: under 50 ms);
+- ``gallery``: on a 100,000-image catalog, the time to apply a filter/sort in the gallery model
+  and to scroll the Curate view from top to bottom one page at a time (the longest page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STARTUP_DRIVER = r"""
+import sys, time
+t0 = float(sys.argv[1])
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication(sys.argv[:1])
+from prism_gui.ui.main_window import MainWindow
+win = MainWindow(project=sys.argv[2])
+win.show()
+def painted():
+    print(f"SHOWN {time.time() - t0:.4f}", flush=True)
+    print("TORCH_LOADED", "torch" in sys.modules, flush=True)
+    app.quit()
+QTimer.singleShot(0, painted)
+app.exec()
+"""
+
+
+def bench_startup(repeat: int) -> dict:
+    times, torch_loaded = [], []
+    for i in range(repeat):
+        proj = tempfile.mkdtemp(prefix="prism-app-perf-")
+        env = {**os.environ, "PRISM_STUDIO_HOME": tempfile.mkdtemp(prefix="prism-home-")}
+        out = subprocess.run([sys.executable, "-c", STARTUP_DRIVER, repr(time.time()), f"{proj}/p{i}"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith("SHOWN"))
+        times.append(float(line.split()[1]))
+        torch_loaded.append("TORCH_LOADED True" in out.stdout)
+    return {"launches": repeat, "seconds_median": statistics.median(times), "seconds_all": times,
+            "torch_imported_before_shown": any(torch_loaded)}
+
+
+def _gap_timer():
+    from PySide6.QtCore import QTimer
+
+    gaps, last = [], [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    return timer, gaps, last
+
+
+def _wait(app, cond, timeout: float = 600) -> None:
+    t0 = time.time()
+    while not cond():
+        app.processEvents()
+        time.sleep(0.002)
+        if time.time() - t0 > timeout:
+            raise TimeoutError("job did not finish")
+
+
+def bench_event_loop(quick: bool) -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    from prism_gui.engine.project import Project
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.distill_panel import DistillPanel
+    from prism_gui.ui.generate_panel import GeneratePanel
+
+    app = QApplication.instance() or QApplication([])
+    studio = make_studio()
+    studio.warm_up(wait=True)
+    gen, dist = GeneratePanel(studio), DistillPanel(studio)
+    studio.set_project(Project.create(Path(tempfile.mkdtemp(prefix="prism-app-perf-")) / "proj"))
+    gen.prompt_source.setCurrentIndex(1)  # plain class names
+    gen.per_class.setValue(4 if quick else 30)
+    gen.steps.setValue(4 if quick else 30)
+    gen.batch.setValue(10 if quick else 50)
+    gen.show()
+    dist.show()
+    timer, gaps, last = _gap_timer()
+    out = {}
+    for name, start in (("generation", gen.start), ("distillation", None)):
+        if name == "distillation":
+            studio.set_project(studio.project)  # refresh the run list with the new images
+            dist.select_runs(["run-1"])
+            dist.epochs.setValue(2 if quick else 20)
+            start = dist.start
+        gaps.clear()
+        last[0] = time.perf_counter()
+        timer.start()
+        t0 = time.time()
+        job = start()
+        _wait(app, lambda job=job: job.state in ("finished", "failed", "cancelled"))
+        timer.stop()
+        out[name] = {"job_seconds": round(time.time() - t0, 2), "state": job.state, "ticks": len(gaps),
+                     "longest_stall_ms": 1000 * max(gaps), "p99_gap_ms": 1000 * sorted(gaps)[int(0.99 * len(gaps))]}
+    out["longest_stall_ms"] = max(v["longest_stall_ms"] for v in out.values() if isinstance(v, dict))
+    out["goal_ms"] = 50
+    return out
+
+
+def bench_gallery(quick: bool) -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.curate_panel import CuratePanel
+    from prism_gui.ui.testing import fake_catalog
+
+    app = QApplication.instance() or QApplication([])
+    n = 5000 if quick else 100_000
+    project = fake_catalog(Path(tempfile.mkdtemp(prefix="prism-app-perf-")) / "big", n)
+    studio = make_studio()
+    panel = CuratePanel(studio)
+    panel.resize(1500, 850)
+    panel.show()
+    t0 = time.perf_counter()
+    studio.set_project(project)
+    app.processEvents()
+    open_s = time.perf_counter() - t0
+    model = panel.model
+    queries = {"class 3, energy <= 0.5, by energy": ({"classes": [3], "energy_max": 0.5}, "energy", False),
+               "prompt contains 'bold', by confidence": ({"text": "bold"}, "confidence", True),
+               "unreviewed, by energy": ({"statuses": ["unreviewed"]}, "energy", False),
+               "everything, by id": ({}, "id", False)}
+    filt = {}
+    for name, (f, sort, desc) in queries.items():
+        t0 = time.perf_counter()
+        model.set_query(f, sort=sort, descending=desc)
+        app.processEvents()
+        filt[name] = {"ms": 1000 * (time.perf_counter() - t0), "rows": model.rowCount()}
+    # scroll the whole gallery one page at a time, painting each page
+    bar = panel.view.verticalScrollBar()
+    pages, worst = 0, 0.0
+    t_all = time.perf_counter()
+    value = 0
+    while value <= bar.maximum() and pages < (50 if quick else 100_000):
+        t0 = time.perf_counter()
+        bar.setValue(value)
+        panel.view.viewport().repaint()
+        app.processEvents()
+        worst = max(worst, time.perf_counter() - t0)
+        pages += 1
+        value += bar.pageStep()
+    scroll_s = time.perf_counter() - t_all
+    model.wait_for_thumbnails()
+    return {"images": n, "open_ms": 1000 * open_s, "filter_sort": filt, "scroll_pages": pages,
+            "scroll_seconds": scroll_s, "slowest_page_ms": 1000 * worst,
+            "mean_page_ms": 1000 * scroll_s / max(1, pages)}
+
+
+BENCHES = {"startup": None, "event_loop": bench_event_loop, "gallery": bench_gallery}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (used by the test suite)")
+    p.add_argument("--only", nargs="*", choices=sorted(BENCHES))
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_perf.json")
+    a = p.parse_args(argv)
+    res = {"command": "QT_QPA_PLATFORM=offscreen python benchmarks/app_perf.py" + (" --quick" if a.quick else ""),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count()}
+    for name in a.only or BENCHES:
+        res[name] = bench_startup(2 if a.quick else 5) if name == "startup" else BENCHES[name](a.quick)
+        print(name, json.dumps(res[name], indent=1), flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2))
+    print("wrote", a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

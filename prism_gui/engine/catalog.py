@@ -273,8 +273,8 @@ class Catalog:
             args += ids
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
-    def query(self, *, sort: str = "id", descending: bool = False, limit: int | None = None, offset: int = 0,
-              columns: str = "*", **filters) -> list[sqlite3.Row]:
+    def _select(self, columns: str, sort: str, descending: bool, limit: int | None, offset: int,
+                filters: dict) -> tuple[str, list]:
         if sort not in SORT_COLUMNS:
             raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
         where, args = self._where(**filters)
@@ -282,19 +282,18 @@ class Catalog:
         if limit is not None:
             q += " LIMIT ? OFFSET ?"
             args += [limit, offset]
+        return q, args
+
+    def query(self, *, sort: str = "id", descending: bool = False, limit: int | None = None, offset: int = 0,
+              columns: str = "*", **filters) -> list[sqlite3.Row]:
+        q, args = self._select(columns, sort, descending, limit, offset, filters)
         with self._lock:
             return self._conn.execute(q, args).fetchall()
 
     def ids(self, *, sort: str = "id", descending: bool = False, limit: int | None = None, offset: int = 0,
             **filters) -> list[int]:
         """Ids in order; reads plain tuples (no ``sqlite3.Row``), the gallery's hot path."""
-        if sort not in SORT_COLUMNS:
-            raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
-        where, args = self._where(**filters)
-        q = f"SELECT id FROM images{where} ORDER BY {sort} {'DESC' if descending else 'ASC'}, id"
-        if limit is not None:
-            q += " LIMIT ? OFFSET ?"
-            args += [limit, offset]
+        q, args = self._select("id", sort, descending, limit, offset, filters)
         with self._lock:
             cur = self._conn.cursor()
             cur.row_factory = None

@@ -281,6 +281,77 @@ def format_table(res: dict, budget: int) -> str:
     return "\n".join(lines)
 
 
+SWEEPS = {  # PRISM (DPE + EDA, no selection) at one budget; every other setting as in the table
+    "guidance_scale": [0.0, 0.01, 0.02, 0.05, 0.1],
+    "guidance_window": [(0.0, 1.0), (0.5, 1.0), (0.8, 1.0)],
+    "prompts_per_class": [5, 10, 20, 40],
+}
+
+
+def run_sweeps(spec: DemoSpec, work: Path, budget: int = 100, seed: int = 0, epochs: int = 40,
+               sweeps: dict | None = None, log=print) -> dict:
+    """Student accuracy (clean and mean over shifts), precision and recall against one setting
+    at a time."""
+    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
+    from prism_gui.engine.generators import load_generator
+    from prism_gui.engine.metrics import prdc, teacher_features
+    from prism_gui.engine.teachers import load_teacher
+
+    teacher, comp = load_teacher("digits"), load_generator("digits")
+    x_test, y_test = load_eval_set("digits-test", teacher)
+    sets = shifted_test_sets(x_test)
+    real_feats = teacher_features(teacher, x_test)
+    out: dict = {"budget": budget, "seed": seed}
+    for name, values in (sweeps or SWEEPS).items():
+        out[name] = []
+        for v in values:
+            point = dataclasses.replace(spec, **{name: v})
+            folder = work / "sweeps" / f"{name}={v}".replace(" ", "").replace("(", "").replace(")", "")
+            info = generate_method("PRISM", budget, seed, point, folder, teacher, comp)
+            x, _ = budget_images(folder / f"PRISM-s{seed}", budget)
+            last = None
+            for ev in run_distillation(DistillSpec(student=spec.student, epochs=epochs, seed=seed, eval=""),
+                                       teacher=teacher, images=x):
+                last = ev
+            acc = evaluate_shifts(last.data["student"], teacher, sets, y_test)
+            m = prdc(real_feats, teacher_features(teacher, x), k=5)
+            out[name].append({"value": list(v) if isinstance(v, tuple) else v, "accuracy": acc["clean"],
+                              "accuracy_shift_mean": float(np.mean([a for k, a in acc.items() if k != "clean"])),
+                              "precision": m["precision"], "recall": m["recall"],
+                              "generate_seconds": info["generate_seconds"]})
+            log(f"sweep {name}={v}: {100 * acc['clean']:.2f}% precision {m['precision']:.3f} recall {m['recall']:.3f}")
+    return out
+
+
+def plot_sweeps(sw: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in SWEEPS if k in sw]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4))
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        pts = sw[name]
+        xs = list(range(len(pts)))
+        ax.plot(xs, [100 * p["accuracy"] for p in pts], "o-", label="student accuracy (%)")
+        ax.plot(xs, [100 * p["accuracy_shift_mean"] for p in pts], "s--", label="mean over shifts (%)")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [p["precision"] for p in pts], "^:", color="tab:green", label="precision")
+        ax2.plot(xs, [p["recall"] for p in pts], "v:", color="tab:red", label="recall")
+        ax2.set_ylim(0, 1)
+        ax.set_xticks(xs, [str(p["value"]) for p in pts])
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=7)
+        ax2.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"PRISM at {sw['budget']} images per class, seed {sw['seed']}: one setting at a time", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def plot(res: dict, out: Path) -> Path:
     """Student accuracy, precision and recall against the image budget, one line per method."""
     import matplotlib
@@ -326,7 +397,25 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny settings (used by the test suite)")
     p.add_argument("--plot", type=Path, help="also draw accuracy/precision/recall against the budget to this PNG")
     p.add_argument("--plot-only", action="store_true", help="only redraw --plot from an existing --out file")
+    p.add_argument("--sweeps", action="store_true", help="run the one-setting-at-a-time sweeps instead of the table "
+                   "(PRISM at the first --budgets value, the first --seeds value)")
     a = p.parse_args(argv)
+    if a.sweeps:
+        spec = DemoSpec()
+        sweeps = None
+        if a.quick:
+            spec = dataclasses.replace(DemoSpec.quick(), prompts_per_class=3, pilot_per_prompt=1)
+            spec.sampler.steps = 4
+            sweeps = {"guidance_scale": [0.0, 0.05], "guidance_window": [(0.5, 1.0)], "prompts_per_class": [3]}
+        sw = run_sweeps(spec, a.work, budget=a.budgets[0], seed=a.seeds[0], epochs=1 if a.quick else a.epochs,
+                        sweeps=sweeps)
+        sw["command"] = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(sw, indent=2))
+        if a.plot:
+            plot_sweeps(sw, a.plot)
+        print("wrote", a.out)
+        return 0
     if a.plot_only:
         print("wrote", plot(json.loads(a.out.read_text()), a.plot))
         return 0

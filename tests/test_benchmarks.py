@@ -57,3 +57,15 @@ def test_app_perf_benchmark_runs_quick(root, tmp_path):
     assert res["event_loop"]["generation"]["state"] == "finished"
     assert res["event_loop"]["distillation"]["state"] == "finished"
     assert res["gallery"]["images"] == 5000 and res["gallery"]["scroll_pages"] > 1
+
+
+def test_ablation_sweeps_run_quick(root, tmp_path):
+    out = tmp_path / "sweeps.json"
+    r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--sweeps", "--quick", "--budgets", "3",
+                        "--seeds", "0", "--work", str(tmp_path / "w"), "--out", str(out), "--plot",
+                        str(tmp_path / "s.png")], cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert [p["value"] for p in res["guidance_scale"]] == [0.0, 0.05]
+    assert 0 <= res["guidance_scale"][0]["accuracy"] <= 1 and "recall" in res["prompts_per_class"][0]
+    assert (tmp_path / "s.png").stat().st_size > 10_000

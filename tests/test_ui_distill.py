@@ -28,7 +28,10 @@ def test_training_run_curves_and_export(qtbot, tmp_path):
     qtbot.waitUntil(panel.start_button.isEnabled, timeout=5000)
     rc = panel.runs["distill-1"]
     assert len(rc.loss) == 8 and len(rc.acc) == 2  # 100 images / 32 per step * 2 epochs; one eval per epoch
-    qtbot.waitUntil(lambda: bool(rc.items) and len(rc.items["acc"].xData) == 2, timeout=3000)
+    def drawn(key, n):  # the 5 Hz redraw timer fills the curves; xData is None until its first tick
+        return bool(rc.items) and rc.items[key].xData is not None and len(rc.items[key].xData) == n
+
+    qtbot.waitUntil(lambda: drawn("acc", 2) and drawn("smooth", 8), timeout=3000)
     assert len(rc.items["smooth"].xData) == 8
     assert "student accuracy" in panel.result.text()
     assert (tmp_path / "proj" / "runs" / "distill-1" / "student.safetensors").exists()

@@ -154,7 +154,7 @@ class Config:
 
 def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
     from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
-    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
+    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation, training_images
     from prism_gui.engine.generators import load_generator
     from prism_gui.engine.metrics import prdc, teacher_features
     from prism_gui.engine.teachers import load_teacher
@@ -187,7 +187,7 @@ def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
         log(f"{row:<26} budget {budget!s:>4} seed {seed}: {100 * entry['accuracy']['clean']:.2f}%")
 
     for seed in cfg.seeds:
-        record("real-data KD (upper bound)", None, seed, load_eval_set_train(), metrics=True)
+        record("real-data KD (upper bound)", None, seed, training_images(DistillSpec(data="digits-train"), teacher))
         for m in SYNTHETIC:
             info = generate_method(m, max_b, seed, spec, work, teacher, comp)
             res["generation"].setdefault(m, []).append(info)
@@ -222,13 +222,6 @@ def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
             record("DeepInversion", b, seed, x)
     res["summary"] = summarize(res)
     return res
-
-
-def load_eval_set_train():
-    from prism_gui.engine.digits.data import load_split
-
-    x, _ = load_split("train")
-    return torch.from_numpy(x).unsqueeze(1) / 8 - 1
 
 
 def evaluate_teacher(teacher, sets, y) -> dict:

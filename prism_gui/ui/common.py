@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
-from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QMessageBox, QSpinBox, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QMessageBox, QPushButton, QSpinBox, QWidget
 
 from prism_gui.engine.project import Project, studio_config_dir
 from prism_gui.ui.worker import Job, JobFactory, JobQueue
@@ -189,6 +189,19 @@ def error_label() -> QLabel:
 def show_error(label: QLabel, message: str) -> None:
     label.setText(message)
     label.setVisible(bool(message))
+
+
+def button(text: str, tip: str, slot, *, shortcut: str | None = None, enabled: bool = True,
+           checkable: bool = False) -> QPushButton:
+    """A push button with its tooltip, slot, optional shortcut and initial state."""
+    b = QPushButton(text)
+    b.setToolTip(tip)
+    if shortcut:
+        b.setShortcut(shortcut)
+    b.setCheckable(checkable)
+    b.setEnabled(enabled)
+    b.clicked.connect(slot)
+    return b
 
 
 def spin(lo: int, hi: int, value: int, tip: str = "", step: int = 1) -> QSpinBox:

@@ -20,13 +20,12 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
-    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from prism_gui.ui.common import Studio, dspin, error_label, pg, show_error, spin
+from prism_gui.ui.common import Studio, button, dspin, error_label, pg, show_error, spin
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 STUDENT_NAMES = ["digits_student"]  # the rest come from engine.distill.STUDENTS once the engine is imported
@@ -122,18 +121,12 @@ class DistillPanel(QWidget):
         self.run_name.setToolTip("Name of this training run (curves of several runs are overlaid)")
         f.addRow("Run name", self.run_name)
 
-        self.start_button = QPushButton("Start training")
-        self.start_button.setToolTip("Distil the teacher into the student on the curated images (Ctrl+T)")
-        self.start_button.setShortcut("Ctrl+T")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.stop_button.setToolTip("Stop after the current step (the last finished epoch is checkpointed)")
-        self.stop_button.clicked.connect(self.stop)
-        self.export_button = QPushButton("Export student…")
-        self.export_button.setEnabled(False)
-        self.export_button.setToolTip("Save the trained student as safetensors (+ ONNX) with its config")
-        self.export_button.clicked.connect(lambda: self.export())
+        self.start_button = button("Start training", "Distil the teacher into the student on the curated images "
+                                   "(Ctrl+T)", self.start, shortcut="Ctrl+T")
+        self.stop_button = button("Stop", "Stop after the current step (the last finished epoch is checkpointed)",
+                                  self.stop, enabled=False)
+        self.export_button = button("Export student…", "Save the trained student as safetensors (+ ONNX) with its "
+                                    "config", lambda: self.export(), enabled=False)
         self.progress = QProgressBar()
         self.result = QLabel("")
         self.result.setWordWrap(True)

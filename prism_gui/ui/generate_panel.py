@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.engine.generators import SCHEDULERS  # a light module: diffusers loads inside its functions
-from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, pixmap, show_error, spin
+from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, pixmap, show_error, spin
 
 SCHEDULER_NAMES = list(SCHEDULERS)
 STRIP_MAX = 120
@@ -129,19 +129,12 @@ class GeneratePanel(QWidget):
         self.mode.setToolTip("cheap: gradient w.r.t. the predicted x0; exact: through the UNet (slower)")
         ef.addRow("Mode", self.mode)
 
-        self.start_button = QPushButton("Start")
-        self.start_button.setToolTip("Generate, score with the teacher and store in the catalog (Ctrl+G)")
-        self.start_button.setShortcut("Ctrl+G")
-        self.start_button.clicked.connect(self.start)
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.setCheckable(True)
-        self.pause_button.setEnabled(False)
-        self.pause_button.setToolTip("Pause between two steps; press again to resume")
-        self.pause_button.clicked.connect(self._toggle_pause)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.setToolTip("Stop after the current step; the unfinished batch is discarded")
-        self.cancel_button.clicked.connect(self.cancel)
+        self.start_button = button("Start", "Generate, score with the teacher and store in the catalog (Ctrl+G)",
+                                   self.start, shortcut="Ctrl+G")
+        self.pause_button = button("Pause", "Pause between two steps; press again to resume", self._toggle_pause,
+                                   enabled=False, checkable=True)
+        self.cancel_button = button("Cancel", "Stop after the current step; the unfinished batch is discarded",
+                                    self.cancel, enabled=False)
         self.progress = QProgressBar()
         self.eta = QLabel("")
         self.state = QLabel("idle")

@@ -316,6 +316,86 @@ def run_sweeps(spec: DemoSpec, work: Path, budget: int = 100, seed: int = 0, epo
     return out
 
 
+CANDIDATES = {  # PRISM settings confirmed over several seeds before they become the demo's defaults
+    "defaults (20 prompts, scale 0.02)": {},
+    "scale 0.1": {"guidance_scale": 0.1},
+    "40 prompts": {"prompts_per_class": 40},
+    "40 prompts, scale 0 (DPE only)": {"prompts_per_class": 40, "guidance_scale": 0.0},
+    "40 prompts, scale 0.1": {"prompts_per_class": 40, "guidance_scale": 0.1},
+    "40 prompts, scale 0.2": {"prompts_per_class": 40, "guidance_scale": 0.2},
+    "80 prompts, scale 0.1": {"prompts_per_class": 80, "guidance_scale": 0.1},
+}
+
+
+def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: int = 3, seeds=(0, 1, 2),
+                   epochs: int = 40, candidates: dict | None = None, log=print) -> dict:
+    """Each candidate setting of PRISM over several seeds: the first ``budget`` images per class,
+    and the ``budget`` lowest class energies among ``budget * oversample`` (equal training
+    budget).  The candidate with no overrides reuses the table's own PRISM generations in ``work``."""
+    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
+    from prism_gui.engine.generators import load_generator
+    from prism_gui.engine.metrics import prdc, teacher_features
+    from prism_gui.engine.teachers import load_teacher
+
+    teacher, comp = load_teacher("digits"), load_generator("digits")
+    x_test, y_test = load_eval_set("digits-test", teacher)
+    sets = shifted_test_sets(x_test)
+    real_feats = teacher_features(teacher, x_test)
+    out: dict = {"budget": budget, "oversample": oversample, "seeds": list(seeds), "candidates": {}}
+    for name, overrides in (candidates or CANDIDATES).items():
+        point = dataclasses.replace(spec, **overrides)
+        folder = work if not overrides else work / "candidates" / \
+            ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        entries = []
+        for seed in seeds:
+            info = generate_method("PRISM", budget * oversample, seed, point, folder, teacher, comp)
+            for select in (False, True):
+                x, _ = budget_images(folder / f"PRISM-s{seed}", budget,
+                                     select_from=budget * oversample if select else None)
+                last = None
+                for ev in run_distillation(DistillSpec(student=spec.student, epochs=epochs, seed=seed, eval=""),
+                                           teacher=teacher, images=x):
+                    last = ev
+                acc = evaluate_shifts(last.data["student"], teacher, sets, y_test)
+                m = prdc(real_feats, teacher_features(teacher, x), k=5)
+                entries.append({"seed": seed, "select": select, "accuracy": acc,
+                                "precision": m["precision"], "recall": m["recall"],
+                                "generate_seconds": info["generate_seconds"]})
+                log(f"{name} seed {seed} {'select' if select else 'first'}: {100 * acc['clean']:.2f}% "
+                    f"precision {m['precision']:.3f} recall {m['recall']:.3f}")
+        summary = {}
+        for select in (False, True):
+            es = [e for e in entries if e["select"] == select]
+            clean = [e["accuracy"]["clean"] for e in es]
+            shifted = [np.mean([a for k, a in e["accuracy"].items() if k != "clean"]) for e in es]
+            summary["select" if select else "first"] = {
+                "accuracy_mean": float(np.mean(clean)), "accuracy_std": float(np.std(clean)),
+                "shift_min_mean": float(np.mean([min(a for k, a in e["accuracy"].items() if k != "clean")
+                                                 for e in es])),
+                "accuracy_shift_mean": float(np.mean(shifted)),
+                "precision": float(np.mean([e["precision"] for e in es])),
+                "recall": float(np.mean([e["recall"] for e in es]))}
+        out["candidates"][name] = {"overrides": {k: list(v) if isinstance(v, tuple) else v
+                                                 for k, v in overrides.items()},
+                                   "entries": entries, "summary": summary}
+    return out
+
+
+def format_candidates(cd: dict, plain: float | None = None, real: float | None = None) -> str:
+    """Markdown table; with the plain-prompt and real-data means, the share of the gap closed."""
+    gap = (real - plain) if plain is not None and real is not None else None
+    b, n = cd["budget"], cd["budget"] * cd["oversample"]
+    head = f"| setting | first {b}: acc | P | R | select {b} of {n}: acc | P | R | gap closed (select) |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, c in cd["candidates"].items():
+        f, s = c["summary"]["first"], c["summary"]["select"]
+        closed = f"{100 * (s['accuracy_mean'] - plain) / gap:.0f}%" if gap else ""
+        lines.append(f"| {name} | {100 * f['accuracy_mean']:.2f} ± {100 * f['accuracy_std']:.2f} | "
+                     f"{f['precision']:.3f} | {f['recall']:.3f} | {100 * s['accuracy_mean']:.2f} ± "
+                     f"{100 * s['accuracy_std']:.2f} | {s['precision']:.3f} | {s['recall']:.3f} | {closed} |")
+    return "\n".join(lines)
+
+
 def plot_sweeps(sw: dict, out: Path) -> Path:
     import matplotlib
 
@@ -392,7 +472,30 @@ def main(argv=None) -> int:
     p.add_argument("--plot-only", action="store_true", help="only redraw --plot from an existing --out file")
     p.add_argument("--sweeps", action="store_true", help="run the one-setting-at-a-time sweeps instead of the table "
                    "(PRISM at the first --budgets value, the first --seeds value)")
+    p.add_argument("--candidates", action="store_true", help="confirm candidate PRISM settings over --seeds at "
+                   "the first --budgets value, with and without oversample-and-select")
     a = p.parse_args(argv)
+    if a.candidates:
+        spec, cands = DemoSpec(), None
+        if a.quick:
+            spec = dataclasses.replace(DemoSpec.quick(), prompts_per_class=3, pilot_per_prompt=1)
+            spec.sampler.steps = 4
+            cands = {"defaults": {}, "scale 0.1": {"guidance_scale": 0.1}}
+        cd = run_candidates(spec, a.work, budget=a.budgets[0], seeds=tuple(a.seeds),
+                            epochs=1 if a.quick else a.epochs, candidates=cands)
+        cd["command"] = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        plain = real = None
+        table = ROOT / "benchmarks" / "results" / "ablation.json"
+        if not a.quick and table.exists():
+            summ = json.loads(table.read_text())["summary"]
+            plain = summ["plain prompts"][str(a.budgets[0])]["accuracy_mean"]["clean"]
+            real = summ["real-data KD (upper bound)"]["None"]["accuracy_mean"]["clean"]
+        cd["table"] = format_candidates(cd, plain, real)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(cd, indent=2))
+        print(cd["table"])
+        print("wrote", a.out)
+        return 0
     if a.sweeps:
         spec = DemoSpec()
         sweeps = None

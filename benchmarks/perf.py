@@ -172,6 +172,8 @@ def bench_catalog(quick: bool) -> dict:
             "status_and_energy_filter_ids": lambda: cat.ids(statuses=["unreviewed"], energy_max=0.0,
                                                             sort="confidence", descending=True),
             "prompt_text_filter_ids": lambda: cat.ids(text="bold", sort="energy"),
+            "confidence_range_sorted_by_entropy_ids": lambda: cat.ids(confidence_min=0.2, confidence_max=0.9,
+                                                                      sort="entropy"),
             "first_page_sorted_by_confidence": lambda: cat.query(sort="confidence", limit=200),
             "count_class_filter": lambda: cat.count(classes=[3, 4], statuses=["unreviewed", "keep"]),
         }

@@ -69,6 +69,8 @@ CREATE INDEX IF NOT EXISTS ix_images_energy ON images (energy);
 CREATE INDEX IF NOT EXISTS ix_images_confidence ON images (confidence);
 CREATE INDEX IF NOT EXISTS ix_images_status ON images (status, class_index);
 CREATE INDEX IF NOT EXISTS ix_images_run ON images (run, class_index);
+CREATE INDEX IF NOT EXISTS ix_images_filter ON images (status, class_index, run, energy, confidence, correct,
+    energy_class, energy_free, energy_bn, entropy, created, seed, prompt);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, manifest TEXT,
     status TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
@@ -242,8 +244,11 @@ class Catalog:
         return removed
 
     def _where(self, run=None, classes=None, statuses=None, energy_max=None, energy_min=None,
-               confidence_min=None, confidence_max=None, text=None, correct=None, ids=None):
+               confidence_min=None, confidence_max=None, text=None, correct=None, ids=None, _listing=False):
+        """``_listing``: the whole result is wanted, so range terms are tested while scanning the
+        covering index (``+col``) instead of being looked up row by row through their own index."""
         clauses, args = [], []
+        plus = "+" if _listing else ""
         if run is not None:
             runs = [run] if isinstance(run, str) else list(run)
             clauses.append(f"run IN ({','.join('?' * len(runs))})")
@@ -259,7 +264,7 @@ class Catalog:
         for col, op, val in (("energy", "<=", energy_max), ("energy", ">=", energy_min),
                              ("confidence", ">=", confidence_min), ("confidence", "<=", confidence_max)):
             if val is not None:
-                clauses.append(f"{col} {op} ?")
+                clauses.append(f"{plus}{col} {op} ?")
                 args.append(val)
         if text:
             clauses.append("prompt LIKE ?")
@@ -277,8 +282,12 @@ class Catalog:
                 filters: dict) -> tuple[str, list]:
         if sort not in SORT_COLUMNS:
             raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
-        where, args = self._where(**filters)
-        q = f"SELECT {columns} FROM images{where} ORDER BY {sort} {'DESC' if descending else 'ASC'}, id"
+        where, args = self._where(**filters, _listing=limit is None)
+        # A filtered listing of the whole result: filter through the narrow covering index, then
+        # sort.  Left to itself SQLite walks the sort column's index and looks every row up in the
+        # table, which is 2-4x slower at 100,000 rows.  A page (LIMIT) still walks the sort index.
+        key = f"+{sort}" if where and limit is None else sort
+        q = f"SELECT {columns} FROM images{where} ORDER BY {key} {'DESC' if descending else 'ASC'}, id"
         if limit is not None:
             q += " LIMIT ? OFFSET ?"
             args += [limit, offset]

@@ -317,21 +317,27 @@ def run_sweeps(spec: DemoSpec, work: Path, budget: int = 100, seed: int = 0, epo
 
 
 CANDIDATES = {  # PRISM settings confirmed over several seeds before they become the demo's defaults
-    "defaults (20 prompts, scale 0.02)": {},
+    "20 prompts, scale 0.02 (previous defaults)": {"prompts_per_class": 20, "guidance_scale": 0.02},
     "scale 0.1": {"guidance_scale": 0.1},
     "40 prompts": {"prompts_per_class": 40},
     "40 prompts, scale 0 (DPE only)": {"prompts_per_class": 40, "guidance_scale": 0.0},
     "40 prompts, scale 0.1": {"prompts_per_class": 40, "guidance_scale": 0.1},
     "40 prompts, scale 0.2": {"prompts_per_class": 40, "guidance_scale": 0.2},
     "80 prompts, scale 0.1": {"prompts_per_class": 80, "guidance_scale": 0.1},
+    "40 prompts, scale 0.4": {"prompts_per_class": 40, "guidance_scale": 0.4},
+    "80 prompts, scale 0.2": {"prompts_per_class": 80, "guidance_scale": 0.2},
 }
 
 
 def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: int = 3, seeds=(0, 1, 2),
-                   epochs: int = 40, candidates: dict | None = None, log=print) -> dict:
+                   epochs: int = 40, candidates: dict | None = None, log=print, done: dict | None = None,
+                   save=None) -> dict:
     """Each candidate setting of PRISM over several seeds: the first ``budget`` images per class,
     and the ``budget`` lowest class energies among ``budget * oversample`` (equal training
-    budget).  The candidate with no overrides reuses the table's own PRISM generations in ``work``."""
+    budget).  A candidate with no overrides (the current defaults) reuses the table's own PRISM
+    generations in ``work``.
+    ``done``: an earlier result with the same budget and seeds whose candidates are kept, not
+    re-run; ``save(result)`` is called after each candidate, so an interrupted run keeps them."""
     from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
     from prism_gui.engine.generators import load_generator
     from prism_gui.engine.metrics import prdc, teacher_features
@@ -342,7 +348,11 @@ def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: in
     sets = shifted_test_sets(x_test)
     real_feats = teacher_features(teacher, x_test)
     out: dict = {"budget": budget, "oversample": oversample, "seeds": list(seeds), "candidates": {}}
+    if done and (done.get("budget"), done.get("oversample"), done.get("seeds")) == (budget, oversample, list(seeds)):
+        out["candidates"].update(done.get("candidates", {}))
     for name, overrides in (candidates or CANDIDATES).items():
+        if name in out["candidates"]:
+            continue
         point = dataclasses.replace(spec, **overrides)
         folder = work if not overrides else work / "candidates" / \
             ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
@@ -378,6 +388,8 @@ def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: in
         out["candidates"][name] = {"overrides": {k: list(v) if isinstance(v, tuple) else v
                                                  for k, v in overrides.items()},
                                    "entries": entries, "summary": summary}
+        if save is not None:
+            save(out)
     return out
 
 
@@ -385,11 +397,13 @@ def format_candidates(cd: dict, plain: float | None = None, real: float | None =
     """Markdown table; with the plain-prompt and real-data means, the share of the gap closed."""
     gap = (real - plain) if plain is not None and real is not None else None
     b, n = cd["budget"], cd["budget"] * cd["oversample"]
-    head = f"| setting | first {b}: acc | P | R | select {b} of {n}: acc | P | R | gap closed (select) |"
+    head = (f"| setting | first {b}: acc | P | R | select {b} of {n}: acc | P | R | "
+            "gap closed (first / select) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, c in cd["candidates"].items():
         f, s = c["summary"]["first"], c["summary"]["select"]
-        closed = f"{100 * (s['accuracy_mean'] - plain) / gap:.0f}%" if gap else ""
+        closed = f"{100 * (f['accuracy_mean'] - plain) / gap:.0f}% / {100 * (s['accuracy_mean'] - plain) / gap:.0f}%" \
+            if gap else ""
         lines.append(f"| {name} | {100 * f['accuracy_mean']:.2f} ± {100 * f['accuracy_std']:.2f} | "
                      f"{f['precision']:.3f} | {f['recall']:.3f} | {100 * s['accuracy_mean']:.2f} ± "
                      f"{100 * s['accuracy_std']:.2f} | {s['precision']:.3f} | {s['recall']:.3f} | {closed} |")
@@ -474,6 +488,7 @@ def main(argv=None) -> int:
                    "(PRISM at the first --budgets value, the first --seeds value)")
     p.add_argument("--candidates", action="store_true", help="confirm candidate PRISM settings over --seeds at "
                    "the first --budgets value, with and without oversample-and-select")
+    p.add_argument("--names", nargs="+", help="with --candidates: only these candidates (names as in CANDIDATES)")
     a = p.parse_args(argv)
     if a.candidates:
         spec, cands = DemoSpec(), None
@@ -481,15 +496,30 @@ def main(argv=None) -> int:
             spec = dataclasses.replace(DemoSpec.quick(), prompts_per_class=3, pilot_per_prompt=1)
             spec.sampler.steps = 4
             cands = {"defaults": {}, "scale 0.1": {"guidance_scale": 0.1}}
+        if a.names:
+            unknown = set(a.names) - set(CANDIDATES)
+            if unknown:
+                p.error(f"unknown candidates {sorted(unknown)}; choose from {list(CANDIDATES)}")
+            cands = {k: CANDIDATES[k] for k in a.names}
+        command = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(res):
+            a.out.write_text(json.dumps({**res, "command": command}, indent=2))
+
         cd = run_candidates(spec, a.work, budget=a.budgets[0], seeds=tuple(a.seeds),
-                            epochs=1 if a.quick else a.epochs, candidates=cands)
-        cd["command"] = "python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        plain = real = None
-        table = ROOT / "benchmarks" / "results" / "ablation.json"
-        if not a.quick and table.exists():
-            summ = json.loads(table.read_text())["summary"]
-            plain = summ["plain prompts"][str(a.budgets[0])]["accuracy_mean"]["clean"]
-            real = summ["real-data KD (upper bound)"]["None"]["accuracy_mean"]["clean"]
+                            epochs=1 if a.quick else a.epochs, candidates=cands, save=save,
+                            done=json.loads(a.out.read_text()) if a.out.exists() else None)
+        cd["command"] = command
+        plain = real = None  # the gap is measured against the ablation table run on the same seeds
+        for table in [] if a.quick else sorted((ROOT / "benchmarks" / "results").glob("ablation*.json")):
+            res = json.loads(table.read_text())
+            if res.get("config", {}).get("seeds") == list(a.seeds):
+                summ = res["summary"]
+                plain = summ["plain prompts"][str(a.budgets[0])]["accuracy_mean"]["clean"]
+                real = summ["real-data KD (upper bound)"]["None"]["accuracy_mean"]["clean"]
+                cd["gap_reference"] = table.name
+                break
         cd["table"] = format_candidates(cd, plain, real)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(cd, indent=2))

@@ -69,3 +69,24 @@ def test_ablation_sweeps_run_quick(root, tmp_path):
     assert [p["value"] for p in res["guidance_scale"]] == [0.0, 0.05]
     assert 0 <= res["guidance_scale"][0]["accuracy"] <= 1 and "recall" in res["prompts_per_class"][0]
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def test_ablation_candidates_run_quick_and_resume(root, tmp_path):
+    out = tmp_path / "candidates.json"
+    cmd = [sys.executable, "benchmarks/ablation.py", "--candidates", "--quick", "--budgets", "3", "--seeds", "0",
+           "--work", str(tmp_path / "w"), "--out", str(out)]
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert list(res["candidates"]) == ["defaults", "scale 0.1"]
+    for c in res["candidates"].values():
+        assert {e["select"] for e in c["entries"]} == {False, True}
+        assert 0 <= c["summary"]["select"]["accuracy_mean"] <= 1 and "recall" in c["summary"]["first"]
+    assert "| scale 0.1 |" in res["table"]
+    # a second run keeps the finished candidates instead of re-running them
+    res["candidates"]["defaults"]["summary"]["first"]["accuracy_mean"] = 0.123
+    out.write_text(json.dumps(res))
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(out.read_text())["candidates"]["defaults"]["summary"]["first"]["accuracy_mean"] == 0.123
+    assert "seed 0" not in r.stdout

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from prism_gui.engine.demo_settings import FULL
 from prism_gui.engine.project import Project
 from prism_gui.ui.common import make_studio
 from prism_gui.ui.generate_panel import GeneratePanel
@@ -43,7 +44,7 @@ def test_generation_streams_images_and_plots_energy(qtbot, panel):
         row = cat.get(cat.ids(run="run-1")[3])
     panel.scale.setValue(0)
     panel.fill_from_image(row)
-    assert panel.steps.value() == 4 and panel.scale.value() == pytest.approx(0.02)
+    assert panel.steps.value() == 4 and panel.scale.value() == pytest.approx(FULL["guidance_scale"])
     assert "Settings from image" in panel.note.text()
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prism_gui.engine.demo_settings import demo_settings
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.resources import resource_path
 
@@ -64,7 +65,10 @@ def digits_card() -> dict:
 
 
 def default_spec(name: str = "Digits") -> dict:
+    """A new project's settings: the quick demo's (``demo_settings.QUICK``), which follow the
+    benchmarks (docs/BENCHMARKS.md)."""
     card = digits_card()
+    q = demo_settings(quick=True)
     return {
         "version": SPEC_VERSION,
         "name": name,
@@ -73,11 +77,12 @@ def default_spec(name: str = "Digits") -> dict:
                     "class_names": list(card.get("class_names", [])),
                     "test_accuracy": card.get("test_split", {}).get("accuracy"),
                     "parameters": card.get("parameters")},
-        "prompts": {"bank": "digits", "disambiguation": "name", "per_class": 6, "seed": 0, "axes": None,
-                    "include_plain": True},
-        "generate": {"generator": "digits", "scheduler": "ddim", "steps": 15, "cfg": 3.0, "images_per_class": 20,
-                     "batch_size": 50, "seed": 0, "guidance_scale": 0.02, "guidance_window": [0.5, 1.0],
-                     "guidance_mode": "cheap", "energy_weights": {"class": 1.0}},
+        "prompts": {"bank": "digits", "disambiguation": "name", "per_class": q["prompts_per_class"], "seed": 0,
+                    "axes": None, "include_plain": True},
+        "generate": {"generator": "digits", "scheduler": q["scheduler"], "steps": q["steps"], "cfg": q["cfg"],
+                     "images_per_class": q["images_per_class"], "batch_size": 50, "seed": 0,
+                     "guidance_scale": q["guidance_scale"], "guidance_window": list(q["guidance_window"]),
+                     "guidance_mode": q["guidance_mode"], "energy_weights": {"class": 1.0}},
         "distill": {"student": "digits_student", "epochs": 15, "batch_size": 64, "lr": 5e-3, "temperature": 4.0,
                     "alpha_ce": 0.0, "augment": True, "seed": 0},
     }

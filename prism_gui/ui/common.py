@@ -142,19 +142,12 @@ class Studio(QObject):
             return
 
         def work():
-            # Everything a first job imports.  Importing an extension module (torch, torchvision's
-            # operators, diffusers, transformers) holds the GIL for up to a few hundred ms, which
-            # would freeze the window if it happened inside the first generation or training job.
-            import diffusers  # noqa: F401
-            import timm  # noqa: F401
-            import torchvision  # noqa: F401
-            import transformers  # noqa: F401
-            from diffusers import UNet2DConditionModel  # noqa: F401
-            from transformers import CLIPTextModel  # noqa: F401
+            # Everything a first job imports, under the lock jobs take too (engine/preload.py).
+            # Importing an extension module holds the GIL for up to a few hundred ms, which would
+            # freeze the window if it happened inside the first generation or training job.
+            from prism_gui.engine.preload import import_engine
 
-            import prism_gui.engine.digits.models
-            import prism_gui.engine.distill
-            import prism_gui.engine.generate  # noqa: F401
+            import_engine()
             from prism_gui.engine.devices import describe, pick_device
 
             self.device = describe(pick_device("auto"))

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prism_gui.engine.demo_settings import FULL
 from prism_gui.engine.generators import SCHEDULERS  # a light module: diffusers loads inside its functions
 from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, pixmap, show_error, spin
 
@@ -115,10 +116,12 @@ class GeneratePanel(QWidget):
         self.energy_wait = QLabel("loading the energy terms…")
         self.energy_grid.addWidget(self.energy_wait, 0, 0)
         ef.addRow("Terms", self.energy_grid)
-        self.scale = dspin(0.0, 10.0, 0.02, "Guidance scale: the RMS size of each x0 step (0 = off)", 0.01, 3)
+        self.scale = dspin(0.0, 10.0, FULL["guidance_scale"], "Guidance scale: the RMS size of each x0 step (0 = off)",
+                           0.01, 3)
         ef.addRow("Scale", self.scale)
-        self.win_lo = dspin(0.0, 1.0, 0.5, "Guidance starts at this fraction of the trajectory", 0.05, 2)
-        self.win_hi = dspin(0.0, 1.0, 1.0, "Guidance ends at this fraction of the trajectory", 0.05, 2)
+        lo, hi = FULL["guidance_window"]
+        self.win_lo = dspin(0.0, 1.0, lo, "Guidance starts at this fraction of the trajectory", 0.05, 2)
+        self.win_hi = dspin(0.0, 1.0, hi, "Guidance ends at this fraction of the trajectory", 0.05, 2)
         wrow = QHBoxLayout()
         wrow.addWidget(self.win_lo)
         wrow.addWidget(QLabel("to"))
@@ -229,8 +232,8 @@ class GeneratePanel(QWidget):
         self.per_class.setValue(int(g.get("images_per_class", 20)))
         self.batch.setValue(int(g.get("batch_size", 50)))
         self.seed.setValue(int(g.get("seed", 0)))
-        self.scale.setValue(float(g.get("guidance_scale", 0.02)))
-        lo, hi = g.get("guidance_window", [0.5, 1.0])
+        self.scale.setValue(float(g.get("guidance_scale", FULL["guidance_scale"])))
+        lo, hi = g.get("guidance_window", FULL["guidance_window"])
         self.win_lo.setValue(float(lo))
         self.win_hi.setValue(float(hi))
         self.mode.setCurrentText(str(g.get("guidance_mode", "cheap")))

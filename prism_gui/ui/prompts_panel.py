@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prism_gui.engine.demo_settings import QUICK
 from prism_gui.engine.prompts import Prompt, PromptSet, load_bank
 from prism_gui.resources import resource_path
 from prism_gui.ui.common import Studio, dspin, error_label, show_error, spin
@@ -156,7 +157,7 @@ class PromptsPanel(QWidget):
         self.disamb.addItems(["name", "definition"])
         self.disamb.setToolTip("Semantic disambiguation: the class name as is, or name plus its WordNet definition")
         form.addRow("Disambiguation", self.disamb)
-        self.per_class = spin(1, 500, 6, "Distinct prompts per class")
+        self.per_class = spin(1, 500, QUICK["prompts_per_class"], "Distinct prompts per class")
         form.addRow("Prompts per class", self.per_class)
         self.seed = spin(0, 2**31 - 1, 0, "Seed of the expansion")
         form.addRow("Seed", self.seed)
@@ -264,7 +265,7 @@ class PromptsPanel(QWidget):
         p = project.spec.get("prompts", {})
         self.bank_combo.setCurrentText(p.get("bank", "digits"))
         self.disamb.setCurrentText(p.get("disambiguation", "name"))
-        self.per_class.setValue(int(p.get("per_class", 6)))
+        self.per_class.setValue(int(p.get("per_class", QUICK["prompts_per_class"])))
         self.seed.setValue(int(p.get("seed", 0)))
         self.include_plain.setChecked(bool(p.get("include_plain", True)))
         axes = p.get("axes")

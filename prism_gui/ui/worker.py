@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from PySide6.QtCore import QObject, QThread, Signal
 
 from prism_gui.engine.jobs import Cancelled, CancelToken, Event
+from prism_gui.engine.preload import import_engine
 
 JobFactory = Callable[[CancelToken], Iterator[Event]]
 
@@ -40,6 +41,7 @@ class _Runner(QObject):
     def _run(self) -> None:
         last = None
         try:
+            import_engine()  # waits for the app's warm-up rather than importing beside it
             for ev in self._factory(self._token):
                 last = ev
                 self.progress.emit(ev)

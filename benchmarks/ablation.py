@@ -1,7 +1,7 @@
 """The PRISM ablation on the Digits world.
 
-    python benchmarks/ablation.py [--seeds 0 1 2] [--budgets 10 30 100 300] [--sweeps] [--quick]
-                                  [--work DIR] [--out benchmarks/results/ablation.json]
+    python benchmarks/ablation.py [--seeds 0 1 2] [--budgets 10 30 100 300] [--sweeps | --candidates]
+                                  [--quick] [--work DIR] [--out benchmarks/results/ablation.json]
 
 Same teacher, same student architecture, same training recipe and the same number of training
 images per method; every synthetic set is also measured against the real test split
@@ -141,6 +141,48 @@ def budget_images(project: Path, n: int, select_from: int | None = None):
     return x, y
 
 
+@dataclasses.dataclass
+class Bench:
+    """What every part of the benchmark evaluates with: the teacher, the prior, the test split,
+    its shifted copies and the test split's teacher features (for precision/recall)."""
+
+    teacher: object
+    comp: object
+    sets: dict
+    y_test: np.ndarray
+    real_feats: object
+
+    @classmethod
+    def load(cls) -> Bench:
+        from prism_gui.engine.distill import load_eval_set
+        from prism_gui.engine.generators import load_generator
+        from prism_gui.engine.metrics import teacher_features
+        from prism_gui.engine.teachers import load_teacher
+
+        teacher = load_teacher("digits")
+        x_test, y_test = load_eval_set("digits-test", teacher)
+        return cls(teacher, load_generator("digits"), shifted_test_sets(x_test), y_test,
+                   teacher_features(teacher, x_test))
+
+    def distill(self, images, student: str, epochs: int, seed: int):
+        """The student trained by KD on ``images`` with the benchmark's one recipe."""
+        from prism_gui.engine.distill import DistillSpec, run_distillation
+
+        last = None
+        for ev in run_distillation(DistillSpec(student=student, epochs=epochs, seed=seed, eval=""),
+                                   teacher=self.teacher, images=images):
+            last = ev
+        return last.data["student"]
+
+    def accuracy(self, student) -> dict[str, float]:
+        return evaluate_shifts(student, self.teacher, self.sets, self.y_test)
+
+    def prdc(self, images) -> dict:
+        from prism_gui.engine.metrics import prdc, teacher_features
+
+        return prdc(self.real_feats, teacher_features(self.teacher, images), k=5)
+
+
 # ------------------------------------------------------------------ the benchmark
 @dataclasses.dataclass
 class Config:
@@ -154,35 +196,23 @@ class Config:
 
 def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
     from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
-    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation, training_images
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.metrics import prdc, teacher_features
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.distill import DistillSpec, training_images
 
-    teacher, comp = load_teacher("digits"), load_generator("digits")
-    x_test, y_test = load_eval_set("digits-test", teacher)
-    sets = shifted_test_sets(x_test)
-    real_feats = teacher_features(teacher, x_test)
-    res: dict = {"teacher": evaluate_teacher(teacher, sets, y_test), "rows": {}, "generation": {}}
+    bench = Bench.load()
+    teacher, comp = bench.teacher, bench.comp
+    res: dict = {"teacher": evaluate_teacher(teacher, bench.sets, bench.y_test), "rows": {}, "generation": {}}
     max_b = max(cfg.budgets)
     sel_budgets = [b for b in cfg.budgets if b * cfg.oversample <= max_b]
 
-    def distill(images, seed):
-        last = None
-        for ev in run_distillation(DistillSpec(student=spec.student, epochs=cfg.epochs, seed=seed, eval=""),
-                                   teacher=teacher, images=images):
-            last = ev
-        return last.data["student"]
-
     def record(row, budget, seed, images, gen_seconds=None, metrics=True):
         t0 = time.time()
-        student = distill(images, seed)
-        entry = {"seed": seed, "budget": budget, "accuracy": evaluate_shifts(student, teacher, sets, y_test),
+        student = bench.distill(images, spec.student, cfg.epochs, seed)
+        entry = {"seed": seed, "budget": budget, "accuracy": bench.accuracy(student),
                  "distill_seconds": round(time.time() - t0, 1)}
         if gen_seconds is not None:
             entry["generate_seconds"] = gen_seconds
         if metrics:
-            entry["prdc"] = prdc(real_feats, teacher_features(teacher, images), k=5)
+            entry["prdc"] = bench.prdc(images)
         res["rows"].setdefault(row, []).append(entry)
         log(f"{row:<26} budget {budget!s:>4} seed {seed}: {100 * entry['accuracy']['clean']:.2f}%")
 
@@ -285,29 +315,17 @@ def run_sweeps(spec: DemoSpec, work: Path, budget: int = 100, seed: int = 0, epo
                sweeps: dict | None = None, log=print) -> dict:
     """Student accuracy (clean and mean over shifts), precision and recall against one setting
     at a time."""
-    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.metrics import prdc, teacher_features
-    from prism_gui.engine.teachers import load_teacher
-
-    teacher, comp = load_teacher("digits"), load_generator("digits")
-    x_test, y_test = load_eval_set("digits-test", teacher)
-    sets = shifted_test_sets(x_test)
-    real_feats = teacher_features(teacher, x_test)
+    bench = Bench.load()
     out: dict = {"budget": budget, "seed": seed}
     for name, values in (sweeps or SWEEPS).items():
         out[name] = []
         for v in values:
             point = dataclasses.replace(spec, **{name: v})
             folder = work / "sweeps" / f"{name}={v}".replace(" ", "").replace("(", "").replace(")", "")
-            info = generate_method("PRISM", budget, seed, point, folder, teacher, comp)
+            info = generate_method("PRISM", budget, seed, point, folder, bench.teacher, bench.comp)
             x, _ = budget_images(folder / f"PRISM-s{seed}", budget)
-            last = None
-            for ev in run_distillation(DistillSpec(student=spec.student, epochs=epochs, seed=seed, eval=""),
-                                       teacher=teacher, images=x):
-                last = ev
-            acc = evaluate_shifts(last.data["student"], teacher, sets, y_test)
-            m = prdc(real_feats, teacher_features(teacher, x), k=5)
+            acc = bench.accuracy(bench.distill(x, spec.student, epochs, seed))
+            m = bench.prdc(x)
             out[name].append({"value": list(v) if isinstance(v, tuple) else v, "accuracy": acc["clean"],
                               "accuracy_shift_mean": float(np.mean([a for k, a in acc.items() if k != "clean"])),
                               "precision": m["precision"], "recall": m["recall"],
@@ -338,15 +356,7 @@ def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: in
     generations in ``work``.
     ``done``: an earlier result with the same budget and seeds whose candidates are kept, not
     re-run; ``save(result)`` is called after each candidate, so an interrupted run keeps them."""
-    from prism_gui.engine.distill import DistillSpec, load_eval_set, run_distillation
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.metrics import prdc, teacher_features
-    from prism_gui.engine.teachers import load_teacher
-
-    teacher, comp = load_teacher("digits"), load_generator("digits")
-    x_test, y_test = load_eval_set("digits-test", teacher)
-    sets = shifted_test_sets(x_test)
-    real_feats = teacher_features(teacher, x_test)
+    bench = Bench.load()
     out: dict = {"budget": budget, "oversample": oversample, "seeds": list(seeds), "candidates": {}}
     if done and (done.get("budget"), done.get("oversample"), done.get("seeds")) == (budget, oversample, list(seeds)):
         out["candidates"].update(done.get("candidates", {}))
@@ -358,16 +368,12 @@ def run_candidates(spec: DemoSpec, work: Path, budget: int = 100, oversample: in
             ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         entries = []
         for seed in seeds:
-            info = generate_method("PRISM", budget * oversample, seed, point, folder, teacher, comp)
+            info = generate_method("PRISM", budget * oversample, seed, point, folder, bench.teacher, bench.comp)
             for select in (False, True):
                 x, _ = budget_images(folder / f"PRISM-s{seed}", budget,
                                      select_from=budget * oversample if select else None)
-                last = None
-                for ev in run_distillation(DistillSpec(student=spec.student, epochs=epochs, seed=seed, eval=""),
-                                           teacher=teacher, images=x):
-                    last = ev
-                acc = evaluate_shifts(last.data["student"], teacher, sets, y_test)
-                m = prdc(real_feats, teacher_features(teacher, x), k=5)
+                acc = bench.accuracy(bench.distill(x, spec.student, epochs, seed))
+                m = bench.prdc(x)
                 entries.append({"seed": seed, "select": select, "accuracy": acc,
                                 "precision": m["precision"], "recall": m["recall"],
                                 "generate_seconds": info["generate_seconds"]})

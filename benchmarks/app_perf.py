@@ -62,22 +62,6 @@ def bench_startup(repeat: int) -> dict:
             "torch_imported_before_shown": any(torch_loaded)}
 
 
-def _gap_timer():
-    from PySide6.QtCore import QTimer
-
-    gaps, last = [], [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    return timer, gaps, last
-
-
 def _wait(app, cond, timeout: float = 600) -> None:
     t0 = time.time()
     while not cond():
@@ -94,6 +78,7 @@ def bench_event_loop(quick: bool) -> dict:
     from prism_gui.ui.common import make_studio
     from prism_gui.ui.distill_panel import DistillPanel
     from prism_gui.ui.generate_panel import GeneratePanel
+    from prism_gui.ui.testing import StallProbe
 
     app = QApplication.instance() or QApplication([])
     studio = make_studio()
@@ -103,17 +88,15 @@ def bench_event_loop(quick: bool) -> dict:
     dist.show()
     # the app's warm-up after the window shows: torch and the engine imported in a thread
     out: dict = {}
-    timer, gaps, last = _gap_timer()
+    probe = StallProbe()
     torch_before = "torch" in sys.modules
-    last[0] = time.perf_counter()
-    timer.start()
+    probe.start()
     t0 = time.time()
     studio.warm_up()
     _wait(app, lambda: studio.ready)
-    timer.stop()
+    probe.stop()
     out["warm_up"] = {"seconds": round(time.time() - t0, 2), "torch_imported_before": torch_before,
-                      "ticks": len(gaps), "longest_stall_ms": 1000 * max(gaps),
-                      "p99_gap_ms": 1000 * sorted(gaps)[int(0.99 * len(gaps))]}
+                      **probe.summary()}
     gen.prompt_source.setCurrentIndex(1)  # plain class names
     gen.per_class.setValue(4 if quick else 30)
     gen.steps.setValue(4 if quick else 30)
@@ -124,15 +107,12 @@ def bench_event_loop(quick: bool) -> dict:
             dist.select_runs(["run-1"])
             dist.epochs.setValue(2 if quick else 20)
             start = dist.start
-        gaps.clear()
-        last[0] = time.perf_counter()
-        timer.start()
+        probe.start()
         t0 = time.time()
         job = start()
         _wait(app, lambda job=job: job.state in ("finished", "failed", "cancelled"))
-        timer.stop()
-        out[name] = {"job_seconds": round(time.time() - t0, 2), "state": job.state, "ticks": len(gaps),
-                     "longest_stall_ms": 1000 * max(gaps), "p99_gap_ms": 1000 * sorted(gaps)[int(0.99 * len(gaps))]}
+        probe.stop()
+        out[name] = {"job_seconds": round(time.time() - t0, 2), "state": job.state, **probe.summary()}
     out["longest_stall_ms_during_jobs"] = max(out[k]["longest_stall_ms"] for k in ("generation", "distillation"))
     out["goal_ms"] = 50
     return out

@@ -282,11 +282,12 @@ class Catalog:
                 filters: dict) -> tuple[str, list]:
         if sort not in SORT_COLUMNS:
             raise CatalogError(f"cannot sort by '{sort}'; choose one of {sorted(SORT_COLUMNS)}")
-        where, args = self._where(**filters, _listing=limit is None)
+        listing = limit is None
+        where, args = self._where(**filters, _listing=listing)
         # A filtered listing of the whole result: filter through the narrow covering index, then
         # sort.  Left to itself SQLite walks the sort column's index and looks every row up in the
         # table, which is 2-4x slower at 100,000 rows.  A page (LIMIT) still walks the sort index.
-        key = f"+{sort}" if where and limit is None else sort
+        key = f"+{sort}" if where and listing else sort
         q = f"SELECT {columns} FROM images{where} ORDER BY {key} {'DESC' if descending else 'ASC'}, id"
         if limit is not None:
             q += " LIMIT ? OFFSET ?"

@@ -23,11 +23,9 @@ def import_engine() -> None:
     with _lock:
         if _done:
             return
-        import diffusers
         import timm  # noqa: F401
         import torch  # noqa: F401
         import torchvision  # noqa: F401
-        import transformers
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401
         from transformers import CLIPTextModel  # noqa: F401
 
@@ -35,5 +33,4 @@ def import_engine() -> None:
         import prism_gui.engine.distill
         import prism_gui.engine.generate  # noqa: F401
 
-        del diffusers, transformers
         _done = True

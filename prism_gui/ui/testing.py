@@ -1,4 +1,5 @@
-"""Helpers for the app's tests: small projects and fast fake catalogs (no torch needed)."""
+"""Helpers for the app's tests and benchmarks: small projects, fast fake catalogs (no torch
+needed) and a probe of how long the GUI thread's event loop was blocked."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PySide6.QtCore import QTimer
 
 from prism_gui.engine.catalog import Catalog
 from prism_gui.engine.project import Project
@@ -67,3 +69,33 @@ def fake_catalog(root: str | Path, n: int, runs=("plain", "prism"), seed: int = 
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     cat.close()
     return project
+
+
+class StallProbe:
+    """The gaps between the ticks of a 10 ms ``QTimer`` on the GUI thread: a gap much longer than
+    the interval is a time the event loop was blocked (a frozen window)."""
+
+    def __init__(self, interval_ms: int = 10):
+        self.gaps: list[float] = []
+        self._last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> None:
+        """Forget earlier gaps and start measuring from now."""
+        self.gaps.clear()
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def summary(self) -> dict:
+        g = sorted(self.gaps)
+        return {"ticks": len(g), "longest_stall_ms": 1000 * g[-1], "p99_gap_ms": 1000 * g[int(0.99 * len(g))]}

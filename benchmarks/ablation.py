@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from prism_gui.engine.pipeline import DemoSpec  # noqa: E402
+from prism_gui.engine.project.demo import DemoSpec  # noqa: E402
 
 SYNTHETIC = ("plain prompts", "DPE only", "EDA only", "PRISM")
 SELECTED = {"plain prompts + select": "plain prompts", "PRISM + select": "PRISM"}
@@ -79,7 +79,7 @@ def shifted_test_sets(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]
 
 
 def evaluate_shifts(student, teacher, sets: dict[str, torch.Tensor], y: np.ndarray) -> dict[str, float]:
-    from prism_gui.engine.distill import evaluate
+    from prism_gui.engine.training.distill import evaluate
 
     return {name: evaluate(student, teacher, xs, y)["test_accuracy"] for name, xs in sets.items()}
 
@@ -102,9 +102,9 @@ def _prompts(kind: str, spec: DemoSpec, teacher, comp, seed: int):
 
 def generate_method(method: str, per_class: int, seed: int, spec: DemoSpec, work: Path, teacher, comp) -> dict:
     """Generate (or resume) one method's images into ``work/<method>-s<seed>``; returns timing."""
-    from prism_gui.engine.energies import EnergySpec
-    from prism_gui.engine.generate import GenerateSpec, run_generation
-    from prism_gui.engine.sampler import GuidanceSpec
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+    from prism_gui.engine.generation.sampler import GuidanceSpec
 
     project = work / f"{method.replace(' ', '_')}-s{seed}"
     done_flag = project / f"done-{per_class}.json"
@@ -127,7 +127,7 @@ def generate_method(method: str, per_class: int, seed: int, spec: DemoSpec, work
 def budget_images(project: Path, n: int, select_from: int | None = None):
     """The first ``n`` items of each class, or (``select_from``) the ``n`` lowest class energies
     among the first ``select_from`` items of each class."""
-    from prism_gui.engine.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog
 
     with Catalog(project, create=False) as cat:
         ids = []
@@ -154,10 +154,10 @@ class Bench:
 
     @classmethod
     def load(cls) -> Bench:
-        from prism_gui.engine.distill import load_eval_set
-        from prism_gui.engine.generators import load_generator
-        from prism_gui.engine.metrics import teacher_features
-        from prism_gui.engine.teachers import load_teacher
+        from prism_gui.engine.analysis.prdc import teacher_features
+        from prism_gui.engine.generation.load import load_generator
+        from prism_gui.engine.teachers.load import load_teacher
+        from prism_gui.engine.training.distill import load_eval_set
 
         teacher = load_teacher("digits")
         x_test, y_test = load_eval_set("digits-test", teacher)
@@ -166,7 +166,7 @@ class Bench:
 
     def distill(self, images, student: str, epochs: int, seed: int):
         """The student trained by KD on ``images`` with the benchmark's one recipe."""
-        from prism_gui.engine.distill import DistillSpec, run_distillation
+        from prism_gui.engine.training.distill import DistillSpec, run_distillation
 
         last = None
         for ev in run_distillation(DistillSpec(student=student, epochs=epochs, seed=seed, eval=""),
@@ -178,7 +178,7 @@ class Bench:
         return evaluate_shifts(student, self.teacher, self.sets, self.y_test)
 
     def prdc(self, images) -> dict:
-        from prism_gui.engine.metrics import prdc, teacher_features
+        from prism_gui.engine.analysis.prdc import prdc, teacher_features
 
         return prdc(self.real_feats, teacher_features(self.teacher, images), k=5)
 
@@ -195,8 +195,8 @@ class Config:
 
 
 def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
-    from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
-    from prism_gui.engine.distill import DistillSpec, training_images
+    from prism_gui.engine.training.deepinversion import DeepInversionSpec, run_deepinversion
+    from prism_gui.engine.training.distill import DistillSpec, training_images
 
     bench = Bench.load()
     teacher, comp = bench.teacher, bench.comp
@@ -244,7 +244,7 @@ def run(cfg: Config, spec: DemoSpec, work: Path, log=print) -> dict:
                 pass
             (di_proj / "done.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
         for b in cfg.budgets:
-            from prism_gui.engine.catalog import Catalog
+            from prism_gui.engine.data.catalog import Catalog
 
             with Catalog(di_proj, create=False) as cat:
                 ids = [i for c in range(10) for i in cat.ids(run="deepinversion", classes=[c], sort="id")[:b]]

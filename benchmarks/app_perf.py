@@ -74,7 +74,7 @@ def _wait(app, cond, timeout: float = 600) -> None:
 def bench_event_loop(quick: bool) -> dict:
     from PySide6.QtWidgets import QApplication
 
-    from prism_gui.engine.project import Project
+    from prism_gui.engine.project.project import Project
     from prism_gui.ui.common import make_studio
     from prism_gui.ui.distill_panel import DistillPanel
     from prism_gui.ui.generate_panel import GeneratePanel

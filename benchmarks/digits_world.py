@@ -31,9 +31,9 @@ def run(quick: bool = False) -> dict:
     from prism_gui.engine.digits import render
     from prism_gui.engine.digits.evaluate_prior import sampling_defaults
     from prism_gui.engine.digits.prior import build_scheduler
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.sampler import sample
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.sampler import sample
+    from prism_gui.engine.teachers.load import load_teacher
     from prism_gui.resources import resource_path
 
     n_render = 20 if quick else 500

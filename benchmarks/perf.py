@@ -50,10 +50,10 @@ def interleaved(fns: dict, repeat: int) -> dict[str, float]:
 
 
 def bench_guidance(quick: bool) -> dict:
-    from prism_gui.engine.energies import EnergySpec
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.sampler import GuidanceSpec, sample
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.sampler import GuidanceSpec, sample
+    from prism_gui.engine.teachers.load import load_teacher
 
     comp, teacher = load_generator("digits"), load_teacher("digits")
     n, steps = (20, 10) if quick else (100, 30)
@@ -74,8 +74,8 @@ def bench_guidance(quick: bool) -> dict:
 def bench_sampler_vs_pipeline(quick: bool) -> dict:
     from diffusers import StableDiffusionPipeline
 
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.sampler import sample
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.sampler import sample
     from tests.tiny_sd import build_tiny_sd
 
     folder = build_tiny_sd(Path(tempfile.mkdtemp(prefix="prism-perf-sd-")))
@@ -99,8 +99,8 @@ def bench_sampler_vs_pipeline(quick: bool) -> dict:
 
 
 def bench_distill(quick: bool) -> dict:
-    from prism_gui.engine.distill import DistillSpec, kd_loss, make_student, run_distillation
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import DistillSpec, kd_loss, make_student, run_distillation
 
     teacher = load_teacher("digits")
     n, epochs, bs = (512, 1, 64) if quick else (2000, 3, 64)
@@ -139,7 +139,7 @@ def bench_distill(quick: bool) -> dict:
 
 
 def bench_catalog(quick: bool) -> dict:
-    from prism_gui.engine.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog
 
     root = Path(tempfile.mkdtemp(prefix="prism-perf-cat-"))
     n_files = 100 if quick else 1000

@@ -44,10 +44,10 @@ def run_headless(args) -> int:
     import json
     from pathlib import Path
 
-    from prism_gui.engine.catalog import Catalog
-    from prism_gui.engine.imaging import grid, to_uint8
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.imaging import grid, to_uint8
     from prism_gui.engine.jobs import run_to_completion
-    from prism_gui.engine.pipeline import DemoSpec, run_demo
+    from prism_gui.engine.project.demo import DemoSpec, run_demo
     from prism_gui.engine.versions import manifest
 
     print("No display: running the Digits pipeline headless.", flush=True)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     if args.demo and not project:
         import time
 
-        from prism_gui.engine.project import studio_home
+        from prism_gui.engine.project.project import studio_home
 
         project = str(studio_home() / "projects" / time.strftime("demo-%Y%m%d-%H%M%S"))
     win = MainWindow(project=project)

@@ -35,7 +35,7 @@ def cmd_demo(rest):
     p.add_argument("--project", help="keep the generated project in this folder (default: a temp folder)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(rest)
-    from prism_gui.engine.pipeline import DemoSpec, run_demo
+    from prism_gui.engine.project.demo import DemoSpec, run_demo
 
     spec = DemoSpec.quick(project=a.project, seed=a.seed) if a.quick else DemoSpec(project=a.project, seed=a.seed)
     events = _progress(run_demo(spec))
@@ -54,7 +54,7 @@ def cmd_prompts(rest):
     a = p.parse_args(rest)
     from prism_gui.engine.prompts import class_phrases, expand, llm_expand, load_bank, plain_prompts
     from prism_gui.engine.specs import load_spec
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
 
     s = load_spec(a.spec)
     teacher = load_teacher(s.get("teacher", "digits"), checkpoint=s.get("checkpoint"),
@@ -82,7 +82,7 @@ def cmd_generate(rest):
     p = argparse.ArgumentParser(prog="prism generate", description="Generate, score and catalog images.")
     p.add_argument("spec", help="JSON/TOML with the GenerateSpec settings plus 'prompts' (a prompt file)")
     a = p.parse_args(rest)
-    from prism_gui.engine.generate import GenerateSpec, run_generation
+    from prism_gui.engine.generation.job import GenerateSpec, run_generation
     from prism_gui.engine.prompts import PromptSet
     from prism_gui.engine.specs import SpecError, build, load_spec
 
@@ -91,7 +91,7 @@ def cmd_generate(rest):
         raise SpecError(f"{a.spec}: needs 'prompts', the path of a prompt file (make one with `prism prompts`)")
     prompts_path = s.pop("prompts")
     spec = build(GenerateSpec, s, a.spec)
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
 
     teacher = load_teacher(spec.teacher)
     prompts = PromptSet.load(prompts_path, teacher.class_names)
@@ -104,9 +104,9 @@ def cmd_distill(rest):
     p = argparse.ArgumentParser(prog="prism distill", description="Distill a student from the teacher.")
     p.add_argument("spec", help="JSON/TOML with DistillSpec settings (+ 'teacher')")
     a = p.parse_args(rest)
-    from prism_gui.engine.distill import DistillSpec, run_distillation
     from prism_gui.engine.specs import build, load_spec
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import DistillSpec, run_distillation
 
     s = load_spec(a.spec)
     teacher = load_teacher(s.pop("teacher", "digits"))
@@ -123,9 +123,9 @@ def cmd_evaluate(rest):
     a = p.parse_args(rest)
     import safetensors.torch
 
-    from prism_gui.engine.distill import evaluate, load_eval_set, make_student
     from prism_gui.engine.specs import SpecError, load_spec
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import evaluate, load_eval_set, make_student
 
     s = load_spec(a.spec)
     if "student_dir" not in s:
@@ -145,11 +145,11 @@ def cmd_metrics(rest):
     p = argparse.ArgumentParser(prog="prism metrics", description="Precision/recall of a synthetic set.")
     p.add_argument("spec", help="JSON/TOML: project, runs, reference ('digits-test' or an ImageFolder), k, teacher")
     a = p.parse_args(rest)
-    from prism_gui.engine.catalog import Catalog
-    from prism_gui.engine.distill import load_eval_set
-    from prism_gui.engine.metrics import prdc_per_class, teacher_features
+    from prism_gui.engine.analysis.prdc import prdc_per_class, teacher_features
+    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.specs import load_spec
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import load_eval_set
 
     s = load_spec(a.spec)
     teacher = load_teacher(s.get("teacher", "digits"))
@@ -170,7 +170,7 @@ def cmd_export(rest):
     p.add_argument("dest")
     p.add_argument("--include-rejected", action="store_true")
     a = p.parse_args(rest)
-    from prism_gui.engine.catalog import STATUSES, Catalog
+    from prism_gui.engine.data.catalog import STATUSES, Catalog
 
     with Catalog(a.project, create=False) as cat:
         n = cat.export_imagefolder(a.dest, statuses=STATUSES if a.include_rejected else ("unreviewed", "keep"))
@@ -219,10 +219,10 @@ def main(argv=None) -> int:
         return 0 if argv else 2
     if argv[0] not in COMMANDS:
         p.error(f"unknown command {argv[0]!r}; choose one of {', '.join(sorted(COMMANDS))}")
-    from prism_gui.engine.catalog import CatalogError
+    from prism_gui.engine.data.catalog import CatalogError
     from prism_gui.engine.prompts import PromptError
     from prism_gui.engine.specs import SpecError
-    from prism_gui.engine.teachers import TeacherLoadError
+    from prism_gui.engine.teachers.load import TeacherLoadError
 
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0

@@ -33,13 +33,13 @@ def tiny_sd(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_teacher():
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
 
     return load_teacher("digits")
 
 
 @pytest.fixture(scope="session")
 def digits_prior():
-    from prism_gui.engine.generators import load_generator
+    from prism_gui.engine.generation.load import load_generator
 
     return load_generator("digits")

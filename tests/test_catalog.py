@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prism_gui.engine.catalog import Catalog, CatalogError
+from prism_gui.engine.data.catalog import Catalog, CatalogError
 
 
 def add(cat, run, item, k=0, energy=1.0, conf=0.5, prompt="the digit zero"):

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from prism_gui.engine.deepinversion import DeepInversionSpec, run_deepinversion
+from prism_gui.engine.training.deepinversion import DeepInversionSpec, run_deepinversion
 
 
 def run(root, *args, timeout=600):
@@ -69,7 +69,7 @@ def test_deepinversion_baseline_stores_scored_images(tmp_path, digits_teacher):
     spec = DeepInversionSpec(project=str(tmp_path), images_per_class=2, iterations=30, batch_size=20)
     events = list(run_deepinversion(spec, teacher=digits_teacher))
     assert events[-1].message == "done"
-    from prism_gui.engine.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog
 
     with Catalog(tmp_path) as cat:
         assert cat.count(run="deepinversion") == 20

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prism_gui.engine.digits import data
-from prism_gui.engine.teachers import load_teacher
+from prism_gui.engine.teachers.load import load_teacher
 from prism_gui.resources import resource_path
 
 

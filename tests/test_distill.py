@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from prism_gui.engine.distill import DistillSpec, distill, kd_loss, load_imagefolder, run_distillation
 from prism_gui.engine.jobs import Cancelled, CancelToken
+from prism_gui.engine.training.distill import DistillSpec, distill, kd_loss, load_imagefolder, run_distillation
 
 
 def test_kd_loss_is_zero_for_identical_logits_and_positive_otherwise():
@@ -42,7 +42,7 @@ def test_training_resumes_from_a_checkpoint(tmp_path, digits_teacher):
 
 
 def test_catalog_training_respects_curation_and_energy_threshold(tmp_path, digits_teacher):
-    from prism_gui.engine.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog
 
     with Catalog(tmp_path) as cat:
         for i in range(20):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from prism_gui.engine.catalog import Catalog
-from prism_gui.engine.generate import GenerateSpec, plan, run_generation
+from prism_gui.engine.data.catalog import Catalog
+from prism_gui.engine.generation.job import GenerateSpec, plan, run_generation
 from prism_gui.engine.jobs import Cancelled, CancelToken
 from prism_gui.engine.prompts import expand, load_bank
 
@@ -71,7 +71,7 @@ def test_changed_settings_need_a_new_run(tmp_path, digits_teacher, digits_prior)
 
 KILL_SCRIPT = """
 import sys
-from prism_gui.engine.generate import GenerateSpec, run_generation
+from prism_gui.engine.generation.job import GenerateSpec, run_generation
 from prism_gui.engine.prompts import expand, load_bank
 DIGITS = {digits!r}
 ps = expand(DIGITS, load_bank("digits"), per_class=3, seed=0)

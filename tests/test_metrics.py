@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prism_gui.engine.metrics import prdc, prdc_per_class
+from prism_gui.engine.analysis.prdc import prdc, prdc_per_class
 
 
 def test_identical_sets_have_full_precision_and_recall():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from prism_gui.engine.digits.evaluate_prior import evaluate_prior
-from prism_gui.engine.generators import GeneratorLoadError, load_generator
-from prism_gui.engine.sampler import sample
+from prism_gui.engine.generation.load import GeneratorLoadError, load_generator
+from prism_gui.engine.generation.sampler import sample
 from prism_gui.resources import resource_path
 
 PRIOR = resource_path("digits_prior")

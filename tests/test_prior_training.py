@@ -1,9 +1,9 @@
 import pytest
 
 from prism_gui.engine.digits.prior import PriorTrainSpec, train_prior
-from prism_gui.engine.generators import load_generator
+from prism_gui.engine.generation.load import load_generator
+from prism_gui.engine.generation.sampler import sample
 from prism_gui.engine.jobs import Cancelled, CancelToken
-from prism_gui.engine.sampler import sample
 
 
 def test_tiny_training_run_saves_a_loadable_prior(tmp_path):

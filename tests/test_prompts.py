@@ -18,7 +18,7 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 def test_disambiguation_uses_wordnet_definitions_for_imagenet():
-    from prism_gui.engine.teachers import imagenet_class_names
+    from prism_gui.engine.teachers.load import imagenet_class_names
 
     names, desc = imagenet_class_names()
     ph = class_phrases(names, desc, mode="definition")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from prism_gui.engine.energies import EnergySpec
-from prism_gui.engine.generators import load_generator
+from prism_gui.engine.generation.energies import EnergySpec
+from prism_gui.engine.generation.load import load_generator
+from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample, sample_steps, score_images
 from prism_gui.engine.jobs import Cancelled, CancelToken
-from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings, sample, sample_steps, score_images
 
 
 @pytest.mark.parametrize("cfg", [1.0, 5.0])
@@ -28,7 +28,7 @@ def test_unguided_sampler_reproduces_stable_diffusion_pipeline(tiny_sd, cfg):
 def test_guidance_runs_through_a_vae_with_a_timm_teacher(tiny_sd):
     import timm
 
-    from prism_gui.engine.teachers import Teacher
+    from prism_gui.engine.teachers.load import Teacher
 
     model = timm.create_model("test_resnet", num_classes=3).eval()
     teacher = Teacher(model, (3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["cat", "car", "dog"])

@@ -7,7 +7,7 @@ import safetensors.torch
 import timm
 import torch
 
-from prism_gui.engine.teachers import TeacherLoadError, load_teacher, read_class_names
+from prism_gui.engine.teachers.load import TeacherLoadError, load_teacher, read_class_names
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_class_name_files(tmp_path):
 
 
 def test_imagenet_heads_get_wordnet_names():
-    from prism_gui.engine.teachers import imagenet_class_names
+    from prism_gui.engine.teachers.load import imagenet_class_names
 
     names, desc = imagenet_class_names()
     assert names[134] == "crane" and "bird" in desc[134]

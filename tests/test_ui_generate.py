@@ -4,8 +4,8 @@ the GUI event loop never blocked for more than 100 ms while a generation runs.""
 
 import pytest
 
-from prism_gui.engine.demo_settings import FULL
-from prism_gui.engine.project import Project
+from prism_gui.engine.project.demo_settings import FULL
+from prism_gui.engine.project.project import Project
 from prism_gui.ui.common import make_studio
 from prism_gui.ui.generate_panel import GeneratePanel
 from prism_gui.ui.testing import StallProbe

@@ -2,7 +2,7 @@
 
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from prism_gui.engine.project import Project
+from prism_gui.engine.project.project import Project
 from prism_gui.engine.prompts import PromptSet
 from prism_gui.ui.common import make_studio
 from prism_gui.ui.prompts_panel import PromptsPanel

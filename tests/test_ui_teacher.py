@@ -1,6 +1,6 @@
 """Teacher panel: the Digits teacher loads as a job; load errors are shown in place."""
 
-from prism_gui.engine.project import Project
+from prism_gui.engine.project.project import Project
 from prism_gui.ui.common import make_studio
 from prism_gui.ui.teacher_panel import TeacherPanel
 

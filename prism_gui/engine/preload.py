@@ -29,8 +29,5 @@ def import_engine() -> None:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401
         from transformers import CLIPTextModel  # noqa: F401
 
-        import prism_gui.engine.digits.models
-        import prism_gui.engine.distill
-        import prism_gui.engine.generate  # noqa: F401
 
         _done = True

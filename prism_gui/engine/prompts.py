@@ -134,7 +134,7 @@ class PromptSet:
         return cls(class_names=list(class_names), prompts=prompts)
 
     def save(self, path: str | Path) -> None:
-        from prism_gui.engine.catalog import atomic_write_text
+        from prism_gui.engine.data.catalog import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, self.to_csv() if path.suffix.lower() == ".csv" else self.to_json())
@@ -360,9 +360,9 @@ def score_prompts(ps: PromptSet, components, teacher, *, pilot_per_prompt: int =
     carries ``data['prompts']``, a scored copy of ``ps`` (``ps`` itself is left unchanged)."""
     import copy
 
-    from prism_gui.engine.energies import EnergySpec
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.sampler import SamplerSettings, sample_steps, score_images
     from prism_gui.engine.jobs import CancelToken, Event
-    from prism_gui.engine.sampler import SamplerSettings, sample_steps, score_images
 
     if pilot_per_prompt < 1:
         raise PromptError("pilot_per_prompt must be at least 1 to score prompts")

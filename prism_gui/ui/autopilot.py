@@ -50,7 +50,7 @@ class Autopilot(QObject):
                            "distill: PRISM": "05-distill", "report": "06-report"}
 
     def _spec(self) -> dict:
-        from prism_gui.engine.demo_settings import demo_settings  # plain data: no torch on the GUI thread
+        from prism_gui.engine.project.demo_settings import demo_settings  # plain data: no torch on the GUI thread
 
         return {**demo_settings(self.quick), "batch_size": 50, "world_per_class": 6}
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QMessageBox, QPushButton, QSpinBox, QWidget
 
-from prism_gui.engine.project import Project, studio_config_dir
+from prism_gui.engine.project.project import Project, studio_config_dir
 from prism_gui.ui.worker import Job, JobFactory, JobQueue
 
 ERROR_STYLE = "color: #b00020; font-weight: bold;"

@@ -456,7 +456,7 @@ class CuratePanel(QWidget):
     def compute_prdc(self, runs: list[str] | None = None):
         if self.studio.project is None:
             return None
-        from prism_gui.engine.project import prdc_job
+        from prism_gui.engine.project.actions import prdc_job
 
         if runs is None:
             runs = [self.run.currentText()] if self.run.currentIndex() > 0 else None

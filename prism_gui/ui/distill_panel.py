@@ -43,16 +43,16 @@ def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
 
 
 def distill_job(settings: dict, teacher, cancel) -> Iterator:
-    from prism_gui.engine.distill import DistillSpec, run_distillation
+    from prism_gui.engine.training.distill import DistillSpec, run_distillation
 
     spec = DistillSpec(**settings)
     yield from run_distillation(spec, teacher=teacher, cancel=cancel)
 
 
 def export_job(student, teacher, out: str, onnx: bool, cancel) -> Iterator:
-    from prism_gui.engine.distill import export_student
     from prism_gui.engine.jobs import Event
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import export_student
 
     teacher = teacher or load_teacher("digits")
     yield Event("export", 0, 1, "exporting")
@@ -182,7 +182,7 @@ class DistillPanel(QWidget):
             self._fill_students()
 
     def _fill_students(self) -> None:
-        from prism_gui.engine.distill import STUDENTS
+        from prism_gui.engine.training.distill import STUDENTS
 
         current = self.student_name.currentText()
         self.student_name.clear()

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.engine.demo_settings import FULL
-from prism_gui.engine.generators import SCHEDULERS  # a light module: diffusers loads inside its functions
+from prism_gui.engine.generation.load import SCHEDULERS  # a light module: diffusers loads inside its functions
+from prism_gui.engine.project.demo_settings import FULL
 from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, pixmap, show_error, spin
 
 SCHEDULER_NAMES = list(SCHEDULERS)
@@ -40,12 +40,12 @@ TILE = 64
 
 def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
     """Runs in the worker thread: builds the engine spec and drives ``run_generation``."""
-    from prism_gui.engine.energies import EnergySpec
-    from prism_gui.engine.generate import GenerateSpec, run_generation
-    from prism_gui.engine.project import generator
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+    from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
+    from prism_gui.engine.project.actions import generator
     from prism_gui.engine.prompts import load_bank, plain_prompts
-    from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
 
     s = settings
     teacher = teacher or load_teacher(s["teacher"])
@@ -207,7 +207,7 @@ class GeneratePanel(QWidget):
     def _fill_energies(self) -> None:
         if self.energy_checks:
             return
-        from prism_gui.engine.energies import ENERGIES
+        from prism_gui.engine.generation.energies import ENERGIES
 
         self.energy_wait.hide()
         weights = {}

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QToolBar,
 )
 
-from prism_gui.engine.project import Project, default_project_path
+from prism_gui.engine.project.project import Project, default_project_path
 from prism_gui.ui.common import Settings, job_error_dialog, make_studio
 from prism_gui.ui.curate_panel import CuratePanel
 from prism_gui.ui.distill_panel import DistillPanel
@@ -291,7 +291,7 @@ class MainWindow(QMainWindow):
         job_error_dialog(self, name, message, details)
 
     def sample_prior(self, per_class: int):
-        from prism_gui.engine.world import WorldCheckSpec, run_world_check
+        from prism_gui.engine.digits.world_check import WorldCheckSpec, run_world_check
 
         out = tempfile.mkdtemp(prefix="prism-world-")
         spec = WorldCheckSpec(out_dir=out, images_per_class=per_class)

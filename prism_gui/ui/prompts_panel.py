@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.engine.demo_settings import QUICK
+from prism_gui.engine.project.demo_settings import QUICK
 from prism_gui.engine.prompts import Prompt, PromptSet, load_bank
 from prism_gui.resources import resource_path
 from prism_gui.ui.common import Studio, dspin, error_label, show_error, spin
@@ -376,7 +376,7 @@ class PromptsPanel(QWidget):
 
     # ---- expansion (a job)
     def expand(self, plain: bool = False):
-        from prism_gui.engine.project import expand_prompts_job
+        from prism_gui.engine.project.actions import expand_prompts_job
 
         names = self.studio.class_names()
         if not names:
@@ -404,7 +404,7 @@ class PromptsPanel(QWidget):
         if self.model.ps is None or not self.model.ps.prompts:
             show_error(self.error, "No prompts to score: press Expand first.")
             return None
-        from prism_gui.engine.project import score_prompts_job
+        from prism_gui.engine.project.actions import score_prompts_job
 
         show_error(self.error, "")
         ps, teacher, keep = self.model.ps, self.studio.teacher, self.keep_fraction.value()

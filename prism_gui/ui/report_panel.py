@@ -52,7 +52,7 @@ class ReportPanel(QWidget):
     def build(self):
         if self.studio.project is None:
             return None
-        from prism_gui.engine.project import build_report
+        from prism_gui.engine.project.report import build_report
 
         root = self.studio.project.root
         show_error(self.error, "")

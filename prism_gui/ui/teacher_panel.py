@@ -183,7 +183,7 @@ class TeacherPanel(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Class names", "", "Class names (*.txt *.json)")
         if not path:
             return
-        from prism_gui.engine.teachers import read_class_names
+        from prism_gui.engine.teachers.load import read_class_names
 
         try:
             names, _ = read_class_names(path)
@@ -227,7 +227,7 @@ class TeacherPanel(QWidget):
 
     # ---- loading (a job)
     def load(self):
-        from prism_gui.engine.project import load_teacher_job
+        from prism_gui.engine.project.actions import load_teacher_job
 
         kind = self.kind()
         source = {"digits": "digits", "timm": self.timm_name.text(), "checkpoint": self.arch.text(),

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QTimer
 
-from prism_gui.engine.catalog import Catalog
-from prism_gui.engine.project import Project
+from prism_gui.engine.data.catalog import Catalog
+from prism_gui.engine.project.project import Project
 
 
 def digit_images(n: int = 10) -> list[np.ndarray]:

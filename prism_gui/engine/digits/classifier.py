@@ -1,6 +1,6 @@
 """Supervised training of small Digits classifiers (the teacher, and the printed-digit judge).
 
-Distillation has its own trainer (:mod:`prism_gui.engine.distill`); this is plain
+Distillation has its own trainer (:mod:`prism_gui.engine.training.distill`); this is plain
 cross-entropy on labelled images, used to build the Digits world itself.
 """
 

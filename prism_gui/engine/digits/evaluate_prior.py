@@ -26,9 +26,9 @@ from prism_gui.engine.digits import render
 from prism_gui.engine.digits.classifier import fit_classifier, predict
 from prism_gui.engine.digits.data import CLASS_NAMES
 from prism_gui.engine.digits.models import DIGITS_MEAN, DIGITS_STD
-from prism_gui.engine.generators import load_generator
-from prism_gui.engine.sampler import sample
-from prism_gui.engine.teachers import load_teacher
+from prism_gui.engine.generation.load import load_generator
+from prism_gui.engine.generation.sampler import sample
+from prism_gui.engine.teachers.load import load_teacher
 
 # The quality check samples the prior's own conditional distribution (classifier-free guidance
 # off, cfg 1): guidance above 1 sharpens samples toward the most typical print of each digit,

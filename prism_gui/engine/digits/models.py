@@ -69,7 +69,7 @@ class DigitsNet(nn.Module):
 def _build(arch, widths, depth, pretrained=False, **kwargs):
     if pretrained:
         raise ValueError("Digits models have no downloadable weights: load the shipped "
-                         "checkpoint with prism_gui.engine.teachers.load_teacher('digits').")
+                         "checkpoint with prism_gui.engine.teachers.load.load_teacher('digits').")
     kwargs.pop("pretrained_cfg", None)
     kwargs.pop("pretrained_cfg_overlay", None)
     model = DigitsNet(widths=widths, depth=depth, **kwargs)

@@ -16,19 +16,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from prism_gui.engine.demo_settings import FULL, QUICK
-from prism_gui.engine.distill import DistillSpec, run_distillation
-from prism_gui.engine.energies import EnergySpec
-from prism_gui.engine.generate import GenerateSpec, run_generation
+from prism_gui.engine.generation.energies import EnergySpec
+from prism_gui.engine.generation.job import GenerateSpec, run_generation
+from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
 from prism_gui.engine.jobs import CancelToken, Event
-from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings
+from prism_gui.engine.project.demo_settings import FULL, QUICK
+from prism_gui.engine.training.distill import DistillSpec, run_distillation
 
 _SAMPLER_KEYS = ("steps", "cfg", "scheduler")
 
 
 @dataclasses.dataclass
 class DemoSpec:
-    """Defaults: :data:`prism_gui.engine.demo_settings.FULL` (``quick()``: ``QUICK``)."""
+    """Defaults: :data:`prism_gui.engine.project.demo_settings.FULL` (``quick()``: ``QUICK``)."""
 
     project: str | None = None  # default: a fresh temporary folder
     images_per_class: int = FULL["images_per_class"]
@@ -59,12 +59,12 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     """Yields events of every stage; the last one carries ``data['results']``."""
     import torch
 
-    from prism_gui.engine.catalog import Catalog
-    from prism_gui.engine.distill import load_eval_set
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.metrics import prdc_per_class, teacher_features
+    from prism_gui.engine.analysis.prdc import prdc_per_class, teacher_features
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.generation.load import load_generator
     from prism_gui.engine.prompts import expand, load_bank, plain_prompts, score_prompts
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.distill import load_eval_set
 
     cancel = cancel or CancelToken()
     t_all = time.time()

@@ -32,11 +32,11 @@ class WorldCheckSpec:
 
 
 def run_world_check(spec: WorldCheckSpec, cancel: CancelToken | None = None) -> Iterator[Event]:
+    from prism_gui.engine.data.imaging import grid, to_uint8
     from prism_gui.engine.digits.data import CLASS_NAMES, load_split
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.imaging import grid, to_uint8
-    from prism_gui.engine.sampler import sample
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.sampler import sample
+    from prism_gui.engine.teachers.load import load_teacher
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()

@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from prism_gui.engine.energies import EnergySpec, compute_energies
-from prism_gui.engine.generators import DiffusionComponents, make_scheduler
+from prism_gui.engine.generation.energies import EnergySpec, compute_energies
+from prism_gui.engine.generation.load import DiffusionComponents, make_scheduler
 from prism_gui.engine.jobs import CancelToken, Event
 
 

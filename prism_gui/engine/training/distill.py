@@ -148,7 +148,7 @@ def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
         raise ValueError(f"unknown training data '{spec.data}': use 'catalog' or 'digits-train'")
     if not spec.project:
         raise ValueError("distilling from a catalog needs a project folder (spec.project)")
-    from prism_gui.engine.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog
 
     with Catalog(spec.project, create=False) as cat:
         x, _, _ = cat.load_images(run=spec.runs, statuses=spec.statuses, energy_max=spec.energy_max)
@@ -161,7 +161,7 @@ def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
 def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -> None:
     import safetensors.torch
 
-    from prism_gui.engine.catalog import atomic_write_bytes
+    from prism_gui.engine.data.catalog import atomic_write_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
@@ -181,7 +181,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | 
     import safetensors.torch
 
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.teachers.load import load_teacher
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
@@ -219,7 +219,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | 
         log_f = open(out / "metrics.jsonl", "a")
     cat = None
     if spec.project and spec.data == "catalog":
-        from prism_gui.engine.catalog import Catalog
+        from prism_gui.engine.data.catalog import Catalog
 
         cat = Catalog(spec.project)
         cat.start_run(spec.run, "distill", dataclasses.asdict(spec))

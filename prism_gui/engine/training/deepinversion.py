@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from prism_gui.engine.energies import EnergySpec
+from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.jobs import CancelToken, Event
 
 
@@ -54,10 +54,10 @@ def _batch_bn_loss(teacher, x) -> torch.Tensor:
 
 
 def run_deepinversion(spec: DeepInversionSpec, teacher=None, cancel: CancelToken | None = None) -> Iterator[Event]:
-    from prism_gui.engine.catalog import Catalog
-    from prism_gui.engine.imaging import to_uint8
-    from prism_gui.engine.sampler import score_images
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.imaging import to_uint8
+    from prism_gui.engine.generation.sampler import score_images
+    from prism_gui.engine.teachers.load import load_teacher
 
     cancel = cancel or CancelToken()
     teacher = teacher or load_teacher("digits")

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from prism_gui.engine.catalog import Catalog
-from prism_gui.engine.energies import EnergySpec
+from prism_gui.engine.data.catalog import Catalog
+from prism_gui.engine.generation.energies import EnergySpec
+from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.prompts import PromptSet
-from prism_gui.engine.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 
 
 @dataclasses.dataclass
@@ -88,10 +88,10 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                    cancel: CancelToken | None = None) -> Iterator[Event]:
     """Generate, score and store; yields ``Event("generate", images_done, total)`` per denoising
     step (``data['batch_step']``) and per stored batch (``data['new_ids']``, ``data['mean_energy']``)."""
+    from prism_gui.engine.data.imaging import to_uint8
     from prism_gui.engine.devices import pick_device, pick_dtype
-    from prism_gui.engine.generators import load_generator
-    from prism_gui.engine.imaging import to_uint8
-    from prism_gui.engine.teachers import load_teacher
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.teachers.load import load_teacher
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()

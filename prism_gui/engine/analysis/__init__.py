@@ -1,0 +1,1 @@
+"""Analysis: precision, recall, density and coverage in the teacher's features."""

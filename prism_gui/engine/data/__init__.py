@@ -1,0 +1,1 @@
+"""Data: the image catalog and image conversions."""

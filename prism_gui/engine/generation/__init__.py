@@ -1,0 +1,1 @@
+"""Generation: generator loading, energies, the one guided sampler and the generation job."""

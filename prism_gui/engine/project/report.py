@@ -1,0 +1,251 @@
+"""The stakeholder report: headline numbers plus PNG figures, one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.project.project import Project
+
+
+# ---------------------------------------------------------------------------- report
+@dataclasses.dataclass
+class Report:
+    title: str
+    headline: list[tuple[str, str, str]]  # (label, value, note)
+    tables: list[tuple[str, list[str], list[list[str]]]]  # (caption, header, rows)
+    images: dict[str, bytes]  # name -> PNG
+    sections: list[tuple[str, list[str], str]]  # (heading, image names, caption)
+    created: float = dataclasses.field(default_factory=time.time)
+
+    def to_html(self, embed: bool = True) -> str:
+        def src(name: str) -> str:
+            if embed:
+                return "data:image/png;base64," + base64.b64encode(self.images[name]).decode("ascii")
+            return name
+
+        e = html.escape
+        cards = "".join(
+            f'<td class="card"><div class="label">{e(label)}</div><div class="value">{e(value)}</div>'
+            f'<div class="note">{e(note)}</div></td>' for label, value, note in self.headline)
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>{e(self.title)}</title><style>",
+            "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;color:#222;margin:24px;max-width:1500px}",
+            "h1{font-size:22px;margin-bottom:2px} h2{font-size:17px;margin-top:22px;color:#234}",
+            ".sub{color:#666;font-size:12px} table.cards td.card{background:#eef3f8;padding:10px 14px;"
+            "border-radius:6px;vertical-align:top}",
+            ".label{font-size:11px;color:#567} .value{font-size:22px;font-weight:bold;color:#123}",
+            ".note{font-size:11px;color:#777} table.data{border-collapse:collapse;font-size:13px}",
+            "table.data td,table.data th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
+            "table.data th{background:#f0f0f0} img{image-rendering:pixelated}",
+            "</style></head><body>",
+            f"<h1>{e(self.title)}</h1><div class='sub'>PRISM Studio report, "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.created))}</div>",
+            f"<table class='cards' cellspacing='8'><tr>{cards}</tr></table>",
+        ]
+        for caption, header, rows in self.tables:
+            parts.append(f"<h2>{e(caption)}</h2><table class='data' cellspacing='0' cellpadding='4'><tr>"
+                         + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            for r in rows:
+                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
+            parts.append("</table>")
+        def section(heading, names, caption) -> str:
+            return (f"<h2>{e(heading)}</h2>" + (f"<p class='sub'>{e(caption)}</p>" if caption else "")
+                    + "<p>" + "".join(f"<img src='{src(n)}' alt='{e(n)}'> " for n in names) + "</p>")
+
+        if len(self.sections) >= 2:  # samples on the left, figures on the right
+            parts.append("<table cellspacing='0' cellpadding='0'><tr><td valign='top' style='padding-right:24px'>"
+                         + section(*self.sections[0]) + "</td><td valign='top'>"
+                         + "".join(section(*s) for s in self.sections[1:]) + "</td></tr></table>")
+        else:
+            parts += [section(*s) for s in self.sections]
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def save_html(self, path: str | Path) -> Path:
+        from prism_gui.engine.data.catalog import atomic_write_text
+
+        path = Path(path)
+        atomic_write_text(path, self.to_html(embed=True))
+        path.chmod(0o644)
+        return path
+
+
+def _png(fig) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def class_grid_png(cat, class_names: list[str], per_class: int = 12, cell: int = 44, run=None) -> bytes | None:
+    """One row per class: its lowest-energy kept/unreviewed images, nearest-neighbour upscaled."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=15)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    label_w = 70
+    pad = 3
+    rows = []
+    for k in range(len(class_names)):
+        rows.append(cat.query(columns="path", classes=[k], statuses=["keep", "unreviewed"], sort="energy",
+                              limit=per_class, run=run))
+    if not any(rows):
+        return None
+    sheet = Image.new("RGB", (label_w + per_class * (cell + pad) + pad, len(class_names) * (cell + pad) + pad),
+                      (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for k, rs in enumerate(rows):
+        y = pad + k * (cell + pad)
+        draw.text((4, y + cell // 2 - 9), class_names[k][:10], fill=(40, 40, 40), font=font)
+        for j, r in enumerate(rs):
+            with Image.open(cat.root / r["path"]) as im:
+                tile = im.convert("L")
+            tile = Image.eval(tile, lambda v: 255 - v).resize((cell, cell), Image.NEAREST).convert("RGB")
+            sheet.paste(tile, (label_w + pad + j * (cell + pad), y))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def build_report(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
+    """The stakeholder report of a project; the last event carries ``data['report']``."""
+    from matplotlib.figure import Figure
+
+    from prism_gui.engine.data.catalog import Catalog
+
+    root = Path(project_root)
+    project = Project.open(root)
+    names = project.class_names()
+    tspec = project.spec.get("teacher", {})
+    yield Event("report", 0, 4, "collecting numbers")
+    images: dict[str, bytes] = {}
+    sections: list[tuple[str, list[str], str]] = []
+    tables: list = []
+    with Catalog(root) as cat:
+        gen_runs = [r["id"] for r in cat.runs("generate")]
+        dist_runs = cat.runs("distill")
+        n_all = cat.count()
+        n_used = cat.count(statuses=["keep", "unreviewed"])
+        n_rej = cat.count(statuses=["reject"])
+        results = []
+        for r in dist_runs:
+            res_path = project.run_dir(r["id"]) / "result.json"
+            res = json.loads(res_path.read_text()) if res_path.exists() else {}
+            steps, acc = cat.metrics(r["id"], "test_accuracy")
+            _, agr = cat.metrics(r["id"], "agreement")
+            sl, loss = cat.metrics(r["id"], "loss")
+            results.append({"run": r["id"], "spec": r["spec"], "status": r["status"], "result": res,
+                            "acc_steps": steps, "acc": acc, "agreement": agr, "loss_steps": sl, "loss": loss})
+        yield Event("report", 1, 4, "sample grids")
+        grid = class_grid_png(cat, names) if names else None
+        if grid:
+            images["samples.png"] = grid
+            sections.append(("Samples per class", ["samples.png"],
+                             "Lowest-energy images the student was trained on (kept or unreviewed), one row "
+                             "per class."))
+        yield Event("report", 2, 4, "energy histograms")
+        if gen_runs:
+            fig = Figure(figsize=(6.6, 2.7))
+            ax = fig.add_subplot(1, 2, 1)
+            energies = {run: cat.column("energy", run=run).astype(float) for run in gen_runs}
+            energies = {run: np.maximum(e[np.isfinite(e)], 1e-4) for run, e in energies.items() if len(e)}
+            if energies:  # energies span decades: log-spaced bins on a log axis
+                lo = min(float(e.min()) for e in energies.values())
+                hi = max(float(e.max()) for e in energies.values())
+                bins = np.logspace(np.log10(lo), np.log10(max(hi, lo * 1.01)), 30)
+                for run, e in energies.items():
+                    ax.hist(e, bins=bins, alpha=0.55, label=run)
+                ax.set_xscale("log")
+            ax.set_xlabel("teacher energy (log; lower = more in-distribution)")
+            ax.set_ylabel("images")
+            ax.legend(fontsize=8)
+            ax2 = fig.add_subplot(1, 2, 2)
+            for run in gen_runs:
+                c = cat.column("confidence", run=run)
+                if len(c):
+                    ax2.hist(c.astype(float), bins=20, range=(0, 1), alpha=0.55, label=run)
+            ax2.set_xlabel("teacher confidence")
+            fig.tight_layout()
+            images["energy.png"] = _png(fig)
+            sections.append(("Teacher energy of the generated images", ["energy.png"],
+                             f"{n_all} images generated in {len(gen_runs)} runs; {n_rej} rejected in curation."))
+    yield Event("report", 3, 4, "accuracy curves")
+    curves = [r for r in results if len(r["acc"])]
+    if curves:
+        fig = Figure(figsize=(6.6, 2.7))
+        ax = fig.add_subplot(1, 2, 1)
+        ax2 = fig.add_subplot(1, 2, 2)
+        for r in curves:
+            epochs = np.arange(1, len(r["acc"]) + 1)
+            ax.plot(epochs, 100 * r["acc"], marker="o", ms=3, label=r["run"])
+            if len(r["loss"]):
+                ax2.plot(r["loss_steps"], r["loss"], lw=1, label=r["run"])
+        t_acc = tspec.get("test_accuracy")
+        if t_acc:
+            ax.axhline(100 * t_acc, color="k", ls="--", lw=1, label="teacher")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("student test accuracy (%)")
+        ax.legend(fontsize=8)
+        ax2.set_xlabel("training step")
+        ax2.set_ylabel("distillation loss")
+        ax2.set_yscale("log")
+        fig.tight_layout()
+        images["accuracy.png"] = _png(fig)
+        sections.append(("Student training", ["accuracy.png"],
+                         "Accuracy of the student on the real Digits test split, which no run trained on."))
+    best = max(curves, key=lambda r: r["acc"][-1], default=None)
+    t_acc = tspec.get("test_accuracy")
+    t_params = tspec.get("parameters")
+    headline = [("Teacher accuracy", f"{100 * t_acc:.1f}%" if t_acc else "n/a", "on the real test split")]
+    if best is not None:
+        s_params = best["result"].get("student_parameters")
+        headline.append(("Student accuracy", f"{100 * best['acc'][-1]:.1f}%",
+                         f"run '{best['run']}', no real training data"))
+        headline.append(("Agreement", f"{100 * best['agreement'][-1]:.1f}%" if len(best["agreement"]) else "n/a",
+                         "student = teacher"))
+        if s_params and t_params:
+            headline.append(("Model size", f"{s_params / 1e3:.0f}k vs {t_params / 1e3:.0f}k",
+                             f"{t_params / s_params:.0f}x fewer parameters"))
+        headline.append(("Images used", f"{best['result'].get('images', n_used):,}", f"of {n_all:,} generated"))
+    else:
+        headline.append(("Images", f"{n_used:,}", f"kept of {n_all:,} generated"))
+    rows = []
+    for r in results:
+        if not len(r["acc"]):
+            continue
+        prdc_rows = []
+        for run in r["spec"].get("runs") or []:
+            p = project.run_dir(run) / "prdc.json"
+            if p.exists():
+                prdc_rows.append(json.loads(p.read_text()))
+        m = prdc_rows[0] if prdc_rows else {}
+
+        def f(key, m=m):
+            return f"{m[key]:.3f}" if key in m else "-"
+
+        rows.append([r["run"], ", ".join(r["spec"].get("runs") or ["all"]), str(r["result"].get("images", "-")),
+                     f"{100 * r['acc'][-1]:.1f}%", f"{100 * r['agreement'][-1]:.1f}%" if len(r["agreement"]) else "-",
+                     f("precision"), f("recall"), f("density"), f("coverage")])
+    if rows:
+        tables.append(("Runs compared", ["distill run", "trained on", "images", "accuracy", "agreement", "precision",
+                                         "recall", "density", "coverage"], rows))
+    report = Report(title=f"{project.name}: teacher -> student without real data", headline=headline,
+                    tables=tables, images=images, sections=sections)
+    yield Event("report", 4, 4, "done", {"report": report})
+
+

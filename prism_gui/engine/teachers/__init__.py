@@ -1,0 +1,1 @@
+"""Teachers: loading timm models, checkpoints and TorchScript files, and their class names."""

@@ -1,0 +1,1 @@
+"""Training: distillation, evaluation and the DeepInversion baseline."""

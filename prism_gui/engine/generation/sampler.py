@@ -10,7 +10,14 @@ prior) are already images.  Images come out in [-1, 1].
 
 Guidance modes: ``cheap`` differentiates the energy with respect to ``x0`` only; ``exact``
 differentiates through the UNet with respect to the noisy sample.  ``recurrence`` re-noises
-and repeats each guided step (as training-free guidance methods do); it needs DDIM.
+and repeats each guided step (as training-free guidance methods do); it needs DDIM.  The
+guided step is written down in ``docs/SAMPLING.md``; x̂0 and the model output it implies come
+from :mod:`~prism_gui.engine.generation.parametrization` for every scheduler and prediction type.
+
+Every random draw of an image's trajectory (its initial noise, every stochastic step's noise,
+the recurrence's re-noising) comes from that image's own generator, seeded with its seed, as
+``StableDiffusionPipeline`` does with a list of generators: an image depends on its seed,
+prompt and settings only, never on its batch, batch size, process or a resume.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 
 from prism_gui.engine.generation.energies import EnergySpec, compute_energies
 from prism_gui.engine.generation.load import DiffusionComponents, make_scheduler
+from prism_gui.engine.generation.parametrization import check_guidable, noise_level, output_for_x0, predicted_x0
 from prism_gui.engine.jobs import CancelToken, Event
 
 
@@ -80,13 +88,20 @@ def encode_prompts(comp: DiffusionComponents, prompts: Sequence[str]) -> torch.T
     return comp.text_encoder(ids)[0].to(comp.dtype)
 
 
-def initial_noise(comp: DiffusionComponents, seeds: Sequence[int]) -> torch.Tensor:
-    """One noise tensor per seed, drawn on the CPU so results match across devices (this is
-    what ``StableDiffusionPipeline`` draws for a list of CPU generators)."""
+def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded with its seed: the source of every random draw of
+    that image's trajectory (CPU, so results match across devices)."""
+    return [torch.Generator("cpu").manual_seed(int(sd)) for sd in seeds]
+
+
+def initial_noise(comp: DiffusionComponents, seeds_or_generators) -> torch.Tensor:
+    """One noise tensor per image, the first draw of its generator (this is what
+    ``StableDiffusionPipeline`` draws for a list of CPU generators)."""
     c = comp.unet.config.in_channels
     s = comp.unet.config.sample_size
-    noise = [torch.randn((1, c, s, s), generator=torch.Generator("cpu").manual_seed(int(sd)), dtype=torch.float32)
-             for sd in seeds]
+    gens = [g if isinstance(g, torch.Generator) else torch.Generator("cpu").manual_seed(int(g))
+            for g in seeds_or_generators]
+    noise = [torch.randn((1, c, s, s), generator=g, dtype=torch.float32) for g in gens]
     return torch.cat(noise).to(comp.device, comp.dtype)
 
 
@@ -95,14 +110,6 @@ def decode(comp: DiffusionComponents, latents: torch.Tensor) -> torch.Tensor:
     if comp.vae is None:
         return latents
     return comp.vae.decode(latents / comp.vae.config.scaling_factor).sample
-
-
-def _noise_level(sched, t):
-    """(signal coefficient, noise coefficient) of the current sample: x = a * x0 + s * eps."""
-    if float(sched.init_noise_sigma) > 1.0 and hasattr(sched, "sigmas") and sched.step_index is not None:
-        return 1.0, float(sched.sigmas[sched.step_index])  # sigma-space schedulers (Euler, LMS, ...)
-    a = sched.alphas_cumprod[int(t)].float()
-    return float(a.sqrt()), float((1 - a).sqrt())
 
 
 def _rms(g: torch.Tensor) -> torch.Tensor:
@@ -134,6 +141,8 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
     if guidance.on and (teacher is None or targets is None or len(targets) != len(prompts)):
         raise ValueError("energy guidance needs a teacher and one target class per prompt")
     sched = make_scheduler(comp, settings.scheduler)
+    if guidance.on:
+        check_guidable(sched)  # refuse what cannot be guided exactly, before any work
     if guidance.recurrence > 1 and type(sched).__name__ != "DDIMScheduler":
         raise ValueError("guidance recurrence re-noises between repeats and needs the DDIM scheduler: "
                          "choose scheduler 'ddim' or set recurrence to 1")
@@ -144,11 +153,11 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
     if cfg > 1:
         uncond = encode_prompts(comp, list(negative_prompts) if negative_prompts else [""] * len(prompts))
         embeds = torch.cat([uncond, cond])
-    latents = initial_noise(comp, seeds) * sched.init_noise_sigma
+    gens = image_generators(seeds)
+    latents = initial_noise(comp, gens) * sched.init_noise_sigma
     tgt = torch.as_tensor(list(targets), device=comp.device) if targets is not None else None
-    gen = torch.Generator("cpu").manual_seed(int(seeds[0]) if len(seeds) else 0)
     accepted = set(inspect.signature(sched.step).parameters)  # as StableDiffusionPipeline does
-    step_kwargs = {k: v for k, v in (("eta", settings.eta), ("generator", gen)) if k in accepted}
+    step_kwargs = {k: v for k, v in (("eta", settings.eta), ("generator", gens)) if k in accepted}
     n = len(sched.timesteps)
     for i, t in enumerate(sched.timesteps):
         cancel.raise_if_cancelled()
@@ -163,7 +172,7 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
             with torch.no_grad():
                 prev = sched.step(eps, t, latents, **step_kwargs).prev_sample
             if r + 1 < (guidance.recurrence if guided else 1):
-                latents = _renoise(sched, prev, t, settings.steps, gen)
+                latents = _renoise(sched, prev, t, settings.steps, gens)
             else:
                 latents = prev
         data = {"mean_energy": energy_mean} if energy_mean is not None else {}
@@ -173,40 +182,42 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
         yield Event("sample", i + 1, n, f"step {i + 1}/{n}", data)
 
 
-def _renoise(sched, prev, t, steps, gen):
-    """Go back from the previous timestep to ``t`` with fresh noise (DDIM recurrence)."""
+def _renoise(sched, prev, t, steps, gens):
+    """Go back from the previous timestep to ``t`` with fresh noise from each image's own
+    generator (DDIM recurrence)."""
     t_prev = int(t) - sched.config.num_train_timesteps // steps
     a_t = sched.alphas_cumprod[int(t)]
     a_p = sched.alphas_cumprod[t_prev] if t_prev >= 0 else sched.final_alpha_cumprod
     ratio = (a_t / a_p).to(prev.dtype)
-    z = torch.randn(prev.shape, generator=gen, dtype=torch.float32).to(prev.device, prev.dtype)
+    z = torch.cat([torch.randn((1, *prev.shape[1:]), generator=g, dtype=torch.float32) for g in gens])
+    z = z.to(prev.device, prev.dtype)
     return ratio.sqrt() * prev + (1 - ratio).sqrt() * z
 
 
 def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, teacher, tgt):
-    """Noise prediction whose implied x0 has moved down the teacher's energy."""
-    a, s = _noise_level(sched, t)
+    """Model output whose implied x̂0 has moved down the teacher's energy (docs/SAMPLING.md)."""
+    level = noise_level(sched, t)
+    ptype = sched.config.get("prediction_type", "epsilon")
     if guidance.mode == "exact":
         with torch.enable_grad():
             x = latents.detach().requires_grad_(True)
-            eps = _cfg_eps(comp, x, t, sched, embeds, cfg)
-            x0 = (x - s * eps) / a
+            out = _cfg_eps(comp, x, t, sched, embeds, cfg)
+            x0 = predicted_x0(out, x, level, ptype)
             energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt, guidance.energy, all_terms=False)
             (grad,) = torch.autograd.grad(energy.sum(), x)
-        eps, x0 = eps.detach(), x0.detach()
+        x0 = x0.detach()
     else:
         with torch.no_grad():
-            eps = _cfg_eps(comp, latents, t, sched, embeds, cfg)
-        x0 = ((latents - s * eps) / a).detach()
+            out = _cfg_eps(comp, latents, t, sched, embeds, cfg)
+        x0 = predicted_x0(out, latents, level, ptype).detach()
         with torch.enable_grad():
             x0g = x0.clone().requires_grad_(True)
             energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt, guidance.energy, all_terms=False)
             (grad,) = torch.autograd.grad(energy.sum(), x0g)
     grad = grad.to(x0.dtype)
     step = guidance.scale * (grad / _rms(grad) if guidance.normalize else grad)
-    x0_new = x0 - step
-    eps_new = (latents - a * x0_new) / s
-    return eps_new.to(latents.dtype), float(energy.detach().mean())
+    out_new = output_for_x0(x0 - step, latents, level, ptype)
+    return out_new.to(latents.dtype), float(energy.detach().mean())
 
 
 def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *, steps: int = 30,

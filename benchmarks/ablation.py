@@ -79,7 +79,7 @@ def shifted_test_sets(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]
 
 
 def evaluate_shifts(student, teacher, sets: dict[str, torch.Tensor], y: np.ndarray) -> dict[str, float]:
-    from prism_gui.engine.training.distill import evaluate
+    from prism_gui.engine.training.evaluate import evaluate
 
     return {name: evaluate(student, teacher, xs, y)["test_accuracy"] for name, xs in sets.items()}
 
@@ -157,10 +157,11 @@ class Bench:
         from prism_gui.engine.analysis.prdc import teacher_features
         from prism_gui.engine.generation.load import load_generator
         from prism_gui.engine.teachers.load import load_teacher
-        from prism_gui.engine.training.distill import load_eval_set
+        from prism_gui.engine.training.evaluate import eval_dataset
 
         teacher = load_teacher("digits")
-        x_test, y_test = load_eval_set("digits-test", teacher)
+        test_set = eval_dataset("digits-test", teacher)
+        x_test, y_test = test_set.images, test_set.labels
         return cls(teacher, load_generator("digits"), shifted_test_sets(x_test), y_test,
                    teacher_features(teacher, x_test))
 

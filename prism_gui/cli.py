@@ -54,11 +54,10 @@ def cmd_prompts(rest):
     a = p.parse_args(rest)
     from prism_gui.engine.prompts import class_phrases, expand, llm_expand, load_bank, plain_prompts
     from prism_gui.engine.specs import load_spec
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = load_spec(a.spec)
-    teacher = load_teacher(s.get("teacher", "digits"), checkpoint=s.get("checkpoint"),
-                           class_names=s.get("class_names"))
+    teacher = TeacherSpec.take(s, a.spec).load()
     bank = load_bank(s.get("bank", "digits"))
     phrases = class_phrases(teacher.class_names, teacher.class_descriptions, bank.get("disambiguation", "name"),
                             s.get("descriptions"))
@@ -90,10 +89,11 @@ def cmd_generate(rest):
     if "prompts" not in s:
         raise SpecError(f"{a.spec}: needs 'prompts', the path of a prompt file (make one with `prism prompts`)")
     prompts_path = s.pop("prompts")
-    spec = build(GenerateSpec, s, a.spec)
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
 
-    teacher = load_teacher(spec.teacher)
+    tspec = TeacherSpec.take(s, a.spec)
+    spec = build(GenerateSpec, {**s, "teacher": tspec.to_value()}, a.spec)
+    teacher = tspec.load()
     prompts = PromptSet.load(prompts_path, teacher.class_names)
     events = _progress(run_generation(spec, prompts, teacher=teacher))
     print(f"{events[-1].step}/{events[-1].total} images in {spec.project} (run '{spec.run}')")
@@ -105,62 +105,89 @@ def cmd_distill(rest):
     p.add_argument("spec", help="JSON/TOML with DistillSpec settings (+ 'teacher')")
     a = p.parse_args(rest)
     from prism_gui.engine.specs import build, load_spec
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.training.distill import DistillSpec, run_distillation
 
     s = load_spec(a.spec)
-    teacher = load_teacher(s.pop("teacher", "digits"))
-    spec = build(DistillSpec, s, a.spec)
+    tspec = TeacherSpec.take(s, a.spec)
+    spec = build(DistillSpec, {**s, "teacher": tspec.to_value()}, a.spec)
+    teacher = tspec.load()
     events = _progress(run_distillation(spec, teacher=teacher))
     res = events[-1].data["result"]
     print(json.dumps(res, indent=2))
     return 0
 
 
-def cmd_evaluate(rest):
-    p = argparse.ArgumentParser(prog="prism evaluate", description="Evaluate an exported student.")
-    p.add_argument("spec", help="JSON/TOML: student_dir (with student.safetensors/json), eval, teacher")
-    a = p.parse_args(rest)
-    import safetensors.torch
+def _unknown_keys(s: dict, allowed: set, where: str) -> None:
+    from prism_gui.engine.specs import SpecError
 
+    unknown = sorted(set(s) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown settings {unknown}; valid: {sorted(allowed)} plus the teacher's keys")
+
+
+def cmd_evaluate(rest):
+    p = argparse.ArgumentParser(prog="prism evaluate", description="Accuracy of a student (or of the teacher) "
+                                "on a real held-out set.")
+    p.add_argument("spec", help="JSON/TOML: teacher keys, eval (digits-test or a labelled folder), "
+                                "[student_dir, eval_mapping, per_class, output, batch_size, workers, device]")
+    a = p.parse_args(rest)
+    from prism_gui.engine.devices import pick_device
     from prism_gui.engine.specs import SpecError, load_spec
-    from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.distill import evaluate, load_eval_set, make_student
+    from prism_gui.engine.teachers.spec import TeacherSpec
+    from prism_gui.engine.training.distill import load_student
+    from prism_gui.engine.training.evaluate import eval_dataset, evaluate
 
     s = load_spec(a.spec)
-    if "student_dir" not in s:
-        raise SpecError(f"{a.spec}: needs 'student_dir', a folder written by `prism distill` (out_dir)")
-    d = Path(s["student_dir"])
-    teacher = load_teacher(s.get("teacher", "digits"))
-    info = json.loads((d / "student.json").read_text())
-    arch = s.get("student", info["architecture"])
-    student = make_student(arch, teacher)
-    student.load_state_dict(safetensors.torch.load_file(str(d / "student.safetensors")))
-    res = evaluate(student, teacher, *load_eval_set(s.get("eval", "digits-test"), teacher))
+    teacher = TeacherSpec.take(s, a.spec).load()
+    _unknown_keys(s, {"student_dir", "student", "eval", "eval_mapping", "per_class", "output", "batch_size",
+                      "workers", "device"}, a.spec)
+    device = pick_device(s.get("device", "auto"))
+    teacher.to(device)
+    data = eval_dataset(s.get("eval", "digits-test"), teacher, s.get("eval_mapping"))
+    if data is None:
+        raise SpecError(f"{a.spec}: 'eval' names no set: give 'digits-test' or a labelled image folder")
+    student = None
+    if s.get("student_dir"):
+        student = load_student(s["student_dir"], teacher, s.get("student")).to(device)
+    res = evaluate(student, teacher, data, batch_size=s.get("batch_size", 256), workers=s.get("workers"),
+                   per_class=bool(s.get("per_class", False)))
+    res = {"evaluated": "student" if student is not None else "teacher", **res}
+    if s.get("per_class"):  # classes with images only; names can repeat (ImageNet's two "crane"), so keyed rows
+        ids = teacher.class_ids or [None] * teacher.num_classes
+        res["per_class"] = [{"class": c, "name": teacher.class_names[c], "id": ids[c], "accuracy": acc, "images": n}
+                            for c, (acc, n) in enumerate(zip(res.pop("per_class_accuracy"),
+                                                             res.pop("per_class_images"), strict=True)) if n]
     print(json.dumps(res, indent=2))
+    if s.get("output"):
+        Path(s["output"]).write_text(json.dumps(res, indent=2))
     return 0
 
 
 def cmd_metrics(rest):
     p = argparse.ArgumentParser(prog="prism metrics", description="Precision/recall of a synthetic set.")
-    p.add_argument("spec", help="JSON/TOML: project, runs, reference ('digits-test' or an ImageFolder), k, teacher")
+    p.add_argument("spec", help="JSON/TOML: project, reference (digits-test or a labelled folder), teacher keys, "
+                                "[runs, statuses, k, mapping, max_real, seed, output]")
     a = p.parse_args(rest)
-    from prism_gui.engine.analysis.prdc import prdc_per_class, teacher_features
-    from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.specs import load_spec
-    from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.distill import load_eval_set
+    from prism_gui.engine.analysis.prdc import catalog_prdc
+    from prism_gui.engine.specs import SpecError, load_spec
+    from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = load_spec(a.spec)
-    teacher = load_teacher(s.get("teacher", "digits"))
-    xr, yr = load_eval_set(s.get("reference", "digits-test"), teacher)
-    with Catalog(s["project"], create=False) as cat:
-        x, y, _ = cat.load_images(run=s.get("runs"), statuses=s.get("statuses", ["unreviewed", "keep"]))
-    m = prdc_per_class(teacher_features(teacher, xr), yr, teacher_features(teacher, x), y, k=s.get("k", 5),
-                       class_names=teacher.class_names)
-    print(json.dumps(m, indent=2))
+    teacher = TeacherSpec.take(s, a.spec).load()
+    _unknown_keys(s, {"project", "runs", "reference", "statuses", "k", "mapping", "max_real", "seed", "output"},
+                  a.spec)
+    if "project" not in s:
+        raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
+    runs = s.get("runs")
+    events = _progress(catalog_prdc(teacher, s.get("reference", "digits-test"), s["project"],
+                                    [runs] if isinstance(runs, str) else runs,
+                                    statuses=s.get("statuses", ["unreviewed", "keep"]), k=s.get("k", 5),
+                                    mapping=s.get("mapping"), max_real=s.get("max_real"), seed=s.get("seed", 0)))
+    res = events[-1].data["results"]
+    print(json.dumps(res, indent=2))
     if s.get("output"):
-        Path(s["output"]).write_text(json.dumps(m, indent=2))
+        Path(s["output"]).write_text(json.dumps(res, indent=2))
     return 0
 
 

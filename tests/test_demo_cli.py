@@ -50,7 +50,7 @@ def test_stage_commands_from_spec_files(root, tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"project": str(tmp_path / "proj"), "k": 3}))
     r = run(root, "metrics", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
-    assert "precision" in json.loads(r.stdout)["overall"]
+    assert "precision" in json.loads(r.stdout)["a"]  # one entry per generation run
     r = run(root, "export", str(tmp_path / "proj"), str(tmp_path / "folder"))
     assert r.returncode == 0 and (tmp_path / "folder" / "metadata.jsonl").exists()
     assert (tmp_path / "proj" / "runs" / "a" / "manifest.json").exists()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prism_gui.engine.jobs import Cancelled, CancelToken
-from prism_gui.engine.training.distill import DistillSpec, distill, kd_loss, load_imagefolder, run_distillation
+from prism_gui.engine.training.distill import DistillSpec, distill, kd_loss, run_distillation
 
 
 def test_kd_loss_is_zero_for_identical_logits_and_positive_otherwise():
@@ -59,11 +59,15 @@ def test_catalog_training_respects_curation_and_energy_threshold(tmp_path, digit
 def test_imagefolder_eval_set(tmp_path, digits_teacher):
     from PIL import Image
 
+    from prism_gui.engine.data.folders import FolderError
+    from prism_gui.engine.training.evaluate import eval_dataset
+
     for name in ("three", "seven"):
         (tmp_path / name).mkdir()
         Image.new("L", (16, 16), 128).save(tmp_path / name / "a.png")
-    x, y = load_imagefolder(tmp_path, digits_teacher)
-    assert x.shape == (2, 1, 8, 8) and sorted(y.tolist()) == [3, 7]
+    ds = eval_dataset(str(tmp_path), digits_teacher)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    assert x.shape == (2, 1, 8, 8) and sorted(ds.labels.tolist()) == [3, 7]
     (tmp_path / "eleven").mkdir()
-    with pytest.raises(ValueError, match="not teacher class names"):
-        load_imagefolder(tmp_path, digits_teacher)
+    with pytest.raises(FolderError, match="match no class"):
+        eval_dataset(str(tmp_path), digits_teacher)

@@ -125,3 +125,79 @@ def test_llm_expansion_with_a_tiny_local_model(tmp_path):
     assert 1 <= len(ps.prompts) <= 3 and all(p.text.startswith("crane") and p.source == "llm" for p in ps.prompts)
     with pytest.raises(PromptError, match="does not exist"):
         llm_expand(tmp_path / "nope", ["crane"])
+
+
+def _grammar_problems(text: str) -> list[str]:
+    import re
+
+    from prism_gui.engine.prompts import _DANGLING, article_for
+
+    bad = []
+    if any(c in text for c in "{}[]"):
+        bad.append("unfilled template")
+    if "  " in text or " ," in text or ",," in text or text != text.strip() or text.endswith(","):
+        bad.append("stray space or comma")
+    for m in re.finditer(r"\b([Aa]n?) (\S+)", text):
+        art, word = m.group(1).lower(), m.group(2)
+        if word.strip(",").lower() in ("of", "and", "a", "an", "the", ","):
+            bad.append(f"'{art} {word}': an article before no noun")
+        elif art != article_for(word):
+            bad.append(f"'{art} {word}'")
+    for part in text.split(","):
+        words = part.split()
+        if words and words[-1].lower() in _DANGLING - {"a", "an"} | {"a", "an"}:
+            bad.append(f"clause ends on '{words[-1]}'")
+    return bad
+
+
+@pytest.mark.parametrize("bank_name", ["natural", "digits"])
+def test_every_template_of_every_bank_is_grammatical_for_every_imagenet_class(bank_name):
+    import itertools
+
+    from prism_gui.engine.prompts import _compose, class_phrases, load_bank, plain_text
+    from prism_gui.engine.teachers.load import imagenet_class_names
+
+    names, desc = imagenet_class_names()
+    bank = load_bank(bank_name)
+    phrases = class_phrases(names, desc, mode="definition") + names
+    all_axes = [("style", a, v) for a, v in bank["style"].items()] + \
+               [("content", a, v) for a, v in bank["content"].items()]
+    style_axes = [a for k, a, _ in all_axes if k == "style"]
+    content_axes = [a for k, a, _ in all_axes if k == "content"]
+    problems = []
+    for phrase in phrases:
+        texts = [plain_text(bank, phrase)]
+        for n_style, n_content in itertools.product((0, 1, len(style_axes)), (0, 1, 2)):
+            chosen = {a: ("style", 0) for a in style_axes[:n_style]}
+            chosen.update({a: ("content", 1) for a in content_axes[:n_content]})
+            texts.append(_compose(bank, phrase, chosen, all_axes))
+        for t in texts:
+            problems += [f"{t!r}: {p}" for p in _grammar_problems(t)]
+    assert not problems, f"{len(problems)} problems, e.g.\n" + "\n".join(problems[:15])
+
+
+def test_definitions_stop_at_a_phrase_boundary():
+    from prism_gui.engine.prompts import short_definition
+
+    gloss = ("tench: freshwater dace-like game fish of Europe and western Asia noted for ability to survive "
+             "outside water")
+    assert short_definition(gloss) == "freshwater dace-like game fish of Europe and western Asia"
+    assert short_definition("x: a mechanical device that is curved or bent to suspend or hold") == "a mechanical device"
+    long = "x: " + " ".join(["big"] * 10) + " bird of the marshes and of the plains of many parts of the world"
+    assert short_definition(long).split()[-1] not in ("of", "the", "and")
+
+
+def test_imagenet_prompts_fit_the_clip_token_limit_and_read_well(tmp_path):
+    from prism_gui.engine.prompts import class_phrases, expand, load_bank
+    from prism_gui.engine.teachers.load import imagenet_class_names
+    from tests.tiny_sd import real_clip_tokenizer
+
+    names, desc = imagenet_class_names()
+    ps = expand(names, load_bank("natural"), per_class=3, seed=0, phrases=class_phrases(names, desc, "definition"))
+    assert len(ps.prompts) == 3000
+    bad = [p.text for p in ps.prompts if _grammar_problems(p.text)]
+    assert not bad, bad[:5]
+    assert not any(p.text.startswith("an of") or " a of " in p.text for p in ps.prompts)
+    tok = real_clip_tokenizer(tmp_path / "tok")  # CLIP's own BPE: counts as Stable Diffusion does
+    assert tok("a photo of a tench").input_ids == [49406, 320, 1125, 539, 320, 1149, 634, 49407]
+    assert not [i for i in ps.validate(tok) if "over the generator's limit" in i]

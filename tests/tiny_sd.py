@@ -20,7 +20,33 @@ def write_tiny_clip_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def build_tiny_sd(folder: Path, scheduler: str = "DDIMScheduler") -> Path:
+def write_real_clip_tokenizer(folder: Path) -> Path:
+    """CLIP's real BPE vocabulary (49,408 tokens, the 77-token limit), built from the copy that
+    open_clip ships: a stand-in tokenizer that counts tokens exactly as Stable Diffusion's does."""
+    import gzip
+    import importlib.resources
+
+    from open_clip.tokenizer import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = importlib.resources.files("open_clip") / "bpe_simple_vocab_16e6.txt.gz"
+    merges = gzip.decompress(bpe.read_bytes()).decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return folder
+
+
+def real_clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    d = write_real_clip_tokenizer(folder)
+    return CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"), model_max_length=77)
+
+
+def build_tiny_sd(folder: Path, scheduler: str = "DDIMScheduler", real_tokenizer: bool = False) -> Path:
     import diffusers
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -34,11 +60,17 @@ def build_tiny_sd(folder: Path, scheduler: str = "DDIMScheduler") -> Path:
                         down_block_types=["DownEncoderBlock2D"] * 2,
                         up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=4,
                         sample_size=16)
-    tok_dir = write_tiny_clip_tokenizer(folder / "_tok")
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
+    if real_tokenizer:
+        tokenizer = real_clip_tokenizer(folder / "_tok")
+        ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id}
+    else:
+        tok_dir = write_tiny_clip_tokenizer(folder / "_tok")
+        tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
+        ids = {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
     te = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                      num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
-                                      bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16))
+                                      num_hidden_layers=1, num_attention_heads=2,
+                                      max_position_embeddings=tokenizer.model_max_length, projection_dim=16, **ids))
     sched = getattr(diffusers, scheduler)(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                           clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=te, tokenizer=tokenizer, scheduler=sched,

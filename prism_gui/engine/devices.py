@@ -21,9 +21,21 @@ def pick_device(preference: str | None = "auto") -> torch.device:
     return torch.device(pref)
 
 
-def pick_dtype(device: torch.device, half: bool) -> torch.dtype:
-    """float16 on GPUs when asked; float32 otherwise (CPU half precision is slow and lossy)."""
-    return torch.float16 if half and device.type in ("cuda", "mps") else torch.float32
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def pick_dtype(device: torch.device, precision: str | bool = "fp32") -> torch.dtype:
+    """The generator's dtype: ``fp16``/``bf16`` on GPUs when asked (``True`` means fp16); float32
+    otherwise, and always on the CPU (half precision there is slow and lossy)."""
+    if isinstance(precision, bool):
+        precision = "fp16" if precision else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if device.type not in ("cuda", "mps") or precision == "fp32":
+        return torch.float32
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError("this GPU does not support bfloat16: choose fp16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def describe(device: torch.device) -> str:

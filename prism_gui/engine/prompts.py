@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,8 +176,42 @@ def load_bank(name_or_path: str | Path) -> dict:
     return bank
 
 
+# words after which a definition would stop mid-phrase
+_DANGLING = {"a", "an", "the", "of", "and", "or", "with", "in", "on", "to", "for", "by", "from", "that", "which",
+             "as", "at", "into", "its", "their", "his", "her", "having", "used", "especially", "usually", "than",
+             "but", "nor", "like", "some", "any", "e.g.", "esp.", "etc."}
+# words that start a modifier after the head noun phrase: a good place to stop a short definition
+_BOUNDARY = {"that", "which", "who", "whose", "where", "having", "with", "noted", "used", "found", "native",
+             "especially", "esp.", "usually", "often", "typically", "resembling", "related", "made", "sometimes",
+             "formerly", "widely", "chiefly", "mostly"}
+
+
+def short_definition(description: str, max_words: int = 16) -> str:
+    """The head of a WordNet-style gloss ("name: definition; more"), cut at a phrase boundary:
+    the first clause, stopped before a trailing modifier ("... noted for ..."), never ending on a
+    preposition, article or conjunction."""
+    _head, _, definition = description.partition(":")
+    d = (definition or description).split(";")[0].strip()
+    clause = re.split(r",|\(|\s-\s|--", d)[0].strip()
+    words = clause.split()
+    if len(words) > 4:  # stop before the first modifier once a head phrase is there
+        for i in range(3, len(words)):
+            w = words[i].lower()
+            if w in _BOUNDARY:
+                words = words[:i]
+                while len(words) > 3 and words[-1].lower().endswith("ed"):  # "mammal covered [with ...]"
+                    words.pop()
+                break
+    if len(words) > max_words:  # still long: cut at the last "and"/"or" boundary within the limit
+        cut = max((i for i in range(3, max_words) if words[i].lower() in ("and", "or", "of")), default=max_words)
+        words = words[:cut]
+    while words and words[-1].lower().strip(".,") in _DANGLING:
+        words.pop()
+    return " ".join(words).rstrip(".,")
+
+
 def class_phrases(class_names: Sequence[str], descriptions: Sequence[str] | None = None, mode: str = "name",
-                  user: dict[str, str] | None = None, max_words: int = 8) -> list[str]:
+                  user: dict[str, str] | None = None, max_words: int = 16) -> list[str]:
     """Semantic disambiguation: one unambiguous phrase per class."""
     user = user or {}
     out = []
@@ -185,12 +220,9 @@ def class_phrases(class_names: Sequence[str], descriptions: Sequence[str] | None
             out.append(user[name].strip())
             continue
         if mode == "definition" and descriptions is not None and descriptions[k]:
-            desc = descriptions[k]
-            _head, _, definition = desc.partition(":")
-            definition = definition.split(";")[0].strip()
-            words = definition.split()
-            short = " ".join(words[:max_words])
-            out.append(f"{name}, {short}" if short else name)
+            short = short_definition(descriptions[k], max_words)
+            head = name.split(",")[0].strip() or name  # the first lemma: "tench", not "tench, Tinca tinca"
+            out.append(f"{head}, {short}" if short else head)
         else:
             out.append(name)
     return out
@@ -204,7 +236,7 @@ def plain_prompts(class_names: Sequence[str], bank: dict, phrases: Sequence[str]
     ps = PromptSet(list(class_names), meta={"expander": "plain", "bank": bank.get("name")})
     for k, ph in enumerate(phrases):
         for _ in range(per_class):
-            ps.prompts.append(Prompt(k, bank["plain_template"].replace("{class}", ph), source="plain"))
+            ps.prompts.append(Prompt(k, plain_text(bank, ph), source="plain"))
     return ps
 
 
@@ -231,7 +263,7 @@ def expand(class_names: Sequence[str], bank: dict, per_class: int = 20, seed: in
         usage = {a: np.zeros(len(v)) for _, a, v in all_axes}
         seen: set[str] = set()
         if include_plain:
-            plain = bank["plain_template"].replace("{class}", phrase)
+            plain = plain_text(bank, phrase)
             ps.prompts.append(Prompt(k, plain, source="plain"))
             seen.add(plain)
         attempts = 0
@@ -256,16 +288,71 @@ def expand(class_names: Sequence[str], bank: dict, per_class: int = 20, seed: in
     return ps
 
 
+_AN_EXCEPTIONS = ("uni", "use", "usu", "uti", "ure", "eu", "one", "once", "ouija", "ewe", "u-", "ufo")
+_AN_SILENT_H = ("hour", "honest", "honor", "honour", "heir", "herb")
+
+
+def article_for(word: str) -> str:
+    """'a' or 'an' for the word that follows (by its sound, for the common cases)."""
+    orig = word.lstrip("\"'(")
+    w = orig.lower()
+    if not w:
+        return "a"
+    if w[0].isdigit():
+        digits = re.match(r"\d+", w).group(0)
+        return "an" if digits[0] == "8" or digits in ("11", "18") else "a"
+    head = re.split(r"[-\s]", orig)[0]
+    if head.isupper() and 1 <= len(head) <= 4 and head.isalpha():  # letters and acronyms: "an F", "an MRI"
+        return "an" if head[0].lower() in "aefhilmnorsx" and not head.lower().startswith("u") else "a"
+    if w.startswith(_AN_SILENT_H):
+        return "an"
+    if w[0] in "aeiou" and not w.startswith(_AN_EXCEPTIONS):
+        return "an"
+    return "a"
+
+
+def fix_articles(text: str) -> str:
+    """Every standalone 'a'/'an' agrees with the word after it."""
+    def repl(m):
+        art, word = m.group(1), m.group(2)
+        new = article_for(word)
+        if art[0].isupper():
+            new = new.capitalize()
+        return f"{new} {word}"
+
+    return re.sub(r"\b([Aa]n?) (\S+)", repl, text)
+
+
+def plain_text(bank: dict, phrase: str) -> str:
+    """The bank's plain (class-name) prompt for ``phrase``, articles agreeing."""
+    return fix_articles(bank["plain_template"].replace("{class}", phrase))
+
+
 def _compose(bank: dict, phrase: str, chosen: dict, all_axes) -> str:
+    """Fill a bank template.  ``[...]`` marks an optional part, dropped when a slot in it is
+    empty ("[a {style} of ]a {class}[, {content}]"); outside brackets an empty slot leaves no
+    stray words or commas; articles agree with the words after them."""
     style = [values[chosen[a][1]] for kind, a, values in all_axes if kind == "style" and a in chosen]
     content = [values[chosen[a][1]] for kind, a, values in all_axes if kind == "content" and a in chosen]
-    text = bank["template"].replace("{class}", phrase)
-    text = text.replace("{style}", " ".join(style)).replace("{content}", ", ".join(content))
-    text = " ".join(text.split()).replace(" ,", ",").strip().rstrip(",").strip()
-    text = text.replace(", ,", ",")
-    if text.startswith("a ") and text[2:3] in "aeiou":
-        text = "an " + text[2:]
-    return text
+    slots = {"{style}": " ".join(style), "{content}": ", ".join(content)}
+
+    def optional(m):
+        part = m.group(1)
+        if any(k in part and not v for k, v in slots.items()):
+            return ""
+        return part
+
+    text = re.sub(r"\[([^\]]*)\]", optional, bank["template"])
+    text = text.replace("{class}", phrase)
+    for k, v in slots.items():
+        text = text.replace(k, v)
+    text = " ".join(text.split()).replace(" ,", ",")
+    while ",," in text or ", ," in text:
+        text = text.replace(", ,", ",").replace(",,", ",")
+    text = text.strip().strip(",").strip()
+    if not style:  # an unbracketed empty style slot: "a of a tench" -> "a tench"
+        text = re.sub(r"\b[Aa]n? of (an? |the )", r"\1", text)
+    return fix_articles(text)
 
 
 def coverage(ps: PromptSet, bank: dict) -> dict[str, dict[str, int]]:

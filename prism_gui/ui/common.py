@@ -9,7 +9,19 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
-from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QMessageBox, QPushButton, QSpinBox, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from prism_gui.engine.project.project import Project, studio_config_dir
 from prism_gui.ui.worker import Job, JobFactory, JobQueue
@@ -68,6 +80,7 @@ class Studio(QObject):
     teacher_changed = Signal(object)  # an engine Teacher
     prompts_changed = Signal(object)  # a PromptSet
     catalog_changed = Signal()  # images added or curated
+    evaluation_changed = Signal()  # the project's real held-out set changed
     engine_ready = Signal()  # heavy engine modules imported (registries can be read)
     job_failed = Signal(str, str, str)  # job name, message, details
     status = Signal(str)
@@ -114,9 +127,14 @@ class Studio(QObject):
         if self.project is not None:
             t = self.project.section("teacher")
             t["class_names"] = list(info["class_names"])
+            t["class_ids"] = info.get("class_ids")
             t["parameters"] = info["parameters"]
             if info.get("test_accuracy") is not None:
                 t["test_accuracy"] = info["test_accuracy"]
+            e = self.project.section("evaluation")
+            if e.get("set") == "digits-test" and getattr(teacher, "source", "digits") != "digits":
+                e["set"], e["mapping"] = "", None  # the Digits split means nothing to another teacher
+                self.evaluation_changed.emit()
             self.project.save()
         self.teacher_changed.emit(teacher)
 
@@ -206,6 +224,88 @@ def button(text: str, tip: str, slot, *, shortcut: str | None = None, enabled: b
     b.setEnabled(enabled)
     b.clicked.connect(slot)
     return b
+
+
+class EvalSetField(QWidget):
+    """The project's real held-out set: none, a built-in split, or a labelled image folder (with
+    an optional folder -> class mapping file).  Edits go to ``project.spec["evaluation"]``."""
+
+    CHOICES = (("", "none"), ("digits-test", "Digits test split (719 real digits)"), ("folder", "image folder…"))
+
+    def __init__(self, studio, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.studio = studio
+        self.kind = QComboBox()
+        for key, label in self.CHOICES:
+            self.kind.addItem(label, key)
+        self.kind.setToolTip("Real images to measure students on and to compare the synthetic set with. "
+                             "ImageNet's val folder works as it is (WordNet-id subfolders).")
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("folder with one subfolder per class")
+        self.browse = QPushButton("…")
+        self.browse.setMaximumWidth(28)
+        self.browse.setToolTip("Choose the folder")
+        self.mapping = QLineEdit()
+        self.mapping.setPlaceholderText("optional mapping file (folder -> class), JSON or CSV")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.path, 1)
+        row.addWidget(self.browse)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.kind)
+        lay.addLayout(row)
+        lay.addWidget(self.mapping)
+        self.kind.currentIndexChanged.connect(self._changed)
+        self.path.editingFinished.connect(self._changed)
+        self.mapping.editingFinished.connect(self._changed)
+        self.browse.clicked.connect(self._browse)
+        studio.project_changed.connect(lambda _p: self.load())
+        studio.evaluation_changed.connect(self.load)
+        self.load()
+
+    def value(self) -> tuple[str, str | None]:
+        key = self.kind.currentData()
+        if key == "folder":
+            return self.path.text().strip(), (self.mapping.text().strip() or None)
+        return key, None
+
+    def set_value(self, name: str, mapping: str | None = None) -> None:
+        key = name if name in ("", "digits-test") else "folder"
+        self.kind.blockSignals(True)
+        self.kind.setCurrentIndex(max(0, self.kind.findData(key)))
+        self.kind.blockSignals(False)
+        if key == "folder":
+            self.path.setText(name)
+            self.mapping.setText(mapping or "")
+        self._show()
+
+    def load(self) -> None:
+        if self.studio.project is not None:
+            self.set_value(*self.studio.project.evaluation())
+
+    def _show(self) -> None:
+        folder = self.kind.currentData() == "folder"
+        for w in (self.path, self.browse, self.mapping):
+            w.setVisible(folder)
+
+    def _browse(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Evaluation images (one subfolder per class)")
+        if d:
+            self.path.setText(d)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._show()
+        project = self.studio.project
+        if project is None:
+            return
+        name, mapping = self.value()
+        e = project.section("evaluation")
+        if (e.get("set") or "", e.get("mapping")) != (name, mapping):
+            e["set"], e["mapping"] = name, mapping
+            project.save()
+            self.studio.evaluation_changed.emit()
 
 
 def spin(lo: int, hi: int, value: int, tip: str = "", step: int = 1) -> QSpinBox:

@@ -4,6 +4,7 @@ energy/confidence histograms with a draggable threshold, and precision/recall as
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
@@ -234,9 +235,10 @@ class CuratePanel(QWidget):
         self.keep_lowest.setToolTip("Oversample-and-select: per class keep the N images of the shown run with the "
                                     "lowest class energy and reject the rest (one undoable step)")
         self.keep_lowest.clicked.connect(lambda: self.select_lowest())
-        self.prdc_button = QPushButton("Precision / recall vs. real digits")
+        self.prdc_button = QPushButton("Precision / recall vs. real images")
         self.prdc_button.setToolTip("Precision, recall, density and coverage of the non-rejected images against the "
-                                    "Digits test split, in the teacher's features (a job)")
+                                    "project's evaluation set (Digits test split, an image folder such as ImageNet "
+                                    "val), in the teacher's features (a job)")
         self.prdc_button.clicked.connect(self.compute_prdc)
         self.prdc = QLabel("")
         self.prdc.setWordWrap(True)
@@ -461,10 +463,15 @@ class CuratePanel(QWidget):
         if runs is None:
             runs = [self.run.currentText()] if self.run.currentIndex() > 0 else None
         root, teacher = self.studio.project.root, self.studio.teacher
+        reference, mapping = self.studio.project.evaluation()
+        if not reference:
+            show_error(self.error, "Precision and recall compare the images with real ones: choose the project's "
+                                   "evaluation set (Distill tab, 'Evaluate on'), e.g. ImageNet's val folder.")
+            return None
         self.prdc_button.setEnabled(False)
-        self.prdc.setText("computing…")
-        self.job = self.studio.submit("Precision / recall", lambda token: prdc_job(root, runs, teacher,
-                                                                                   cancel=token))
+        self.prdc.setText(f"computing against {Path(reference).name if reference != 'digits-test' else reference}…")
+        self.job = self.studio.submit("Precision / recall", lambda token: prdc_job(
+            root, runs, teacher, reference=reference, mapping=mapping, cancel=token))
         self.job.finished.connect(self._show_prdc)
         self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), self.prdc.setText("")))
         self.job.ended.connect(lambda _o: self.prdc_button.setEnabled(True))

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import Studio, button, dspin, error_label, pg, show_error, spin
+from prism_gui.ui.common import EvalSetField, Studio, button, dspin, error_label, pg, show_error, spin
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 STUDENT_NAMES = ["digits_student"]  # the rest come from engine.distill.STUDENTS once the engine is imported
@@ -115,6 +115,8 @@ class DistillPanel(QWidget):
         self.statuses.addItems(["not rejected", "kept only"])
         self.statuses.setToolTip("Which curated images the student sees")
         f.addRow("Images", self.statuses)
+        self.eval_set = EvalSetField(studio)
+        f.addRow("Evaluate on", self.eval_set)
         self.onnx = QCheckBox("also export ONNX at the end")
         f.addRow("", self.onnx)
         self.run_name = QLineEdit("distill-1")
@@ -156,8 +158,8 @@ class DistillPanel(QWidget):
         self.loss_plot.getAxis("left").enableAutoSIPrefix(False)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.25)
         self.loss_plot.addLegend(offset=(-10, 10))
-        self.acc_plot = pgm.PlotWidget(title="Student accuracy on real test digits (solid) and agreement with the "
-                                             "teacher (dashed)")
+        self.acc_plot = pgm.PlotWidget(title="Student accuracy on the real evaluation set (solid) and agreement "
+                                             "with the teacher (dashed)")
         self.acc_plot.setLabel("bottom", "epoch")
         self.acc_plot.setLabel("left", "%")
         self.acc_plot.setYRange(0, 100)
@@ -266,9 +268,11 @@ class DistillPanel(QWidget):
         project.section("distill").update(s)
         project.save()
         run = self.run_name.text().strip() or self.next_run_name()
+        eval_set, mapping = self.eval_set.value()
         s.update(data="catalog", project=str(project.root), runs=self.selected_runs() or None,
                  statuses=["keep"] if self.statuses.currentIndex() == 1 else ["unreviewed", "keep"],
-                 out_dir=str(project.run_dir(run)), run=run, export_onnx=self.onnx.isChecked())
+                 out_dir=str(project.run_dir(run)), run=run, export_onnx=self.onnx.isChecked(),
+                 teacher=project.teacher_value(), eval=eval_set, eval_mapping=mapping)
         teacher = self.studio.teacher
         self.job = self.studio.submit(f"Distill '{run}'", lambda token: distill_job(s, teacher, token))
         old = self.runs.pop(run, None)

@@ -45,10 +45,10 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
     from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
     from prism_gui.engine.project.actions import generator
     from prism_gui.engine.prompts import load_bank, plain_prompts
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = settings
-    teacher = teacher or load_teacher(s["teacher"])
+    teacher = teacher or TeacherSpec.from_value(s["teacher"]).load()
     if plain or prompts is None:
         prompts = plain_prompts(teacher.class_names, load_bank(s.get("bank", "digits")))
     guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
@@ -56,7 +56,7 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
     spec = GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
                         images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
                         sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"]),
-                        guidance=guidance)
+                        guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
     comp = generator(s["generator"])
     yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
 
@@ -97,6 +97,15 @@ class GeneratePanel(QWidget):
         f.addRow("Images per class", self.per_class)
         self.batch = spin(1, 4096, 50, "Images per batch (memory vs. speed)")
         f.addRow("Batch size", self.batch)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "mps", "cpu"])
+        self.device.setToolTip("Where to sample: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU")
+        f.addRow("Device", self.device)
+        self.precision = QComboBox()
+        self.precision.addItems(["fp32", "fp16", "bf16"])
+        self.precision.setToolTip("Generator precision on a GPU: fp16/bf16 halve its memory and are faster "
+                                  "(the CPU always samples in fp32)")
+        f.addRow("Precision", self.precision)
         self.seed = spin(0, 10**6, 0, "Base seed: image i gets seed*10,000,000 + i")
         f.addRow("Seed", self.seed)
         self.prompt_source = QComboBox()
@@ -232,6 +241,8 @@ class GeneratePanel(QWidget):
         self.per_class.setValue(int(g.get("images_per_class", 20)))
         self.batch.setValue(int(g.get("batch_size", 50)))
         self.seed.setValue(int(g.get("seed", 0)))
+        self.device.setCurrentText(str(g.get("device", "auto")))
+        self.precision.setCurrentText(str(g.get("precision", "fp32")))
         self.scale.setValue(float(g.get("guidance_scale", FULL["guidance_scale"])))
         lo, hi = g.get("guidance_window", FULL["guidance_window"])
         self.win_lo.setValue(float(lo))
@@ -260,7 +271,8 @@ class GeneratePanel(QWidget):
                 "images_per_class": self.per_class.value(), "batch_size": self.batch.value(),
                 "seed": self.seed.value(), "guidance_scale": self.scale.value(),
                 "guidance_window": [self.win_lo.value(), self.win_hi.value()], "guidance_mode": self.mode.currentText(),
-                "energy_weights": weights or {"class": 1.0}}
+                "energy_weights": weights or {"class": 1.0}, "device": self.device.currentText(),
+                "precision": self.precision.currentText()}
 
     def fill_from_image(self, row: dict) -> None:
         """'Generate again with these settings': the settings stored with a catalog image."""
@@ -306,9 +318,8 @@ class GeneratePanel(QWidget):
         project = self.studio.project
         project.section("generate").update(s)
         project.save()
-        t = project.spec.get("teacher", {})
-        s.update(project=str(project.root), run=run, teacher=t.get("source", "digits") if t.get("kind") in
-                 ("digits", "timm", "torchscript") else "digits", bank=project.spec.get("prompts", {}).get("bank"))
+        s.update(project=str(project.root), run=run, teacher=project.teacher_value(),
+                 bank=project.spec.get("prompts", {}).get("bank"))
         teacher, prompts = self.studio.teacher, self.studio.prompts
         self.job = self.studio.submit(f"Generate '{run}'", lambda token: generation_job(s, prompts, teacher, plain,
                                                                                          token))

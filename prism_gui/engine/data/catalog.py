@@ -324,6 +324,15 @@ class Catalog:
             d[k] = json.loads(d[k]) if d[k] else None
         return d
 
+    def class_summary(self) -> dict[int, dict]:
+        """Per class with images: count, kept, rejected, mean energy, confidence and teacher agreement."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT class_index, COUNT(*), SUM(status = 'keep'), SUM(status = 'reject'), AVG(energy), "
+                "AVG(confidence), AVG(correct) FROM images GROUP BY class_index").fetchall()
+        return {int(k): {"images": n, "kept": kept or 0, "rejected": rej or 0, "energy": e, "confidence": c,
+                         "correct": ok} for k, n, kept, rej, e, c, ok in rows}
+
     def column(self, name: str, **filters) -> np.ndarray:
         if name not in SORT_COLUMNS | {"status"}:
             raise CatalogError(f"unknown column '{name}'")

@@ -27,7 +27,7 @@ class GenerateSpec:
     project: str
     run: str = "run"
     generator: str = "digits"
-    teacher: str = "digits"
+    teacher: str | dict = "digits"  # a TeacherSpec value: a name/path, or a table with checkpoint etc.
     images_per_class: int = 20
     batch_size: int = 50
     seed: int = 0
@@ -35,7 +35,8 @@ class GenerateSpec:
     guidance: GuidanceSpec = dataclasses.field(default_factory=GuidanceSpec)
     score_energy: EnergySpec = dataclasses.field(default_factory=lambda: EnergySpec({"class": 1.0}))
     device: str = "auto"
-    half: bool = False
+    half: bool = False  # older specs: True means precision "fp16"
+    precision: str = "fp32"  # fp32 | fp16 | bf16 (GPU only; the CPU always samples in float32)
 
     def __post_init__(self):
         if isinstance(self.sampler, dict):
@@ -47,6 +48,15 @@ class GenerateSpec:
             self.guidance = GuidanceSpec(**g)
         if isinstance(self.score_energy, dict):
             self.score_energy = EnergySpec(**self.score_energy)
+        from prism_gui.engine.teachers.spec import TeacherSpec
+
+        self.teacher = TeacherSpec.from_value(self.teacher, "generate spec").to_value()
+        from prism_gui.engine.devices import PRECISIONS
+
+        if self.half and self.precision == "fp32":
+            self.precision = "fp16"
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.images_per_class < 1 or self.batch_size < 1:
             raise ValueError("images_per_class and batch_size must be at least 1")
 
@@ -91,15 +101,15 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
     from prism_gui.engine.data.imaging import to_uint8
     from prism_gui.engine.devices import pick_device, pick_dtype
     from prism_gui.engine.generation.load import load_generator
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
     device = pick_device(spec.device)
-    teacher = teacher or load_teacher(spec.teacher)
+    teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device)
     comp = components or load_generator(spec.generator)
-    comp.to(device, pick_dtype(device, spec.half))
+    comp.to(device, pick_dtype(device, spec.precision))
     if prompts.class_names != teacher.class_names:
         raise ValueError(f"the prompt set's classes ({len(prompts.class_names)}) are not the teacher's "
                          f"({teacher.num_classes}): regenerate the prompts for this teacher")
@@ -111,6 +121,8 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
     try:
         repaired = cat.repair()
         existing = cat.run_spec(spec.run)
+        if existing is not None:  # settings added since the run was made take their defaults
+            existing = {**GenerateSpec(project=spec.project).to_dict(), **existing, "project": spec.project}
         if existing is not None and {k: v for k, v in existing.items() if k != "images_per_class"} != \
                 {k: v for k, v in spec.to_dict().items() if k != "images_per_class"}:
             raise ValueError(f"run '{spec.run}' exists with different settings: choose a new run name "

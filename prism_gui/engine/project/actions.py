@@ -7,7 +7,6 @@ teachers and generators for one app.  Only light modules are imported at module 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +56,9 @@ def teacher_info(teacher) -> dict:
             "test_accuracy": teacher.card.get("test_split", {}).get("accuracy") if teacher.card else None,
             "per_class_accuracy": teacher.card.get("test_split", {}).get("per_class_accuracy", {}) if teacher.card
             else {}, "training": teacher.card.get("training", {}) if teacher.card else {},
-            "class_descriptions": list(teacher.class_descriptions or [])}
+            "class_descriptions": list(teacher.class_descriptions or []),
+            "class_ids": list(teacher.class_ids) if getattr(teacher, "class_ids", None) else None,
+            "crop_pct": getattr(teacher, "crop_pct", 1.0), "interpolation": getattr(teacher, "interpolation", "")}
 
 
 def load_teacher_job(kind: str, source: str = "", checkpoint: str | None = None,
@@ -122,41 +123,16 @@ def expand_prompts_job(class_names: list[str], bank: str = "digits", per_class: 
 
 # ---------------------------------------------------------------------------- precision / recall
 def prdc_job(project_root: str | Path, runs: list[str] | None = None, teacher=None, k: int = 5,
-             statuses=("unreviewed", "keep"), cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Precision, recall, density and coverage of the project's images (per run) against the
-    Digits test split, in the teacher's features; saved to ``runs/<run>/prdc.json``."""
-    from prism_gui.engine.analysis.prdc import prdc_per_class, teacher_features
-    from prism_gui.engine.data.catalog import Catalog, atomic_write_text
+             statuses=("unreviewed", "keep"), reference: str = "digits-test", mapping: str | None = None,
+             cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Precision, recall, density and coverage of the project's images (per run) against its
+    reference set, in the teacher's features; saved to ``runs/<run>/prdc.json``."""
+    from prism_gui.engine.analysis.prdc import catalog_prdc
     from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.distill import load_eval_set
 
-    cancel = cancel or CancelToken()
     teacher = teacher or load_teacher("digits")
-    root = Path(project_root)
-    with Catalog(root) as cat:
-        all_runs = [r["id"] for r in cat.runs("generate")]
-    runs = runs or all_runs
-    if not runs:
-        raise ValueError("no generated images yet: run a generation first")
-    yield Event("metrics", 0, len(runs) + 1, "features of the real test split")
-    x_test, y_test = load_eval_set("digits-test", teacher)
-    real = teacher_features(teacher, x_test)
-    out = {}
-    for i, run in enumerate(runs):
-        cancel.raise_if_cancelled()
-        with Catalog(root) as cat:
-            x, y, _ = cat.load_images(run=run, statuses=list(statuses))
-        if len(x) <= k:
-            out[run] = {"error": f"only {len(x)} images"}
-        else:
-            m = prdc_per_class(real, y_test, teacher_features(teacher, x), y, k=k, class_names=teacher.class_names)
-            out[run] = {**m["overall"], "per_class": m["per_class"], "images": len(x)}
-            atomic_write_text(root / "runs" / run / "prdc.json", json.dumps(out[run], indent=2))
-        yield Event("metrics", i + 2, len(runs) + 1, f"{run}: " + ", ".join(
-            f"{key} {out[run][key]:.2f}" for key in ("precision", "recall", "density", "coverage") if key in out[run]),
-            {"run": run, "prdc": out[run]})
-    yield Event("metrics", len(runs) + 1, len(runs) + 1, "done", {"results": out})
-
+    yield from catalog_prdc(teacher, reference, project_root, runs, statuses=statuses, k=k, mapping=mapping,
+                            cancel=cancel)
 
 
 # ---------------------------------------------------------------------------- precision-aware prompts

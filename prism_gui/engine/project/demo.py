@@ -64,7 +64,7 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     from prism_gui.engine.generation.load import load_generator
     from prism_gui.engine.prompts import expand, load_bank, plain_prompts, score_prompts
     from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.distill import load_eval_set
+    from prism_gui.engine.training.evaluate import eval_dataset
 
     cancel = cancel or CancelToken()
     t_all = time.time()
@@ -72,7 +72,8 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     teacher = load_teacher("digits")
     comp = load_generator("digits")
     bank = load_bank("digits")
-    x_test, y_test = load_eval_set("digits-test", teacher)
+    test_set = eval_dataset("digits-test", teacher)
+    x_test, y_test = test_set.images, test_set.labels
     with torch.no_grad():
         t_acc = float((teacher.logits(x_test).argmax(1).numpy() == y_test).mean())
     real_feats = teacher_features(teacher, x_test)

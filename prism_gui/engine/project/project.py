@@ -75,6 +75,9 @@ def default_spec(name: str = "Digits") -> dict:
                      "guidance_mode": q["guidance_mode"], "energy_weights": {"class": 1.0}},
         "distill": {"student": "digits_student", "epochs": 15, "batch_size": 64, "lr": 5e-3, "temperature": 4.0,
                     "alpha_ce": 0.0, "augment": True, "seed": 0},
+        # the real held-out set: student accuracy in Distill, the precision/recall reference in Curate.
+        # "digits-test", a labelled image folder (WordNet-id or class-name subfolders), or "" for none
+        "evaluation": {"set": "digits-test", "mapping": None},
     }
 
 
@@ -138,6 +141,19 @@ class Project:
 
     def class_names(self) -> list[str]:
         return list(self.spec.get("teacher", {}).get("class_names") or [])
+
+    def teacher_value(self) -> str | dict:
+        """The project's teacher as a spec value (:class:`~prism_gui.engine.teachers.spec.TeacherSpec`)."""
+        t = self.spec.get("teacher", {})
+        kind, source, ck = t.get("kind", "digits"), t.get("source") or "digits", t.get("checkpoint")
+        if kind == "checkpoint" and ck:
+            return {"source": source, "checkpoint": ck}
+        return "digits" if kind == "digits" else source
+
+    def evaluation(self) -> tuple[str, str | None]:
+        """(evaluation set, mapping file): ``"digits-test"``, a folder, or ``""`` for none."""
+        e = self.spec.get("evaluation", {})
+        return str(e.get("set") or ""), e.get("mapping") or None
 
     # ------------------------------------------------------------------ prompts and catalog
     def load_prompts(self):

@@ -48,17 +48,28 @@ class Report:
             ".note{font-size:11px;color:#777} table.data{border-collapse:collapse;font-size:13px}",
             "table.data td,table.data th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
             "table.data th{background:#f0f0f0} img{image-rendering:pixelated}",
-            "</style></head><body>",
+            "div.scroll{max-height:420px;overflow:auto;display:inline-block;border:1px solid #ddd}",
+            "table.sortable th{cursor:pointer;position:sticky;top:0}",
+            "</style>",
+            "<script>document.addEventListener('click',function(ev){var th=ev.target.closest('table.sortable th');"
+            "if(!th)return;var t=th.closest('table'),i=Array.from(th.parentNode.children).indexOf(th),"
+            "rows=Array.from(t.rows).slice(1),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';"
+            "function v(r){var s=r.cells[i].textContent.replace('%','');var n=parseFloat(s);return isNaN(n)?s:n;}"
+            "rows.sort(function(a,b){var x=v(a),y=v(b);return (x>y?1:x<y?-1:0)*(asc?1:-1);});"
+            "rows.forEach(function(r){t.tBodies[0].appendChild(r);});});</script>",
+            "</head><body>",
             f"<h1>{e(self.title)}</h1><div class='sub'>PRISM Studio report, "
             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.created))}</div>",
             f"<table class='cards' cellspacing='8'><tr>{cards}</tr></table>",
         ]
         for caption, header, rows in self.tables:
-            parts.append(f"<h2>{e(caption)}</h2><table class='data' cellspacing='0' cellpadding='4'><tr>"
+            long = len(rows) > 30  # long tables scroll and sort (click a column header)
+            parts.append(f"<h2>{e(caption)}</h2>" + ("<div class='scroll'>" if long else "")
+                         + f"<table class='data{' sortable' if long else ''}' cellspacing='0' cellpadding='4'><tr>"
                          + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
             for r in rows:
                 parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
-            parts.append("</table>")
+            parts.append("</table>" + ("</div>" if long else ""))
         def section(heading, names, caption) -> str:
             return (f"<h2>{e(heading)}</h2>" + (f"<p class='sub'>{e(caption)}</p>" if caption else "")
                     + "<p>" + "".join(f"<img src='{src(n)}' alt='{e(n)}'> " for n in names) + "</p>")
@@ -90,36 +101,79 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def class_grid_png(cat, class_names: list[str], per_class: int = 12, cell: int = 44, run=None) -> bytes | None:
-    """One row per class: its lowest-energy kept/unreviewed images, nearest-neighbour upscaled."""
+MAX_GRID_CLASSES = 24
+
+
+def grid_classes(counts: dict[int, int], n_classes: int, limit: int = MAX_GRID_CLASSES, seed: int = 0) -> list[int]:
+    """The classes a sample grid shows: all of them up to ``limit``, else ``limit`` classes with
+    images drawn evenly over the class order (seeded, so a report is reproducible)."""
+    have = [k for k in range(n_classes) if counts.get(k, 0) > 0]
+    if len(have) <= limit:
+        return have
+    rng = np.random.default_rng(seed)
+    strata = np.array_split(np.array(have), limit)
+    return sorted(int(rng.choice(s)) for s in strata if len(s))
+
+
+def class_grid_png(cat, class_names: list[str], per_class: int = 12, cell: int = 44, run=None,
+                   classes: list[int] | None = None, invert_gray: bool = True) -> bytes | None:
+    """One row per class (``classes``, default all): its lowest-energy kept/unreviewed images.
+    Colour images are shown as they are; grayscale ones (Digits) dark-on-light when ``invert_gray``."""
     from PIL import Image, ImageDraw, ImageFont
 
     try:
-        font = ImageFont.load_default(size=15)
+        font = ImageFont.load_default(size=13)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    label_w = 70
+    classes = list(range(len(class_names))) if classes is None else list(classes)
+    label_w = 120 if any(len(class_names[k]) > 10 for k in classes) else 70
     pad = 3
     rows = []
-    for k in range(len(class_names)):
+    for k in classes:
         rows.append(cat.query(columns="path", classes=[k], statuses=["keep", "unreviewed"], sort="energy",
                               limit=per_class, run=run))
     if not any(rows):
         return None
-    sheet = Image.new("RGB", (label_w + per_class * (cell + pad) + pad, len(class_names) * (cell + pad) + pad),
+    sheet = Image.new("RGB", (label_w + per_class * (cell + pad) + pad, len(classes) * (cell + pad) + pad),
                       (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for k, rs in enumerate(rows):
-        y = pad + k * (cell + pad)
-        draw.text((4, y + cell // 2 - 9), class_names[k][:10], fill=(40, 40, 40), font=font)
+    for row, (k, rs) in enumerate(zip(classes, rows, strict=True)):
+        y = pad + row * (cell + pad)
+        label = class_names[k].split(",")[0]
+        draw.text((4, y + cell // 2 - 8), label[:16] if label_w > 70 else label[:10], fill=(40, 40, 40), font=font)
         for j, r in enumerate(rs):
             with Image.open(cat.root / r["path"]) as im:
-                tile = im.convert("L")
-            tile = Image.eval(tile, lambda v: 255 - v).resize((cell, cell), Image.NEAREST).convert("RGB")
-            sheet.paste(tile, (label_w + pad + j * (cell + pad), y))
+                if im.mode in ("L", "LA", "I", "I;16", "1"):
+                    tile = im.convert("L")
+                    if invert_gray:
+                        tile = Image.eval(tile, lambda v: 255 - v)
+                    tile = tile.convert("RGB")
+                else:
+                    tile = im.convert("RGB")
+            # small images (Digits' 8 px) are enlarged pixel for pixel; large ones are downsampled smoothly
+            resample = Image.NEAREST if max(tile.size) < cell else Image.LANCZOS
+            sheet.paste(tile.resize((cell, cell), resample), (label_w + pad + j * (cell + pad), y))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def per_class_rows(cat, class_names: list[str], class_ids: list[str] | None = None,
+                   prdc_per_class: dict | None = None) -> list[list[str]]:
+    """One row per class with images: images, kept, rejected, mean energy and confidence, the
+    teacher's top-1 agreement with the intended class, and per-class precision/recall if known."""
+    out = []
+    prdc_per_class = prdc_per_class or {}
+    for k, st in sorted(cat.class_summary().items()):
+        name = class_names[k] if k < len(class_names) else str(k)
+        m = prdc_per_class.get(name, {})
+        e, c, ok = st["energy"], st["confidence"], st["correct"]
+        out.append([str(k), name, class_ids[k] if class_ids and k < len(class_ids) else "", str(st["images"]),
+                    str(st["kept"]), str(st["rejected"]), f"{e:.3f}" if e is not None else "-",
+                    f"{c:.3f}" if c is not None else "-", f"{100 * ok:.0f}%" if ok is not None else "-",
+                    f"{m['precision']:.2f}" if "precision" in m else "-",
+                    f"{m['recall']:.2f}" if "recall" in m else "-"])
+    return out
 
 
 def build_report(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
@@ -152,12 +206,27 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
             results.append({"run": r["id"], "spec": r["spec"], "status": r["status"], "result": res,
                             "acc_steps": steps, "acc": acc, "agreement": agr, "loss_steps": sl, "loss": loss})
         yield Event("report", 1, 4, "sample grids")
-        grid = class_grid_png(cat, names) if names else None
+        counts = {k: st["images"] - st["rejected"] for k, st in cat.class_summary().items()}
+        shown = grid_classes(counts, len(names))
+        grid = class_grid_png(cat, names, classes=shown) if names else None
         if grid:
             images["samples.png"] = grid
+            note = "one row per class" if len(shown) == len(names) else \
+                f"{len(shown)} of {len(names)} classes, drawn evenly over the class list (all classes: the table)"
             sections.append(("Samples per class", ["samples.png"],
-                             "Lowest-energy images the student was trained on (kept or unreviewed), one row "
-                             "per class."))
+                             f"Lowest-energy images the student was trained on (kept or unreviewed), {note}."))
+        if len(names) > MAX_GRID_CLASSES or n_all:
+            prdc_pc = {}
+            for run in gen_runs:
+                pp = project.run_dir(run) / "prdc.json"
+                if pp.exists():
+                    prdc_pc = json.loads(pp.read_text()).get("per_class", {})
+            ids = tspec.get("class_ids")
+            class_rows = per_class_rows(cat, names, ids, prdc_pc)
+            if len(names) > MAX_GRID_CLASSES:
+                tables.append(("Per class", ["class", "name", "id", "images", "kept", "rejected", "mean energy",
+                                             "mean confidence", "teacher agrees", "precision", "recall"],
+                               class_rows))
         yield Event("report", 2, 4, "energy histograms")
         if gen_runs:
             fig = Figure(figsize=(6.6, 2.7))
@@ -206,10 +275,15 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
         ax2.set_yscale("log")
         fig.tight_layout()
         images["accuracy.png"] = _png(fig)
+        eval_set, _ = project.evaluation()
+        where = "the real Digits test split" if eval_set == "digits-test" else \
+            (f"the real evaluation set ({Path(eval_set).name})" if eval_set else "the evaluation set")
         sections.append(("Student training", ["accuracy.png"],
-                         "Accuracy of the student on the real Digits test split, which no run trained on."))
+                         f"Accuracy of the student on {where}, which no run trained on."))
     best = max(curves, key=lambda r: r["acc"][-1], default=None)
     t_acc = tspec.get("test_accuracy")
+    if t_acc is None and best is not None:  # measured by the distillation's evaluation
+        t_acc = best["result"].get("teacher_accuracy")
     t_params = tspec.get("parameters")
     headline = [("Teacher accuracy", f"{100 * t_acc:.1f}%" if t_acc else "n/a", "on the real test split")]
     if best is not None:

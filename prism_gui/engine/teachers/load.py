@@ -5,9 +5,12 @@ Sources (``load_teacher``):
 - ``"digits"``: the built-in Digits teacher (``resources/digits_teacher``);
 - a timm model name (``"resnet50.a1_in1k"``): weights from the local Hugging Face cache only,
   never a surprise download unless ``allow_download=True``;
-- a timm architecture plus a local checkpoint (``.safetensors``, or ``.pth``/``.pt`` read with
-  ``weights_only=True``);
-- a TorchScript file (``.torchscript``/``.ts``/``.pt`` saved with ``torch.jit.save``).
+- a timm architecture plus a local checkpoint (a safetensors file, or a ``torch.save`` state
+  dict read with ``weights_only=True``);
+- a TorchScript file (saved with ``torch.jit.save``).
+
+A file's kind is decided by its content (:func:`sniff_model_file`), never by its suffix: a
+``.pth`` state dict and a ``.pt`` TorchScript archive are both common.
 
 Images enter a teacher in the engine's common range [-1, 1] (what a VAE decodes to);
 :meth:`Teacher.preprocess` converts channels, resizes and normalizes them, differentiably, so
@@ -22,8 +25,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from prism_gui.resources import resource_path
 
 
 class TeacherLoadError(RuntimeError):
@@ -41,6 +42,9 @@ class Teacher:
     source: str = ""
     architecture: str = ""
     card: dict = dataclasses.field(default_factory=dict)
+    crop_pct: float = 1.0  # real images: resize the short side to size / crop_pct, then center-crop
+    class_ids: list[str] | None = None  # e.g. ImageNet's WordNet ids ("n01440764"), for evaluation folders
+    interpolation: str = "bilinear"
 
     @property
     def num_classes(self) -> int:
@@ -105,6 +109,14 @@ def imagenet_class_names() -> tuple[list[str], list[str]]:
     return names, desc
 
 
+def imagenet_class_ids() -> list[str]:
+    """ImageNet-1k's WordNet ids in class order (``n01440764`` ...), as its folders are named."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_label_name(i) for i in range(1000)]
+
+
 def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
     """Class names from a text file (one per line) or JSON (a list, ``{"0": "cat", ...}``, or
     ``{"class_names": [...], "class_descriptions": [...]}``)."""
@@ -159,11 +171,43 @@ def _resolve_class_names(num_classes: int, class_names, source: str):
 
 
 # --------------------------------------------------------------------------- loading
+def sniff_model_file(path: str | Path) -> str:
+    """``"torchscript"``, ``"safetensors"``, ``"state_dict"`` (a ``torch.save`` pickle or zip) or
+    ``"unknown"``, read from the file's bytes."""
+    import zipfile
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            return "unknown"
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "state_dict"
+        return "unknown"
+    if len(head) >= 9 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 0 < n <= path.stat().st_size - 8:
+            return "safetensors"
+    if head[:1] == b"\x80":  # a legacy (non-zip) pickle
+        return "state_dict"
+    return "unknown"
+
+
 def _read_state_dict(path: Path) -> dict:
     if not path.exists():
         raise TeacherLoadError(f"Checkpoint '{path}' does not exist.")
+    kind = sniff_model_file(path)
+    if kind == "torchscript":
+        raise TeacherLoadError(
+            f"'{path}' is a TorchScript archive, not a state dict: give it as the teacher itself "
+            "(teacher = \"" + str(path) + "\", no checkpoint and no architecture).")
     try:
-        if path.suffix == ".safetensors":
+        if kind == "safetensors":
             import safetensors.torch
 
             sd = safetensors.torch.load_file(str(path))
@@ -194,56 +238,80 @@ def _num_classes_in(sd: dict, model) -> int | None:
     return None
 
 
-def _data_config(model):
+def _data_config(model) -> dict:
     from timm.data import resolve_model_data_config
 
-    cfg = resolve_model_data_config(model)
-    return tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"])
-
-
-def load_digits_teacher() -> Teacher:
-    import timm
-
-    import prism_gui.engine.digits.models  # noqa: F401  (registers digits_cnn)
-
-    folder = resource_path("digits_teacher")
-    card_path = folder / "card.json"
-    if not card_path.exists():
-        raise TeacherLoadError(
-            f"The built-in Digits teacher is missing ({card_path}): rebuild it with "
-            "`python -m prism_gui.engine.digits.train_teacher`.")
-    card = json.loads(card_path.read_text())
-    model = timm.create_model(card["architecture"], num_classes=card["num_classes"])
-    model.load_state_dict(_read_state_dict(folder / "model.safetensors"))
-    return Teacher(model=model.eval(), input_size=tuple(card["input_size"]), mean=tuple(card["mean"]),
-                   std=tuple(card["std"]), class_names=list(card["class_names"]),
-                   class_descriptions=card.get("class_descriptions"), source="digits",
-                   architecture=card["architecture"], card=card)
+    return resolve_model_data_config(model)
 
 
 def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None = None,
                  class_names=None, input_size: tuple[int, int, int] | None = None,
-                 mean=None, std=None, allow_download: bool = False) -> Teacher:
-    """Load a teacher; see the module docstring for the accepted sources."""
-    if str(source) == "digits" and checkpoint is None:
-        t = load_digits_teacher()
+                 mean=None, std=None, crop_pct: float | None = None, interpolation: str | None = None,
+                 allow_download: bool = False) -> Teacher:
+    """Load a teacher; see the module docstring for the accepted sources.  A spec's teacher
+    description is parsed by :class:`prism_gui.engine.teachers.spec.TeacherSpec`."""
+    over = {"input_size": input_size, "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation}
+    from prism_gui.engine.worlds import builtin_teacher, is_builtin_teacher, load_worlds
+
+    if checkpoint is None and is_builtin_teacher(str(source)):
+        t = builtin_teacher(str(source))
         if class_names is not None:
-            t.class_names, t.class_descriptions = _resolve_class_names(t.num_classes, class_names, "digits")
-        return t
+            t.class_names, t.class_descriptions = _resolve_class_names(t.num_classes, class_names, str(source))
+        return _finish(t, class_names, over)
+    load_worlds()
     path = Path(str(source)).expanduser()
-    if checkpoint is None and path.suffix in (".torchscript", ".ts", ".pt", ".pth") and path.exists():
-        return _load_torchscript(path, class_names, input_size, mean, std)
-    if checkpoint is None and (path.suffix in (".torchscript", ".ts", ".pt", ".pth", ".safetensors")):
+    if path.is_file():
+        kind = sniff_model_file(path)
+        if checkpoint is not None:
+            raise TeacherLoadError(
+                f"Teacher '{path}' is a file, but a checkpoint was also given: with a checkpoint, 'teacher' is "
+                "its timm architecture (e.g. teacher = \"resnet50\", checkpoint = \"model.safetensors\").")
+        if kind == "torchscript":
+            return _finish(_load_torchscript(path, class_names, input_size, mean, std), class_names, over)
+        if kind in ("safetensors", "state_dict"):
+            raise TeacherLoadError(
+                f"Teacher file '{path}' is a state-dict checkpoint: it holds weights but not the architecture. "
+                f"Name the timm architecture as the teacher and this file as its checkpoint "
+                f"(teacher = \"resnet50\", checkpoint = \"{path}\"; in the app: Teacher > checkpoint).")
         raise TeacherLoadError(
-            f"Teacher file '{path}' does not exist. For a state-dict checkpoint also name its timm "
-            "architecture (e.g. --teacher resnet18 --checkpoint model.safetensors).")
-    return _load_timm(str(source), checkpoint, class_names, input_size, mean, std, allow_download)
+            f"Teacher file '{path}' is neither TorchScript nor a state dict (safetensors or torch.save): "
+            "re-save it with torch.jit.save, safetensors or torch.save(model.state_dict()).")
+    looks_like_file = (path.suffix.lower() in (".torchscript", ".ts", ".pt", ".pth", ".safetensors", ".bin", ".ckpt")
+                       or str(source).startswith((".", "~", "/")))
+    if checkpoint is None and looks_like_file:
+        raise TeacherLoadError(
+            f"Teacher file '{path}' does not exist (working folder: {Path.cwd()}). Check the path; a state-dict "
+            "checkpoint also needs its timm architecture: teacher = \"resnet50\", checkpoint = \"model.pth\".")
+    return _finish(_load_timm(str(source), checkpoint, class_names, allow_download), class_names, over)
 
 
-def _load_timm(name, checkpoint, class_names, input_size, mean, std, allow_download) -> Teacher:
+def _finish(t: Teacher, class_names, over: dict) -> Teacher:
+    """Apply the spec's overrides, and attach class ids: ImageNet's WordNet ids for a
+    1,000-class teacher with its default names, or ``class_ids`` from a class-names JSON file."""
+    for k, v in over.items():
+        if v is not None:
+            setattr(t, k, tuple(v) if isinstance(v, (list, tuple)) else v)
+    if isinstance(class_names, (str, Path)) and str(class_names).lower().endswith(".json"):
+        obj = json.loads(Path(class_names).read_text(encoding="utf-8"))
+        ids = obj.get("class_ids") if isinstance(obj, dict) else None
+        if ids is not None:
+            if len(ids) != t.num_classes or len(set(ids)) != len(ids):
+                raise TeacherLoadError(f"Class-names file '{class_names}': 'class_ids' must hold {t.num_classes} "
+                                       "distinct ids, one per class.")
+            t.class_ids = [str(i) for i in ids]
+    elif class_names is None and t.num_classes == 1000 and t.class_ids is None:
+        names, _ = imagenet_class_names()
+        if list(t.class_names) == names:
+            t.class_ids = imagenet_class_ids()
+    return t
+
+
+def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
     import timm
 
-    import prism_gui.engine.digits.models  # noqa: F401
+    from prism_gui.engine.worlds import load_worlds
+
+    load_worlds()  # built-in worlds register their timm architectures
 
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
@@ -270,13 +338,11 @@ def _load_timm(name, checkpoint, class_names, input_size, mean, std, allow_downl
         model = _timm_pretrained_offline(name, allow_download)
         source = name
     model.eval()
-    size, m, s = _data_config(model)
+    cfg = _data_config(model)
     names, desc = _resolve_class_names(model.num_classes, class_names, source)
-    if class_names is None and model.num_classes == 1000:
-        pass
-    return Teacher(model=model, input_size=tuple(input_size or size), mean=tuple(mean or m),
-                   std=tuple(std or s), class_names=names, class_descriptions=desc, source=source,
-                   architecture=name)
+    return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                   class_names=names, class_descriptions=desc, source=source, architecture=name,
+                   crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
 
 
 def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
@@ -316,7 +382,7 @@ def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher
         raise TeacherLoadError(
             f"'{path}' is not a loadable TorchScript file ({type(e).__name__}: {e}). Save it with "
             "`torch.jit.save(torch.jit.script(model), path)`, or give a timm architecture plus "
-            "this file as --checkpoint if it is a state dict.") from e
+            "this file as its checkpoint if it is a state dict.") from e
     model.eval()
     card_path = path.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
@@ -328,4 +394,5 @@ def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher
     names, desc = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
     return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names,
                    class_descriptions=desc or card.get("class_descriptions"), source=str(path),
-                   architecture="torchscript", card=card)
+                   architecture="torchscript", card=card, crop_pct=float(card.get("crop_pct", 0.875)),
+                   interpolation=str(card.get("interpolation", "bilinear")))

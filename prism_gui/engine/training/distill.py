@@ -17,12 +17,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prism_gui.engine.data.datasets import TensorImages, catalog_dataset, make_loader
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.registry import Registry
+from prism_gui.engine.training.augment import augment_batch
+from prism_gui.engine.training.evaluate import eval_dataset, evaluate
 
 STUDENTS = Registry("student")
 STUDENTS.register("digits_student", "built-in Digits student (3 conv-BN layers, ~14k parameters)")("digits_student")
@@ -33,6 +35,7 @@ STUDENTS.register("resnet50", "timm ResNet-50, random init")("resnet50")
 
 @dataclasses.dataclass
 class DistillSpec:
+    teacher: str | dict = "digits"  # a TeacherSpec value: a name/path, or a table with checkpoint etc.
     student: str = "digits_student"
     epochs: int = 30
     batch_size: int = 64
@@ -48,33 +51,31 @@ class DistillSpec:
     runs: list[str] | None = None
     statuses: list[str] = dataclasses.field(default_factory=lambda: ["unreviewed", "keep"])
     energy_max: float | None = None
-    # evaluation: "digits-test", an ImageFolder path, or "" for none
+    # evaluation: "digits-test", a labelled image folder (WordNet-id or class-name subfolders), or "" for none
     eval: str = "digits-test"
+    eval_mapping: str | None = None  # optional folder -> class mapping file (JSON/CSV) for the eval folder
+    workers: int = -1  # data-loading workers; -1: automatic (none on the CPU)
     eval_every: int = 1
     out_dir: str | None = None
     run: str = "distill"
     device: str = "auto"
     export_onnx: bool = False
 
+    def __post_init__(self):
+        from prism_gui.engine.teachers.spec import TeacherSpec
+
+        self.teacher = TeacherSpec.from_value(self.teacher, "distill spec").to_value()
+
 
 def make_student(name: str, teacher) -> torch.nn.Module:
     import timm
 
-    import prism_gui.engine.digits.models  # noqa: F401
+    from prism_gui.engine.worlds import load_worlds
 
+    load_worlds()  # built-in worlds register their students in timm
     if not timm.is_model(name):
         raise ValueError(f"unknown student '{name}': choose a timm architecture or one of {STUDENTS.names()}")
     return timm.create_model(name, pretrained=False, num_classes=teacher.num_classes, in_chans=teacher.input_size[0])
-
-
-def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    from prism_gui.engine.digits.classifier import random_affine
-
-    x = random_affine(x.cpu(), gen).to(x.device)
-    if x.shape[1] == 3:
-        flip = torch.rand(len(x), generator=gen) < 0.5
-        x[flip] = x[flip].flip(-1)
-    return x
 
 
 def kd_loss(s_logits, t_logits, T: float, alpha_ce: float = 0.0) -> torch.Tensor:
@@ -85,77 +86,28 @@ def kd_loss(s_logits, t_logits, T: float, alpha_ce: float = 0.0) -> torch.Tensor
     return kl
 
 
-def load_eval_set(name: str, teacher) -> tuple[torch.Tensor, np.ndarray]:
-    """A real held-out set as ([-1, 1] images, labels)."""
-    if name == "digits-test":
-        from prism_gui.engine.digits.data import load_split
+def training_dataset(spec: DistillSpec, teacher):
+    """The images to distill on, streamed: a project's catalog rows, or a built-in real set
+    (``digits-train``: the real-data upper bound)."""
+    from prism_gui.engine.worlds import IMAGE_SETS, is_named_image_set, named_image_set
 
-        x, y = load_split("test")
-        return torch.from_numpy(x).unsqueeze(1) / 8 - 1, y
-    return load_imagefolder(name, teacher)
-
-
-def load_imagefolder(root: str | Path, teacher) -> tuple[torch.Tensor, np.ndarray]:
-    """``root/<class name>/*.png|jpg`` resized to the teacher's input size."""
-    from PIL import Image
-
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"Evaluation folder '{root}' does not exist: give an ImageFolder (one subfolder per class).")
-    index = {n: i for i, n in enumerate(teacher.class_names)}
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
-    unknown = [d.name for d in subdirs if d.name not in index]
-    if unknown:
-        raise ValueError(f"Evaluation folder '{root}': subfolders {unknown[:5]} are not teacher class names; "
-                         "rename them to match the teacher's classes.")
-    c, h, w = teacher.input_size
-    xs, ys = [], []
-    for d in subdirs:
-        for f in sorted(d.iterdir()):
-            if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
-                continue
-            with Image.open(f) as im:
-                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                a = np.asarray(im, np.float32)
-            xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
-            ys.append(index[d.name])
-    if not xs:
-        raise ValueError(f"Evaluation folder '{root}' holds no images.")
-    return torch.from_numpy(np.stack(xs)) / 127.5 - 1, np.array(ys)
-
-
-@torch.no_grad()
-def evaluate(student, teacher, images: torch.Tensor, labels: np.ndarray, batch_size: int = 512) -> dict:
-    student.eval()
-    dev = next(student.parameters()).device
-    sp, tp = [], []
-    for i in range(0, len(images), batch_size):
-        x = teacher.preprocess(images[i : i + batch_size].to(dev))
-        sp.append(student(x).argmax(-1).cpu())
-        tp.append(teacher.model(x).argmax(-1).cpu())
-    s, t = torch.cat(sp).numpy(), torch.cat(tp).numpy()
-    return {"test_accuracy": float((s == labels).mean()), "agreement": float((s == t).mean()),
-            "teacher_accuracy": float((t == labels).mean())}
+    if is_named_image_set(spec.data):
+        return named_image_set(spec.data, teacher)
+    if spec.data != "catalog":
+        raise ValueError(f"unknown training data '{spec.data}': use 'catalog' or one of {IMAGE_SETS.names()}")
+    if not spec.project:
+        raise ValueError("distilling from a catalog needs a project folder (spec.project)")
+    ds = catalog_dataset(spec.project, teacher, run=spec.runs, statuses=spec.statuses, energy_max=spec.energy_max)
+    if len(ds) == 0:
+        raise ValueError(f"no images to distill on in '{spec.project}' (runs {spec.runs}, statuses {spec.statuses},"
+                         f" energy <= {spec.energy_max}): generate images or relax the filters")
+    return ds
 
 
 def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
-    if spec.data == "digits-train":
-        from prism_gui.engine.digits.data import load_split
-
-        x, _ = load_split("train")
-        return torch.from_numpy(x).unsqueeze(1) / 8 - 1
-    if spec.data != "catalog":
-        raise ValueError(f"unknown training data '{spec.data}': use 'catalog' or 'digits-train'")
-    if not spec.project:
-        raise ValueError("distilling from a catalog needs a project folder (spec.project)")
-    from prism_gui.engine.data.catalog import Catalog
-
-    with Catalog(spec.project, create=False) as cat:
-        x, _, _ = cat.load_images(run=spec.runs, statuses=spec.statuses, energy_max=spec.energy_max)
-    if len(x) == 0:
-        raise ValueError(f"no images to distill on in '{spec.project}' (runs {spec.runs}, statuses {spec.statuses},"
-                         f" energy <= {spec.energy_max}): generate images or relax the filters")
-    return x
+    """The training set as one tensor (small sets only: benchmarks and tests)."""
+    ds = training_dataset(spec, teacher)
+    return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
 def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -> None:
@@ -173,7 +125,7 @@ def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -
     atomic_write_bytes(folder / "trainer_state.pt", buf.getvalue())
 
 
-def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | None = None,
+def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
                      cancel: CancelToken | None = None) -> Iterator[Event]:
     """Yields ``Event("distill", step, total)`` with ``data['loss']`` per step, and with
     ``data['test_accuracy']``/``data['agreement']`` after each evaluation; the last event has
@@ -181,18 +133,22 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | 
     import safetensors.torch
 
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
     device = pick_device(spec.device)
-    teacher = teacher or load_teacher("digits")
+    teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device).model.eval()
     torch.manual_seed(spec.seed)
     gen = torch.Generator().manual_seed(spec.seed)
-    x = images if images is not None else training_images(spec, teacher)
+    if images is None:
+        x = training_dataset(spec, teacher)
+    else:
+        x = TensorImages(images) if isinstance(images, torch.Tensor) else images
     student = make_student(spec.student, teacher).to(device)
-    eval_set = load_eval_set(spec.eval, teacher) if spec.eval else None
+    eval_set = eval_dataset(spec.eval, teacher, spec.eval_mapping)
+    loader = make_loader(x, spec.batch_size, device=device, workers=spec.workers, generator=gen, shuffle=True)
     steps_per_epoch = math.ceil(len(x) / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     opt = torch.optim.AdamW(student.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -237,13 +193,13 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | 
         yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs", {"images": len(x)})
         for epoch in range(start_epoch, spec.epochs):
             student.train()
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), spec.batch_size):
+            seen = 0
+            for xb, _ in loader:  # the loader draws this epoch's order from gen, then augmentation draws
                 cancel.raise_if_cancelled()
-                xb = x[perm[i : i + spec.batch_size]]
+                seen += len(xb)
                 if spec.augment:
                     xb = augment_batch(xb, gen)
-                xb = teacher.preprocess(xb.to(device))
+                xb = teacher.preprocess(xb.to(device, non_blocking=True))
                 with torch.no_grad():
                     t_logits = teacher.model(xb)
                 loss = kd_loss(student(xb), t_logits, spec.temperature, spec.alpha_ce)
@@ -253,11 +209,11 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images: torch.Tensor | 
                 sched.step()
                 step += 1
                 lv = loss.item()
-                log({"loss": lv, "lr": sched.get_last_lr()[0]}, epoch + (i + len(xb)) / len(x))
+                log({"loss": lv, "lr": sched.get_last_lr()[0]}, epoch + seen / len(x))
                 yield Event("distill", step, total, f"epoch {epoch + 1}/{spec.epochs} loss {lv:.4f}",
-                            {"loss": lv, "epoch": epoch + (i + len(xb)) / len(x)})
+                            {"loss": lv, "epoch": epoch + seen / len(x)})
             if eval_set is not None and ((epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs):
-                last_eval = evaluate(student, teacher, *eval_set)
+                last_eval = evaluate(student, teacher, eval_set, workers=spec.workers)
                 log({"test_accuracy": last_eval["test_accuracy"], "agreement": last_eval["agreement"]}, epoch + 1)
                 yield Event("distill", step, total,
                             f"epoch {epoch + 1}: accuracy {100 * last_eval['test_accuracy']:.1f}%",
@@ -305,6 +261,23 @@ def export_student(student, teacher, out: Path, onnx: bool = True) -> list[Path]
         paths.append(out / "student.onnx")
     teacher.to(teacher.device)
     return paths
+
+
+def load_student(folder: str | Path, teacher, architecture: str | None = None) -> torch.nn.Module:
+    """A student exported by :func:`export_student` (``student.safetensors`` + ``student.json``)."""
+    import safetensors.torch
+
+    folder = Path(folder)
+    for f in ("student.json", "student.safetensors"):
+        if not (folder / f).is_file():
+            raise ValueError(f"'{folder}' holds no {f}: give the out_dir of a `prism distill` run")
+    info = json.loads((folder / "student.json").read_text())
+    if int(info.get("num_classes", teacher.num_classes)) != teacher.num_classes:
+        raise ValueError(f"the student in '{folder}' has {info['num_classes']} classes but the teacher has "
+                         f"{teacher.num_classes}: evaluate it with the teacher it was distilled from")
+    student = make_student(architecture or info["architecture"], teacher)
+    student.load_state_dict(safetensors.torch.load_file(str(folder / "student.safetensors")))
+    return student.eval()
 
 
 def distill(spec: DistillSpec, **kw) -> dict:

@@ -1,0 +1,203 @@
+"""Streaming image datasets: catalog rows, labelled folders and in-memory tensors, one form.
+
+Every dataset yields ``(image, label)`` with the image a float tensor in the engine's range
+[-1, 1], ``(C, H, W)``; :meth:`Teacher.preprocess` does the normalization on the device.  So
+distillation, evaluation and metrics never hold a whole set in memory: a ``DataLoader``
+(workers, pinned memory) decodes batches as they are needed.
+
+- :class:`CatalogImages`: a project's stored images (PNG), resized to the teacher's input size
+  when the generator's resolution differs (the same antialiased bilinear resize as
+  ``Teacher.preprocess``).  Small sets (up to ``cache_mb`` of pixels) are decoded once and kept
+  as uint8, so a Digits run does not re-decode its images every epoch; the cap keeps memory
+  bounded whatever the catalog's size.
+- :class:`FolderImages`: real images (any size or mode) through the teacher's own evaluation
+  transform from timm: resize the short side to ``size / crop_pct``, center-crop, in the
+  model's interpolation; grayscale/CMYK/RGBA/palette images are converted first.
+- :class:`TensorImages`: images already in memory (the Digits test split, a benchmark's set).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+DEFAULT_CACHE_MB = 128
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) -> (C, *size), as ``Teacher.preprocess`` resizes (bilinear, antialiased)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+class TensorImages(Dataset):
+    def __init__(self, images: torch.Tensor, labels: Sequence[int] | np.ndarray | None = None):
+        self.images = images
+        self.labels = np.zeros(len(images), np.int64) if labels is None else np.asarray(labels, np.int64)
+        if len(self.labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i])
+
+
+class CatalogImages(Dataset):
+    """Stored images of a catalog, by their rows (``path``, ``class_index``)."""
+
+    def __init__(self, root: str | Path, rows: Sequence[dict], size: tuple[int, int] | None = None,
+                 channels: int | None = None, cache_mb: float = DEFAULT_CACHE_MB):
+        from PIL import Image
+
+        self.root = Path(root)
+        self.paths = [str(r["path"]) for r in rows]
+        self.labels = np.array([int(r["class_index"]) for r in rows], np.int64)
+        self.ids = [int(r["id"]) for r in rows if "id" in r]
+        self.size = tuple(size) if size is not None else None
+        self.channels = channels
+        self._cache: np.ndarray | None = None
+        if self.paths and cache_mb > 0:
+            with Image.open(self.root / self.paths[0]) as im:
+                w, h = im.size
+                c = len(im.getbands())
+            if len(self.paths) * w * h * c <= cache_mb * 2**20:
+                arrs = [self._read(i) for i in range(len(self.paths))]
+                if len({a.shape for a in arrs}) == 1:
+                    self._cache = np.stack(arrs)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.root / self.paths[i]) as im:
+            if self.channels == 1 and im.mode != "L":
+                im = im.convert("L")
+            elif self.channels == 3 and im.mode != "RGB":
+                im = im.convert("RGB")
+            a = np.asarray(im)
+        return a[..., None] if a.ndim == 2 else a
+
+    def __getitem__(self, i: int):
+        a = self._cache[i] if self._cache is not None else self._read(i)
+        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 127.5 - 1.0
+        if self.size is not None:
+            x = _resize(x, self.size)
+        return x, int(self.labels[i])
+
+
+def eval_transform(teacher):
+    """The teacher's own evaluation transform (timm), ending in [-1, 1] instead of normalized."""
+    from timm.data import create_transform
+
+    c, h, w = teacher.input_size
+    return create_transform(input_size=(c, h, w), is_training=False, interpolation=teacher.interpolation,
+                            crop_pct=teacher.crop_pct, mean=(0.5,) * c, std=(0.5,) * c)
+
+
+class FolderImages(Dataset):
+    """Real images with labels, through a transform that ends in [-1, 1] tensors."""
+
+    def __init__(self, items: Sequence[tuple[Path, int]], transform, channels: int = 3):
+        self.files = [Path(p) for p, _ in items]
+        self.labels = np.array([k for _, k in items], np.int64)
+        self.transform = transform
+        self.mode = "L" if channels == 1 else "RGB"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        try:
+            with Image.open(self.files[i]) as im:
+                im = im.convert(self.mode)
+                x = self.transform(im)
+        except OSError as e:
+            raise OSError(f"cannot read image '{self.files[i]}': {e}. Remove or replace the file.") from e
+        return x, int(self.labels[i])
+
+
+def folder_dataset(root: str | Path, teacher, mapping=None) -> FolderImages:
+    """A labelled folder (see :mod:`~prism_gui.engine.data.folders`) as the teacher sees it."""
+    from prism_gui.engine.data.folders import folder_items
+
+    items = folder_items(root, list(teacher.class_names), getattr(teacher, "class_ids", None), mapping)
+    return FolderImages(items, eval_transform(teacher), teacher.input_size[0])
+
+
+NO_SET = ("", "none", None)
+
+
+def image_set(name, teacher, mapping=None):
+    """A real image set named in a spec: a built-in world's set (``"digits-test"``), the path of a
+    labelled image folder, or ``""``/``"none"`` for none (returns None)."""
+    from prism_gui.engine.worlds import is_named_image_set, named_image_set
+
+    if name in NO_SET:
+        return None
+    if is_named_image_set(name):
+        return named_image_set(name, teacher)
+    return folder_dataset(name, teacher, mapping)
+
+
+def catalog_dataset(project: str | Path, teacher=None, *, cache_mb: float = DEFAULT_CACHE_MB,
+                    **filters) -> CatalogImages:
+    """A project's stored images matching ``filters`` (run, statuses, energy_max, ...), sized
+    for ``teacher`` when given."""
+    from prism_gui.engine.data.catalog import Catalog
+
+    with Catalog(project, create=False) as cat:
+        rows = cat.query(columns="id, path, class_index", **filters)
+    size = tuple(teacher.input_size[1:]) if teacher is not None else None
+    channels = teacher.input_size[0] if teacher is not None else None
+    return CatalogImages(project, rows, size=size, channels=channels, cache_mb=cache_mb)
+
+
+class EpochBatches(Sampler):
+    """Batches of a fresh random order each epoch, drawn from ``generator`` when iteration
+    starts (in the main process, so the order never depends on the number of workers)."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True):
+        self.n, self.batch_size, self.generator, self.shuffle = n, batch_size, generator, shuffle
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        for i in range(0, self.n, self.batch_size):
+            yield order[i : i + self.batch_size].tolist()
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+
+def auto_workers(device, n_items: int) -> int:
+    """Decoding workers: none on the CPU (they would compete with the model for the cores) or
+    for small sets; on an accelerator up to 8, leaving the process a core."""
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if dev.type == "cpu" or n_items < 2048:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 2) - 1))
+
+
+def make_loader(ds: Dataset, batch_size: int, *, device="cpu", workers: int | None = None,
+                generator: torch.Generator | None = None, shuffle: bool = False) -> DataLoader:
+    """A DataLoader over ``ds``: shuffled per epoch from ``generator`` when ``shuffle``, in order
+    otherwise; ``workers=None`` picks :func:`auto_workers`; pinned memory on CUDA."""
+    n_workers = auto_workers(device, len(ds)) if workers is None or workers < 0 else int(workers)
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    # the loader's own generator seeds its workers, so iterating never draws from torch's global
+    # generator (which dropout and the student's initialization use)
+    return DataLoader(ds, batch_sampler=EpochBatches(len(ds), batch_size, generator, shuffle),
+                      num_workers=n_workers, pin_memory=dev.type == "cuda", persistent_workers=n_workers > 0,
+                      generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,127 @@
+"""Labelled image folders (evaluation and reference sets): which class each subfolder is.
+
+``root/<folder>/*.jpg``.  A folder is matched to the teacher's classes, in this order:
+
+1. an explicit mapping file (``mapping``): JSON ``{"folder": index or class name}`` or CSV lines
+   ``folder,index-or-name``;
+2. the class ids of the teacher (ImageNet's WordNet ids: ``n01440764/``), when it has them;
+3. the class names, where a name is unique among the teacher's classes ("tench/").
+
+A folder named by a name two classes share (ImageNet's "crane" is 134, the bird, and 517, the
+machine) is refused with the classes it could be; so is a folder that matches nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+class FolderError(ValueError):
+    """An image folder that cannot be labelled; the message names the folder and the fix."""
+
+
+def read_mapping(path: str | Path, class_names: list[str]) -> dict[str, int]:
+    """A folder -> class index mapping from JSON or CSV; values are indices or class names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FolderError(f"Mapping file '{path}' does not exist.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FolderError(f"Mapping file '{path}' is not valid JSON ({e}).") from e
+        if not isinstance(raw, dict):
+            raise FolderError(f"Mapping file '{path}' must be an object {{\"folder\": class index or name}}.")
+        pairs = list(raw.items())
+    else:
+        pairs = [(r[0].strip(), r[1].strip()) for r in csv.reader(text.splitlines()) if len(r) >= 2 and r[0].strip()]
+        if pairs and not pairs[0][1].lstrip("-").isdigit() and pairs[0][1] not in class_names:
+            pairs = pairs[1:]  # a header line
+    counts = Counter(class_names)
+    index = {n: i for i, n in enumerate(class_names)}
+    out: dict[str, int] = {}
+    for folder, value in pairs:
+        if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+            k = int(value)
+            if not 0 <= k < len(class_names):
+                raise FolderError(f"Mapping file '{path}': folder '{folder}' -> class {k}, but the teacher has "
+                                  f"classes 0..{len(class_names) - 1}.")
+        elif value in index:
+            if counts[value] > 1:
+                dup = [i for i, n in enumerate(class_names) if n == value]
+                raise FolderError(f"Mapping file '{path}': '{value}' names classes {dup}: map '{folder}' to an index.")
+            k = index[value]
+        else:
+            raise FolderError(f"Mapping file '{path}': '{value}' (for folder '{folder}') is neither a class index "
+                              "nor one of the teacher's class names.")
+        out[str(folder)] = k
+    return out
+
+
+def label_folders(root: str | Path, class_names: list[str], class_ids: list[str] | None = None,
+                  mapping: str | Path | dict | None = None) -> dict[str, int]:
+    """``{subfolder name: class index}`` for every subfolder of ``root`` (see the module doc)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FolderError(f"Image folder '{root}' does not exist: give a folder with one subfolder per class "
+                          "(ImageNet's val folder: n01440764/, n01443537/, ...).")
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not subdirs:
+        raise FolderError(f"Image folder '{root}' has no subfolders: put each class's images in a subfolder named by "
+                          "its WordNet id, its class name or a mapping file.")
+    if isinstance(mapping, (str, Path)):
+        mapping = read_mapping(mapping, class_names)
+    ids = {c: i for i, c in enumerate(class_ids or [])}
+    counts = Counter(class_names)
+    names = {n: i for i, n in enumerate(class_names) if counts[n] == 1}
+    out: dict[str, int] = {}
+    ambiguous, unknown = [], []
+    for d in subdirs:
+        if mapping is not None:
+            if d in mapping:
+                out[d] = int(mapping[d])
+            else:
+                unknown.append(d)
+        elif d in ids:
+            out[d] = ids[d]
+        elif d in names:
+            out[d] = names[d]
+        elif counts.get(d, 0) > 1:
+            ambiguous.append(d)
+        else:
+            unknown.append(d)
+    if ambiguous:
+        d = ambiguous[0]
+        which = [i for i, n in enumerate(class_names) if n == d]
+        hint = (f" ({', '.join(class_ids[i] for i in which)})" if class_ids else "")
+        raise FolderError(
+            f"Image folder '{root}': subfolder '{d}' is a name that classes {which} share, so its images cannot be "
+            f"labelled. Rename the folders to class ids{hint} or give a mapping file (folder -> class index).")
+    if unknown:
+        how = "in the mapping file" if mapping is not None else \
+            ("a WordNet id or class name of the teacher" if class_ids else "a class name of the teacher")
+        raise FolderError(
+            f"Image folder '{root}': {len(unknown)} subfolder(s) match no class ({', '.join(unknown[:5])}); each must "
+            f"be {how}. Rename them, remove them, or give a mapping file.")
+    return out
+
+
+def folder_items(root: str | Path, class_names: list[str], class_ids: list[str] | None = None,
+                 mapping=None) -> list[tuple[Path, int]]:
+    """Every image under ``root/<subfolder>/`` with its class index, in a fixed order."""
+    root = Path(root).expanduser()
+    labels = label_folders(root, class_names, class_ids, mapping)
+    items = []
+    for d, k in labels.items():
+        for f in sorted((root / d).rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                items.append((f, k))
+    if not items:
+        raise FolderError(f"Image folder '{root}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    return items

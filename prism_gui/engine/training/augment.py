@@ -1,0 +1,34 @@
+"""Batch augmentation for distillation and the built-in classifiers, drawn from one generator."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def random_affine(x: torch.Tensor, gen: torch.Generator, rot_deg: float = 10.0, scale: float = 0.1,
+                  shift_px: float = 1.0) -> torch.Tensor:
+    """Per-sample random rotation, scale and translation (bilinear, zero padding)."""
+    n, _, h, w = x.shape
+    a = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(rot_deg)
+    s = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    t = (torch.rand(n, 2, generator=gen) * 2 - 1) * shift_px * 2 / torch.tensor([w, h])
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = torch.cos(a) / s
+    theta[:, 0, 1] = -torch.sin(a) / s
+    theta[:, 1, 0] = torch.sin(a) / s
+    theta[:, 1, 1] = torch.cos(a) / s
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random affine per image, plus a horizontal flip for colour images."""
+    x = random_affine(x.cpu(), gen).to(x.device)
+    if x.shape[1] == 3:
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+    return x

@@ -46,3 +46,50 @@ def test_importing_the_whole_core_loads_no_qt(root):
 def test_ui_layer_exists_and_uses_qt(root):
     src = (root / "prism_gui" / "ui" / "worker.py").read_text()
     assert "PySide6" in src
+
+
+# Which engine packages each may import (besides the base modules): arrows run one way, and
+# only the built-in worlds (engine/digits) know the Digits world; generic code asks engine/worlds.py.
+BASE = {"jobs", "registry", "specs", "devices", "versions", "worlds"}
+ALLOWED = {
+    "teachers": set(),
+    "data": set(),
+    "prompts": {"data", "generation"},  # pilot scoring samples a few images per prompt
+    "generation": {"teachers", "data", "prompts"},
+    "training": {"teachers", "data", "generation"},  # DeepInversion scores its images with the energies
+    "analysis": {"teachers", "data"},
+    "project": {"teachers", "data", "prompts", "generation", "training", "analysis"},
+}
+
+
+def _engine_imports(path, root):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        mods = []
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            mods = [node.module]
+        for m in mods:
+            if m.startswith("prism_gui.engine."):
+                yield m.split(".")[2]
+
+
+def test_engine_arrows_run_one_way_and_nothing_generic_imports_the_digits_world(root):
+    engine = root / "prism_gui" / "engine"
+    bad = []
+    for path in engine.rglob("*.py"):
+        rel = path.relative_to(engine)
+        group = rel.parts[0].removesuffix(".py")
+        if group in ("digits", "preload", "__init__"):  # a world; the warm-up imports everything on purpose
+            continue
+        for target in _engine_imports(path, root):
+            if target == group or target in BASE:
+                continue
+            if target == "digits":
+                bad.append(f"{rel}: imports the Digits world (register through engine/worlds.py instead)")
+            elif group in ALLOWED and target not in ALLOWED[group]:
+                bad.append(f"{rel}: {group} imports {target}")
+            elif group in BASE and target not in BASE:
+                bad.append(f"{rel}: base module imports {target}")
+    assert not bad, "\n".join(bad)

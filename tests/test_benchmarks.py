@@ -90,3 +90,15 @@ def test_ablation_candidates_run_quick_and_resume(root, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(out.read_text())["candidates"]["defaults"]["summary"]["first"]["accuracy_mean"] == 0.123
     assert "seed 0" not in r.stdout
+
+
+def test_memory_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "memory.json"
+    r = subprocess.run([sys.executable, "benchmarks/memory.py", "--quick", "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert {(s["stage"], s["images"]) for s in res["stages"]} == \
+        {(st, n) for st in ("distill", "evaluate", "metrics") for n in (12, 24, 48)}
+    assert all(s["peak_mb"] >= s["base_mb"] > 0 for s in res["stages"])
+    assert [(p["real"], p["fake"]) for p in res["prdc"]] == [(200, 400), (400, 800)]

@@ -55,8 +55,23 @@ class PromptSet:
     def for_class(self, k: int) -> list[Prompt]:
         return [p for p in self.prompts if p.class_index == k]
 
+    def by_class(self) -> list[list[Prompt]]:
+        """The prompts of every class, in one pass (1,000 classes x 40,000 prompts stays fast)."""
+        out: list[list[Prompt]] = [[] for _ in self.class_names]
+        for p in self.prompts:
+            if 0 <= p.class_index < len(out):
+                out[p.class_index].append(p)
+        return out
+
+    def count_per_class(self) -> list[int]:
+        return [len(ps) for ps in self.by_class()]
+
     def counts(self) -> dict[str, int]:
-        return {name: len(self.for_class(k)) for k, name in enumerate(self.class_names)}
+        """Prompts per class name (names that two classes share are summed: see count_per_class)."""
+        out: dict[str, int] = {}
+        for name, n in zip(self.class_names, self.count_per_class(), strict=True):
+            out[name] = out.get(name, 0) + n
+        return out
 
     def active(self) -> list[Prompt]:
         return [p for p in self.prompts if p.weight > 0]
@@ -73,17 +88,18 @@ class PromptSet:
                 issues.append(f"prompt {i + 1} ({self._name(p)}): empty prompt")
                 continue
             if tokenizer is not None:
-                n = len(tokenizer(p.text).input_ids)
+                ids = tokenizer(p.text).input_ids
+                n = len(ids)
                 if n > tokenizer.model_max_length:
                     issues.append(f"prompt {i + 1} ({self._name(p)}): {n} tokens, over the generator's limit of "
                                   f"{tokenizer.model_max_length}; shorten it")
                 unk = getattr(tokenizer, "unk_token_id", None)
-                if unk is not None and unk != getattr(tokenizer, "eos_token_id", None) and \
-                        unk in tokenizer(p.text).input_ids:
+                if unk is not None and unk != getattr(tokenizer, "eos_token_id", None) and unk in ids:
                     issues.append(f"prompt {i + 1} ({self._name(p)}): words unknown to the generator "
                                   f"in '{p.text}'")
+        has_active = {p.class_index for p in self.prompts if p.weight > 0}
         for k, name in enumerate(self.class_names):
-            if not any(p.class_index == k and p.weight > 0 for p in self.prompts):
+            if k not in has_active:
                 issues.append(f"class '{name}' has no active prompt")
         return issues
 

@@ -3,8 +3,7 @@ inline editing, import/export and counts per class."""
 
 from __future__ import annotations
 
-import re
-
+import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRegularExpression, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -122,16 +121,18 @@ class PromptTableModel(QAbstractTableModel):
 
 
 class ClassFilter(QSortFilterProxyModel):
-    """Shows the prompts of one class (an exact match on the class column)."""
+    """Shows the prompts of one class, matched by class index (ImageNet has two classes named
+    "crane"), with the filtering done in C++ on the model's UserRole."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.class_index: int | None = None
         self.setFilterKeyColumn(0)
+        self.setFilterRole(Qt.ItemDataRole.UserRole)
 
     def set_class(self, k: int | None, name: str = "") -> None:
         self.class_index = k
-        self.setFilterRegularExpression(QRegularExpression(f"^{re.escape(name)}$") if k is not None else
+        self.setFilterRegularExpression(QRegularExpression(f"^{int(k)}$") if k is not None else
                                         QRegularExpression())
 
 
@@ -319,10 +320,17 @@ class PromptsPanel(QWidget):
             self.counts.setText("No prompts yet: press Expand.")
             self.issues.setText("")
             return
-        counts = ps.counts()
+        per_class = ps.count_per_class()
         active = sum(1 for p in ps.prompts if p.weight > 0)
-        self.counts.setText(f"{len(ps.prompts)} prompts ({active} active). Per class: "
-                            + ", ".join(f"{n} {c}" for n, c in counts.items()))
+        if len(per_class) <= 20:
+            per = "Per class: " + ", ".join(f"{n} {c}" for n, c in zip(ps.class_names, per_class, strict=True))
+        else:  # 1,000 classes: a summary, and the classes that need attention
+            values = np.array(per_class)
+            empty = [n for n, c in zip(ps.class_names, per_class, strict=True) if c == 0]
+            per = (f"{len(per_class):,} classes, {values.min()}–{values.max()} prompts each (median "
+                   f"{int(np.median(values))})" + (f"; none for {len(empty)}: {', '.join(empty[:5])}"
+                                                    + (" …" if len(empty) > 5 else "") if empty else ""))
+        self.counts.setText(f"{len(ps.prompts):,} prompts ({active:,} active). {per}")
         issues = ps.validate()
         self.issues.setText(("⚠ " + "; ".join(issues[:4]) + (" …" if len(issues) > 4 else "")) if issues else "")
         if args and self.studio.project is not None:

@@ -70,8 +70,9 @@ def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int
     """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class."""
     items = []
     i = 0
+    grouped = prompts.by_class()
     for k in range(len(prompts.class_names)):
-        active = [p for p in prompts.for_class(k) if p.weight > 0]
+        active = [p for p in grouped[k] if p.weight > 0]
         if not active:
             raise ValueError(f"class '{prompts.class_names[k]}' has no active prompt: add or re-enable one")
         weights = np.array([p.weight for p in active], float)

@@ -62,14 +62,19 @@ class Report:
             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.created))}</div>",
             f"<table class='cards' cellspacing='8'><tr>{cards}</tr></table>",
         ]
-        for caption, header, rows in self.tables:
-            long = len(rows) > 30  # long tables scroll and sort (click a column header)
-            parts.append(f"<h2>{e(caption)}</h2>" + ("<div class='scroll'>" if long else "")
-                         + f"<table class='data{' sortable' if long else ''}' cellspacing='0' cellpadding='4'><tr>"
-                         + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        def table(caption, header, rows) -> str:
+            long = len(rows) > 30  # long tables scroll and sort (click a column header), after the figures
+            out = [f"<h2>{e(caption)}</h2>" + ("<div class='scroll'>" if long else "")
+                   + f"<table class='data{' sortable' if long else ''}' cellspacing='0' cellpadding='4'><tr>"
+                   + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
             for r in rows:
-                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
-            parts.append("</table>" + ("</div>" if long else ""))
+                out.append("<tr>" + "".join(
+                    f"<td>{e(c)}</td>" if _numeric(c) else f"<td align='left' style='text-align:left'>{e(c)}</td>"
+                    for c in r) + "</tr>")
+            out.append("</table>" + ("</div>" if long else ""))
+            return "\n".join(out)
+
+        parts += [table(*t) for t in self.tables if len(t[2]) <= 30]
         def section(heading, names, caption) -> str:
             return (f"<h2>{e(heading)}</h2>" + (f"<p class='sub'>{e(caption)}</p>" if caption else "")
                     + "<p>" + "".join(f"<img src='{src(n)}' alt='{e(n)}'> " for n in names) + "</p>")
@@ -80,6 +85,7 @@ class Report:
                          + "".join(section(*s) for s in self.sections[1:]) + "</td></tr></table>")
         else:
             parts += [section(*s) for s in self.sections]
+        parts += [table(*t) for t in self.tables if len(t[2]) > 30]
         parts.append("</body></html>")
         return "\n".join(parts)
 
@@ -90,6 +96,17 @@ class Report:
         atomic_write_text(path, self.to_html(embed=True))
         path.chmod(0o644)
         return path
+
+
+def _numeric(cell: str) -> bool:
+    c = str(cell).strip().rstrip("%").replace(",", "")
+    if c in ("", "-"):
+        return True
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return False
 
 
 def _png(fig) -> bytes:

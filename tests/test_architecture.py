@@ -14,17 +14,20 @@ def core_files(root):
     return files
 
 
+def imported_modules(path):
+    """Every module a source file imports (at any depth of the file)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
 def test_core_sources_never_import_qt(root):
     offenders = []
     for path in core_files(root):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+        offenders += [f"{path.relative_to(root)}: {n}" for n in imported_modules(path) if n.split(".")[0] in FORBIDDEN]
     assert not offenders, "the Qt-free core imports Qt:\n" + "\n".join(offenders)
 
 
@@ -62,17 +65,10 @@ ALLOWED = {
 }
 
 
-def _engine_imports(path, root):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
-        mods = []
-        if isinstance(node, ast.Import):
-            mods = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            mods = [node.module]
-        for m in mods:
-            if m.startswith("prism_gui.engine."):
-                yield m.split(".")[2]
+def _engine_imports(path):
+    for m in imported_modules(path):
+        if m.startswith("prism_gui.engine."):
+            yield m.split(".")[2]
 
 
 def test_engine_arrows_run_one_way_and_nothing_generic_imports_the_digits_world(root):
@@ -83,7 +79,7 @@ def test_engine_arrows_run_one_way_and_nothing_generic_imports_the_digits_world(
         group = rel.parts[0].removesuffix(".py")
         if group in ("digits", "preload", "__init__"):  # a world; the warm-up imports everything on purpose
             continue
-        for target in _engine_imports(path, root):
+        for target in _engine_imports(path):
             if target == group or target in BASE:
                 continue
             if target == "digits":

@@ -141,3 +141,82 @@ def test_engine_labels_match_an_independent_reading_of_the_val_folder(world):
         ours = t.preprocess(ds[i][0][None])[0]
         theirs = tf(Image.open(ds.files[i]).convert("RGB"))
         torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=0)
+
+
+def test_the_imagenet_shaped_job_runs_through_the_apps_panels(qtbot, world, tmp_path):
+    """Teacher from a checkpoint, prompts for 1,000 classes, generation with the tiny Stable
+    Diffusion, curation by class, distillation evaluated on the val folder, the report."""
+    from prism_gui.engine.project.project import Project
+    from prism_gui.engine.training.evaluate import eval_dataset, evaluate
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.curate_panel import CuratePanel
+    from prism_gui.ui.distill_panel import DistillPanel
+    from prism_gui.ui.gallery import RowRole
+    from prism_gui.ui.generate_panel import GeneratePanel
+    from prism_gui.ui.prompts_panel import PromptsPanel
+    from prism_gui.ui.report_panel import ReportPanel
+    from prism_gui.ui.teacher_panel import TeacherPanel
+
+    studio = make_studio()
+    studio.warm_up(wait=True)
+    panels = [cls(studio) for cls in (TeacherPanel, PromptsPanel, GeneratePanel, CuratePanel, DistillPanel,
+                                      ReportPanel)]
+    teacher_p, prompts_p, gen_p, curate_p, distill_p, report_p = panels
+    for p in panels:
+        qtbot.addWidget(p)
+    studio.set_project(Project.create(tmp_path / "proj"))
+
+    def run(job, timeout=300000):
+        assert job is not None
+        qtbot.waitUntil(lambda: job.state in ("finished", "failed"), timeout=timeout)
+        assert job.state == "finished", getattr(job, "error", None) or [p.error.text() for p in panels
+                                                                         if hasattr(p, "error")]
+
+    # the teacher: a timm architecture plus its checkpoint, dropped on the panel
+    assert teacher_p.accept_file(str(world["dir"] / "teacher.safetensors"))
+    teacher_p.arch.setText("test_resnet")
+    run(teacher_p.load())
+    assert studio.teacher.num_classes == 1000 and studio.class_names()[CRANE_MACHINE] == "crane"
+    assert studio.project.teacher_value() == {"source": "test_resnet",
+                                              "checkpoint": str(world["dir"] / "teacher.safetensors")}
+    assert studio.project.evaluation() == ("", None)  # the Digits split was dropped with the Digits teacher
+    # prompts for 1,000 classes
+    prompts_p.bank_combo.setCurrentText("natural")
+    prompts_p.disamb.setCurrentText("definition")
+    prompts_p.per_class.setValue(1)
+    run(prompts_p.expand())
+    assert len(studio.prompts.prompts) == 1000
+    # generation with the Stable Diffusion stand-in
+    gen_p.generator.setCurrentText(str(world["sd"]))
+    gen_p.scheduler.setCurrentText("euler")
+    gen_p.prompt_source.setCurrentIndex(0)
+    gen_p.per_class.setValue(1)
+    gen_p.steps.setValue(2)
+    gen_p.batch.setValue(250)
+    run(gen_p.start())
+    with studio.project.catalog() as cat:
+        assert cat.count() == 1000
+    # curation: one class of the two cranes
+    curate_p.refresh()
+    curate_p.klass.setCurrentIndex(CRANE_MACHINE + 1)
+    curate_p.apply_filters()
+    assert curate_p.model.rowCount() == 1
+    assert curate_p.model.data(curate_p.model.index(0), RowRole)["class_index"] == CRANE_MACHINE
+    # distillation, evaluated on the val folder
+    distill_p.eval_set.set_value(str(world["val"]))
+    distill_p.eval_set._changed()
+    distill_p.student_name.setCurrentText("test_resnet")
+    distill_p.epochs.setValue(1)
+    distill_p.batch.setValue(200)
+    run(distill_p.start())
+    qtbot.waitUntil(lambda: distill_p.student is not None, timeout=10000)
+    run_dir = next((tmp_path / "proj" / "runs").glob("distill-*"))
+    res = json.loads((run_dir / "result.json").read_text())
+    check = evaluate(distill_p.student, studio.teacher, eval_dataset(str(world["val"]), studio.teacher))
+    assert res["test_accuracy"] == check["test_accuracy"]
+    assert res["teacher_accuracy"] == pytest.approx(world["counts"][CRANE_MACHINE] / sum(world["counts"].values()))
+    # the report: 1,000 classes in a table, a sample in the grid
+    run(report_p.build())
+    qtbot.waitUntil(lambda: report_p.report is not None, timeout=10000)
+    assert any(t[0] == "Per class" and len(t[2]) == 1000 for t in report_p.report.tables)
+    assert "val" in report_p.report.to_html()

@@ -74,3 +74,15 @@ def test_wrong_number_of_class_names_is_explained(qtbot, tmp_path):
     job = panel.load()
     qtbot.waitUntil(lambda: job.state == "failed", timeout=60000)
     assert "10 outputs but 2 class names" in panel.error.text()
+
+
+def test_the_names_box_goes_with_its_teacher_unless_the_user_edited_it(qtbot, tmp_path):
+    _studio, panel = make_panel(qtbot, tmp_path)
+    digits = panel.class_names()
+    assert digits[0] == "zero"
+    # shown names of the Digits teacher: kept for the Digits teacher, dropped for another one
+    assert panel.names_for("digits", "digits", None) == digits
+    assert panel.names_for("checkpoint", "resnet50", "/m.safetensors") is None
+    # names the user typed go with any teacher (and a wrong count is then reported by the load)
+    panel.names.setPlainText("\n".join(f"class {i}" for i in range(10)))
+    assert panel.names_for("checkpoint", "resnet50", "/m.safetensors") == [f"class {i}" for i in range(10)]

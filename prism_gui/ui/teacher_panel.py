@@ -159,6 +159,21 @@ class TeacherPanel(QWidget):
         names = [ln.strip() for ln in self.names.toPlainText().splitlines() if ln.strip()]
         return names or None
 
+    def names_for(self, kind: str, source: str, checkpoint: str | None) -> list[str] | None:
+        """The names to load a teacher with: the box's if the user edited them, or if they are the
+        names of this same teacher (which may be custom); None (the teacher's own) when the box only
+        shows another teacher's names, e.g. the Digits names when loading an ImageNet checkpoint."""
+        names = self.class_names()
+        if names is None or names != getattr(self, "_shown_names", None):
+            return names
+        t = self.studio.project.spec.get("teacher", {}) if self.studio.project is not None else {}
+        same = (t.get("kind"), t.get("source"), t.get("checkpoint")) == (kind, source, checkpoint)
+        return names if same else None
+
+    def _show_names(self, names: list[str]) -> None:
+        self._shown_names = [n.strip() for n in names if n.strip()]
+        self.names.setPlainText("\n".join(names))
+
     def _on_project(self, project) -> None:
         t = project.spec.get("teacher", {})
         self.set_kind(t.get("kind", "digits"))
@@ -169,7 +184,7 @@ class TeacherPanel(QWidget):
             self.ckpt.setText(t.get("checkpoint") or "")
         elif t.get("kind") == "torchscript":
             self.ts_path.setText(t.get("source", ""))
-        self.names.setPlainText("\n".join(t.get("class_names") or []))
+        self._show_names(list(t.get("class_names") or []))
         acc = t.get("test_accuracy")
         self.info["test_accuracy"].setText(f"{100 * acc:.2f}%" if acc else "—")
 
@@ -233,7 +248,7 @@ class TeacherPanel(QWidget):
         source = {"digits": "digits", "timm": self.timm_name.text(), "checkpoint": self.arch.text(),
                   "torchscript": self.ts_path.text()}[kind]
         checkpoint = self.ckpt.text() or None if kind == "checkpoint" else None
-        names = self.class_names()
+        names = self.names_for(kind, source, checkpoint)
         show_error(self.error, "")
         self.ok.setText("")
         self.load_button.setEnabled(False)
@@ -257,7 +272,7 @@ class TeacherPanel(QWidget):
             t = self.studio.project.section("teacher")
             t.update({"kind": kind, "source": source, "checkpoint": checkpoint})
         self.studio.set_teacher(ev.data["teacher"], info)
-        self.names.setPlainText("\n".join(info["class_names"]))
+        self._show_names(list(info["class_names"]))
         self.ok.setText(f"Loaded: {info['architecture']} with {info['num_classes']} classes.")
 
     def show_info(self, info: dict) -> None:

@@ -180,7 +180,88 @@ def bench_gallery(quick: bool) -> dict:
             "mean_page_ms": 1000 * scroll_s / max(1, pages)}
 
 
-BENCHES = {"startup": None, "event_loop": bench_event_loop, "gallery": bench_gallery}
+def bench_thousand_classes(quick: bool) -> dict:
+    """A 1,000-class project: 40,000 prompts in the Prompts panel (load, filter by class, the
+    counts line), the Curate panel's class filter, and the report with its per-class table."""
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.project.project import Project
+    from prism_gui.engine.project.report import build_report
+    from prism_gui.engine.prompts import class_phrases, expand, load_bank
+    from prism_gui.engine.teachers.load import imagenet_class_ids, imagenet_class_names
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.curate_panel import CuratePanel
+    from prism_gui.ui.prompts_panel import PromptsPanel
+
+    app = QApplication.instance() or QApplication([])
+    names, desc = imagenet_class_names()
+    project = Project.create(Path(tempfile.mkdtemp(prefix="prism-app-perf-")) / "in1k")
+    project.section("teacher").update(kind="checkpoint", source="resnet50", checkpoint="/m.safetensors",
+                                      class_names=names, class_ids=imagenet_class_ids())
+    project.section("evaluation").update(set="", mapping=None)
+    project.save()
+    per_class = 4 if quick else 40
+    t0 = time.perf_counter()
+    ps = expand(names, load_bank("natural"), per_class=per_class, seed=0,
+                phrases=class_phrases(names, desc, "definition"))
+    expand_s = time.perf_counter() - t0
+    studio = make_studio()
+    prompts = PromptsPanel(studio)
+    prompts.resize(1400, 850)
+    prompts.show()
+    studio.set_project(project)
+    t0 = time.perf_counter()
+    studio.set_prompts(ps)
+    app.processEvents()
+    load_ms = 1000 * (time.perf_counter() - t0)
+    filter_ms = []
+    for k in (134, 517, 999, 0):
+        t0 = time.perf_counter()
+        prompts.class_filter.setCurrentIndex(k + 1)
+        app.processEvents()
+        filter_ms.append(1000 * (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    prompts.model.setData(prompts.model.index(5, 3), "2.0")  # one edit: counts and checks are redone
+    app.processEvents()
+    edit_ms = 1000 * (time.perf_counter() - t0)
+    # a catalog of 2 images per class for the Curate panel and the report
+    rng = np.random.default_rng(0)
+    with Catalog(project.root) as cat:
+        cat.start_run("sd", "generate", {})
+        for i in range(2 * len(names)):
+            k = i // 2
+            img = (rng.uniform(0, 255, 3) * np.ones((32, 32, 3))).astype(np.uint8)
+            e = float(rng.uniform(0, 3))
+            cat.add_image("sd", i, img, class_index=k, class_name=names[k], prompt="p", seed=i, generator="sd",
+                          settings={}, score={"energy": e, "energies": {"class": e}, "top5": [[k, 0.5]],
+                                              "confidence": 0.5, "entropy": 1.0, "correct": True})
+        cat.finish_run("sd")
+    curate = CuratePanel(studio)
+    curate.resize(1400, 850)
+    curate.show()
+    t0 = time.perf_counter()
+    studio.set_project(Project.open(project.root))
+    app.processEvents()
+    open_ms = 1000 * (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    curate.klass.setCurrentIndex(518)
+    curate.apply_filters()
+    app.processEvents()
+    class_filter_ms = 1000 * (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    report = list(build_report(project.root))[-1].data["report"]
+    html = report.to_html()
+    report_s = time.perf_counter() - t0
+    return {"classes": len(names), "prompts": len(ps.prompts), "expand_seconds": expand_s,
+            "prompts_panel_load_ms": load_ms, "prompts_class_filter_ms": filter_ms, "prompts_edit_ms": edit_ms,
+            "curate_open_ms": open_ms, "curate_class_filter_ms": class_filter_ms, "report_seconds": report_s,
+            "report_html_kb": len(html) // 1024}
+
+
+BENCHES = {"startup": None, "event_loop": bench_event_loop, "gallery": bench_gallery,
+           "thousand_classes": bench_thousand_classes}
 
 
 def main(argv=None) -> int:
@@ -191,6 +272,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     res = {"command": "QT_QPA_PLATFORM=offscreen python benchmarks/app_perf.py" + (" --quick" if a.quick else ""),
            "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count()}
+    if a.only and a.out.exists():  # a partial run updates its sections of the committed results
+        res = {**json.loads(a.out.read_text()), **res}
+        res["command"] += " --only " + " ".join(a.only)
     for name in a.only or BENCHES:
         res[name] = bench_startup(2 if a.quick else 5) if name == "startup" else BENCHES[name](a.quick)
         print(name, json.dumps(res[name], indent=1), flush=True)

@@ -57,6 +57,8 @@ def test_app_perf_benchmark_runs_quick(root, tmp_path):
     assert res["event_loop"]["generation"]["state"] == "finished"
     assert res["event_loop"]["distillation"]["state"] == "finished"
     assert res["gallery"]["images"] == 5000 and res["gallery"]["scroll_pages"] > 1
+    t = res["thousand_classes"]
+    assert t["classes"] == 1000 and t["prompts"] == 4000 and len(t["prompts_class_filter_ms"]) == 4
 
 
 def test_ablation_sweeps_run_quick(root, tmp_path):

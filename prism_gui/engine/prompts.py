@@ -108,8 +108,14 @@ class PromptSet:
 
     # ---- I/O
     def to_json(self) -> str:
-        return json.dumps({"class_names": self.class_names, "meta": self.meta,
-                           "prompts": [dataclasses.asdict(p) for p in self.prompts]}, indent=1)
+        """One prompt per line (readable, diffable), encoded by json's C encoder: 40,000 prompts
+        take tens of milliseconds, so the app can save after every edit."""
+        head = json.dumps({"class_names": self.class_names, "meta": self.meta}, indent=1)
+        # one C-encoder call; records are then put on lines of their own ('}, {"class_index"' cannot
+        # occur inside a string, where the quote would be escaped)
+        body = json.dumps([vars(p) for p in self.prompts], ensure_ascii=False)[1:-1]
+        lines = body.replace('}, {"class_index"', '},\n{"class_index"')
+        return head[:-2] + ',\n "prompts": [\n' + lines + "\n ]\n}"
 
     @classmethod
     def from_json(cls, text: str, source: str = "prompts") -> PromptSet:

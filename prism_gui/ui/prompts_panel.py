@@ -205,6 +205,9 @@ class PromptsPanel(QWidget):
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         for c in (0, 2, 3, 4, 5):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setResizeContentsPrecision(200)  # size columns from 200 rows, not all 40,000
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.model.dataChanged.connect(self._changed)
         self.model.rowsInserted.connect(self._changed)
         self.model.rowsRemoved.connect(self._changed)

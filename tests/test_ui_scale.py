@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from prism_gui.engine.project.project import Project
 from prism_gui.ui.common import make_studio
@@ -93,6 +94,18 @@ def test_curate_class_filter_keeps_the_two_cranes_apart(qtbot, rgb_catalog):
     m = panel.model
     assert m.rowCount() == 2
     assert {m.data(m.index(i), RowRole)["class_index"] for i in range(2)} == {CRANE_MACHINE}
+    # the per-class table: 1,000 rows, sortable by a number, double-click shows the class
+    from prism_gui.ui.class_table import SortRole
+
+    t = panel.class_table
+    assert t.proxy.rowCount() == 1000
+    assert t.proxy.index(CRANE_BIRD, 2).data() == "n02012849" and t.proxy.index(CRANE_MACHINE, 2).data() == "n03126707"
+    t.sortByColumn(6, Qt.SortOrder.AscendingOrder)  # mean energy
+    energies = [t.proxy.index(i, 6).data(SortRole) for i in range(1000)]
+    assert energies == sorted(energies)
+    first = int(t.proxy.index(0, 0).data(SortRole))
+    t.doubleClicked.emit(t.proxy.index(0, 3))
+    assert panel.klass.currentIndex() == first + 1 and m.rowCount() == 2
     # no evaluation set chosen yet: precision/recall say where to choose one instead of failing
     assert panel.compute_prdc() is None
     assert "evaluation set" in panel.error.text()

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prism_gui.ui.class_table import ClassTable
 from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin
 from prism_gui.ui.gallery import GalleryModel, IdRole, RowRole, TileDelegate
 
@@ -265,10 +266,16 @@ class CuratePanel(QWidget):
         hl.addLayout(prow)
         hl.addWidget(self.error)
 
+        self.class_table = ClassTable()
+        self.class_table.class_chosen.connect(self.show_class)
+        self._per_class: dict = {}
+        cbox = QGroupBox("Per class (sort by a column; double-click to show the class)")
+        QVBoxLayout(cbox).addWidget(self.class_table)
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(dbox)
         side.addWidget(hbox)
-        side.setSizes([260, 420])
+        side.addWidget(cbox)
+        side.setSizes([220, 380, 200])
         split = QSplitter()
         split.addWidget(gallery)
         split.addWidget(side)
@@ -287,8 +294,10 @@ class CuratePanel(QWidget):
             self.cat.close()
         self.cat = project.catalog()
         self.model.set_catalog(self.cat)
+        self._per_class = {}
         self._fill_combos()
         self.apply_filters()
+        self.fill_class_table()
 
     def _fill_combos(self) -> None:
         runs = [r["id"] for r in self.cat.runs("generate")] if self.cat is not None else []
@@ -307,6 +316,19 @@ class CuratePanel(QWidget):
         if self.cat is None:
             return
         self._fill_combos()
+        self.apply_filters()
+        self.fill_class_table()
+
+    def fill_class_table(self) -> None:
+        if self.cat is None:
+            return
+        t = self.studio.project.spec.get("teacher", {}) if self.studio.project is not None else {}
+        self.class_table.set_rows(self.cat.class_summary(), self.studio.class_names(), t.get("class_ids"),
+                                  self._per_class)
+
+    def show_class(self, k: int) -> None:
+        """Show class ``k`` in the gallery (from the per-class table)."""
+        self.klass.setCurrentIndex(k + 1)
         self.apply_filters()
 
     def filters(self) -> dict:
@@ -488,6 +510,11 @@ class CuratePanel(QWidget):
                     + "</tr>")
         self.prdc.setText("<table cellspacing=4><tr><th></th><th>precision</th><th>recall</th><th>density</th>"
                           "<th>coverage</th></tr>" + "".join(rows) + "</table>")
+        # the per-class table shows the (last) run's per-class values
+        done = [m for m in ev.data["results"].values() if "per_class" in m]
+        if done:
+            self._per_class = done[-1]["per_class"]
+            self.fill_class_table()
 
     def close_catalog(self) -> None:
         self.model.wait_for_thumbnails()

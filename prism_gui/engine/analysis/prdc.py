@@ -86,13 +86,22 @@ def prdc(real, fake, k: int = 5, *, chunk_mb: float = DEFAULT_CHUNK_MB, device=N
     return {**out, **used} if used else out
 
 
+def class_key(class_names, k: int) -> str:
+    """A class's key in per-class results: its name, or "name [k]" where two classes share it
+    (ImageNet's two "crane")."""
+    if class_names is None:
+        return str(k)
+    name = class_names[k]
+    return name if class_names.count(name) == 1 else f"{name} [{k}]"
+
+
 def prdc_per_class(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,
                    k: int = 5, class_names=None) -> dict:
     """Overall PRDC plus PRDC within each class (classes with too few samples are skipped)."""
     out = {"overall": prdc(real, fake, k), "per_class": {}}
     for c in np.unique(real_labels):
         r, f = real[real_labels == c], fake[fake_labels == c]
-        name = class_names[c] if class_names is not None else str(int(c))
+        name = class_key(class_names, int(c))
         if len(r) > k and len(f) > k:
             out["per_class"][name] = prdc(r, f, k)
     if out["per_class"]:

@@ -179,11 +179,13 @@ def per_class_rows(cat, class_names: list[str], class_ids: list[str] | None = No
                    prdc_per_class: dict | None = None) -> list[list[str]]:
     """One row per class with images: images, kept, rejected, mean energy and confidence, the
     teacher's top-1 agreement with the intended class, and per-class precision/recall if known."""
+    from prism_gui.engine.analysis.prdc import class_key
+
     out = []
     prdc_per_class = prdc_per_class or {}
     for k, st in sorted(cat.class_summary().items()):
         name = class_names[k] if k < len(class_names) else str(k)
-        m = prdc_per_class.get(name, {})
+        m = prdc_per_class.get(class_key(class_names, k), {}) if k < len(class_names) else {}
         e, c, ok = st["energy"], st["confidence"], st["correct"]
         out.append([str(k), name, class_ids[k] if class_ids and k < len(class_ids) else "", str(st["images"]),
                     str(st["kept"]), str(st["rejected"]), f"{e:.3f}" if e is not None else "-",

@@ -41,7 +41,7 @@ class ClassTable(QTableView):
     def set_rows(self, summary: dict[int, dict], class_names: list[str], class_ids: list[str] | None = None,
                  per_class: dict | None = None) -> None:
         """``summary``: Catalog.class_summary(); ``per_class``: P/R/D/C keyed by class_key."""
-        from prism_gui.engine.analysis.prdc import class_key
+        from prism_gui.engine.teachers.classes import class_key
 
         per_class = per_class or {}
         self.setSortingEnabled(False)

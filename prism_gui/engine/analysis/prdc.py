@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.teachers.classes import class_key
 
 DEFAULT_CHUNK_MB = 256
 
@@ -84,15 +85,6 @@ def prdc(real, fake, k: int = 5, *, chunk_mb: float = DEFAULT_CHUNK_MB, device=N
     out = {"precision": float(in_any.double().mean()), "recall": float(recalled.double().mean()),
            "density": float(n_balls.mean() / k), "coverage": float(covered.double().mean())}
     return {**out, **used} if used else out
-
-
-def class_key(class_names, k: int) -> str:
-    """A class's key in per-class results: its name, or "name [k]" where two classes share it
-    (ImageNet's two "crane")."""
-    if class_names is None:
-        return str(k)
-    name = class_names[k]
-    return name if class_names.count(name) == 1 else f"{name} [{k}]"
 
 
 def prdc_per_class(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,

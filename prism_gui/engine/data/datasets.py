@@ -85,7 +85,7 @@ class CatalogImages(Dataset):
                 im = im.convert("L")
             elif self.channels == 3 and im.mode != "RGB":
                 im = im.convert("RGB")
-            a = np.asarray(im)
+            a = np.array(im)  # a writable copy: torch.from_numpy refuses read-only memory
         return a[..., None] if a.ndim == 2 else a
 
     def __getitem__(self, i: int):

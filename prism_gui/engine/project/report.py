@@ -179,7 +179,7 @@ def per_class_rows(cat, class_names: list[str], class_ids: list[str] | None = No
                    prdc_per_class: dict | None = None) -> list[list[str]]:
     """One row per class with images: images, kept, rejected, mean energy and confidence, the
     teacher's top-1 agreement with the intended class, and per-class precision/recall if known."""
-    from prism_gui.engine.analysis.prdc import class_key
+    from prism_gui.engine.teachers.classes import class_key
 
     out = []
     prdc_per_class = prdc_per_class or {}

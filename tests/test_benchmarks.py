@@ -104,3 +104,13 @@ def test_memory_benchmark_runs_quick(root, tmp_path):
         {(st, n) for st in ("distill", "evaluate", "metrics") for n in (12, 24, 48)}
     assert all(s["peak_mb"] >= s["base_mb"] > 0 for s in res["stages"])
     assert [(p["real"], p["fake"]) for p in res["prdc"]] == [(200, 400), (400, 800)]
+
+
+def test_guidance_memory_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "g.json"
+    r = subprocess.run([sys.executable, "benchmarks/guidance_memory.py", "--quick", "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [x["setting"] for x in rows] == ["whole batch", "micro-batch 1", "micro-batch 1 + checkpointed decoder"]
+    assert all(x["peak_mb"] >= x["base_mb"] > 0 for x in rows)

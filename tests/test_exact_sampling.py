@@ -179,3 +179,27 @@ def test_unknown_schedulers_and_prediction_types_are_refused_for_guidance(comp, 
                    targets=TARGETS)
     finally:
         comp.scheduler = base
+
+
+@pytest.mark.parametrize(("scheduler", "mode"), [("ddim", "cheap"), ("euler", "exact"), ("dpm++", "exact")])
+def test_guidance_micro_batches_and_decoder_checkpointing_change_nothing(comp, pipe, teacher, scheduler, mode):
+    """Memory options: the gradient over micro-batches of 1 image, through a checkpointed VAE
+    decoder, gives the images of the whole-batch step (and of the reference)."""
+    base = pipe.scheduler
+    try:
+        _setup(comp, pipe, scheduler, "epsilon")
+        ref = reference_guided_images(pipe, PROMPTS, SEEDS, steps=STEPS, cfg=CFG, scale=SCALE, teacher=teacher,
+                                      targets=TARGETS, mode=mode)
+        whole = sample(comp, PROMPTS, SEEDS, steps=STEPS, cfg=CFG, scheduler=scheduler, teacher=teacher,
+                       targets=TARGETS, guidance=GuidanceSpec(EnergySpec({"class": 1.0}), scale=SCALE, mode=mode))
+        small = sample(comp, PROMPTS, SEEDS, steps=STEPS, cfg=CFG, scheduler=scheduler, teacher=teacher,
+                       targets=TARGETS, guidance=GuidanceSpec(EnergySpec({"class": 1.0}), scale=SCALE, mode=mode,
+                                                              micro_batch=1, checkpoint_decoder=True))
+    finally:
+        pipe.scheduler = base
+        comp.scheduler = base
+    assert not comp.vae.is_gradient_checkpointing  # switched back off after each guided step
+    assert _max_8bit_diff((small + 1) / 2, (whole + 1) / 2) <= 1
+    assert _max_8bit_diff((small + 1) / 2, ref) <= 1
+    with pytest.raises(ValueError, match="micro_batch"):
+        GuidanceSpec(micro_batch=-1)

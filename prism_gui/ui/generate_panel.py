@@ -52,7 +52,9 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
     if plain or prompts is None:
         prompts = plain_prompts(teacher.class_names, load_bank(s.get("bank", "digits")))
     guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
-                            window=tuple(s["guidance_window"]), mode=s["guidance_mode"])
+                            window=tuple(s["guidance_window"]), mode=s["guidance_mode"],
+                            micro_batch=int(s.get("guidance_micro_batch", 0)),
+                            checkpoint_decoder=bool(s.get("checkpoint_decoder", False)))
     spec = GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
                         images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
                         sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"]),
@@ -140,6 +142,13 @@ class GeneratePanel(QWidget):
         self.mode.addItems(["cheap", "exact"])
         self.mode.setToolTip("cheap: gradient w.r.t. the predicted x0; exact: through the UNet (slower)")
         ef.addRow("Mode", self.mode)
+        self.micro = spin(0, 4096, 0, "Images per guidance gradient (0: the whole batch). Smaller uses less memory "
+                                      "for the gradient through the VAE; the images are the same")
+        ef.addRow("Gradient micro-batch", self.micro)
+        self.ckpt_decoder = QCheckBox("checkpoint the VAE decoder")
+        self.ckpt_decoder.setToolTip("Recompute the decoder's activations in the backward pass instead of storing "
+                                     "them: less memory for guidance, some more time; the images are the same")
+        ef.addRow("", self.ckpt_decoder)
 
         self.start_button = button("Start", "Generate, score with the teacher and store in the catalog (Ctrl+G)",
                                    self.start, shortcut="Ctrl+G")
@@ -248,6 +257,8 @@ class GeneratePanel(QWidget):
         self.win_lo.setValue(float(lo))
         self.win_hi.setValue(float(hi))
         self.mode.setCurrentText(str(g.get("guidance_mode", "cheap")))
+        self.micro.setValue(int(g.get("guidance_micro_batch", 0)))
+        self.ckpt_decoder.setChecked(bool(g.get("checkpoint_decoder", False)))
         for name, cb in self.energy_checks.items():
             weights = g.get("energy_weights", {"class": 1.0})
             cb.setChecked(name in weights)
@@ -271,6 +282,7 @@ class GeneratePanel(QWidget):
                 "images_per_class": self.per_class.value(), "batch_size": self.batch.value(),
                 "seed": self.seed.value(), "guidance_scale": self.scale.value(),
                 "guidance_window": [self.win_lo.value(), self.win_hi.value()], "guidance_mode": self.mode.currentText(),
+                "guidance_micro_batch": self.micro.value(), "checkpoint_decoder": self.ckpt_decoder.isChecked(),
                 "energy_weights": weights or {"class": 1.0}, "device": self.device.currentText(),
                 "precision": self.precision.currentText()}
 

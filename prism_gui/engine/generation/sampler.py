@@ -53,6 +53,10 @@ class GuidanceSpec:
     window: tuple[float, float] = (0.0, 1.0)  # fraction of the trajectory where guidance acts
     every: int = 1
     recurrence: int = 1
+    # memory: the gradient is taken over micro-batches of this many images (0: the whole batch),
+    # and optionally with activation checkpointing through the VAE decoder; neither changes the result
+    micro_batch: int = 0
+    checkpoint_decoder: bool = False
 
     def __post_init__(self):
         if isinstance(self.energy, dict):
@@ -64,6 +68,8 @@ class GuidanceSpec:
             raise ValueError(f"guidance window {self.window} must satisfy 0 <= start <= end <= 1")
         if self.every < 1 or self.recurrence < 1:
             raise ValueError("guidance 'every' and 'recurrence' must be at least 1")
+        if self.micro_batch < 0:
+            raise ValueError("guidance micro_batch must be 0 (the whole batch) or a positive number of images")
 
     @property
     def on(self) -> bool:
@@ -195,29 +201,68 @@ def _renoise(sched, prev, t, steps, gens):
 
 
 def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, teacher, tgt):
-    """Model output whose implied x̂0 has moved down the teacher's energy (docs/SAMPLING.md)."""
+    """Model output whose implied x̂0 has moved down the teacher's energy (docs/SAMPLING.md).
+
+    Each image's step depends on its own energy only, so the gradient is taken over
+    micro-batches (``guidance.micro_batch``) to bound the activations kept for it."""
     level = noise_level(sched, t)
     ptype = sched.config.get("prediction_type", "epsilon")
-    if guidance.mode == "exact":
-        with torch.enable_grad():
-            x = latents.detach().requires_grad_(True)
-            out = _cfg_eps(comp, x, t, sched, embeds, cfg)
-            x0 = predicted_x0(out, x, level, ptype)
-            energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt, guidance.energy, all_terms=False)
-            (grad,) = torch.autograd.grad(energy.sum(), x)
-        x0 = x0.detach()
-    else:
-        with torch.no_grad():
-            out = _cfg_eps(comp, latents, t, sched, embeds, cfg)
-        x0 = predicted_x0(out, latents, level, ptype).detach()
-        with torch.enable_grad():
-            x0g = x0.clone().requires_grad_(True)
-            energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt, guidance.energy, all_terms=False)
-            (grad,) = torch.autograd.grad(energy.sum(), x0g)
-    grad = grad.to(x0.dtype)
+    n = len(latents)
+    size = guidance.micro_batch or n
+    outs, x0s, grads, energies = [], [], [], []
+    with _decoder_checkpointing(comp, guidance.checkpoint_decoder):
+        for a in range(0, n, size):
+            b = min(n, a + size)
+            lat = latents[a:b]
+            emb = embeds if size >= n else (torch.cat([embeds[a:b], embeds[n + a : n + b]]) if cfg > 1
+                                            else embeds[a:b])
+            if guidance.mode == "exact":
+                with torch.enable_grad():
+                    x = lat.detach().requires_grad_(True)
+                    out = _cfg_eps(comp, x, t, sched, emb, cfg)
+                    x0 = predicted_x0(out, x, level, ptype)
+                    energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt[a:b], guidance.energy,
+                                                    all_terms=False)
+                    (grad,) = torch.autograd.grad(energy.sum(), x)
+                out, x0 = out.detach(), x0.detach()
+            else:
+                with torch.no_grad():
+                    out = _cfg_eps(comp, lat, t, sched, emb, cfg)
+                x0 = predicted_x0(out, lat, level, ptype).detach()
+                with torch.enable_grad():
+                    x0g = x0.clone().requires_grad_(True)
+                    energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt[a:b], guidance.energy,
+                                                    all_terms=False)
+                    (grad,) = torch.autograd.grad(energy.sum(), x0g)
+            outs.append(out)
+            x0s.append(x0)
+            grads.append(grad)
+            energies.append(energy.detach())
+    x0, grad = torch.cat(x0s), torch.cat(grads).to(latents.dtype)
     step = guidance.scale * (grad / _rms(grad) if guidance.normalize else grad)
     out_new = output_for_x0(x0 - step, latents, level, ptype)
-    return out_new.to(latents.dtype), float(energy.detach().mean())
+    return out_new.to(latents.dtype), float(torch.cat(energies).mean())
+
+
+class _decoder_checkpointing:
+    """Activation checkpointing through the VAE (diffusers' own switch) while the guidance
+    gradient is taken: the decoder's blocks are recomputed in the backward pass, not stored."""
+
+    def __init__(self, comp, on: bool):
+        vae = comp.vae if on else None
+        self.vae = vae if vae is not None and getattr(vae, "_supports_gradient_checkpointing", False) else None
+        self.enabled_here = False
+
+    def __enter__(self):
+        if self.vae is not None and not self.vae.is_gradient_checkpointing:
+            self.vae.enable_gradient_checkpointing()
+            self.enabled_here = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled_here:
+            self.vae.disable_gradient_checkpointing()
+        return False
 
 
 def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *, steps: int = 30,

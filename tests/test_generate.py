@@ -117,3 +117,60 @@ def test_killed_run_resumes_to_exactly_the_requested_count(tmp_path, root, digit
         assert not list(proj.rglob("*.tmp"))
         for r in rows:
             assert (proj / r["thumb"]).exists()
+
+
+def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teacher, digits_prior, monkeypatch):
+    threads = []
+    real = Catalog.add_image
+
+    def add_image(self, *a, **k):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Catalog, "add_image", add_image)
+    ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
+    events = list(run_generation(small_spec(tmp_path, batch_size=7, n=5), ps, teacher=digits_teacher,
+                                 components=digits_prior))
+    stored = [ev for ev in events if "new_ids" in ev.data]
+    assert [ev.step for ev in stored] == [7, 14, 21, 28, 35, 42, 49, 50]
+    assert set(threads) == {"prism-writer"} and len(threads) == 50
+    ids = [i for ev in stored for i in ev.data["new_ids"]]
+    with Catalog(tmp_path) as cat:
+        assert [cat.get(i)["item"] for i in ids] == list(range(50))
+        assert cat.runs()[0]["status"] == "finished"
+
+
+def test_a_writer_error_stops_the_job_and_keeps_the_stored_batches(tmp_path, digits_teacher, digits_prior,
+                                                                   monkeypatch):
+    from prism_gui.engine.generation.writer import BatchWriter
+
+    calls = []
+    real = Catalog.add_image
+
+    def add_image(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 15:
+            raise OSError("No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Catalog, "add_image", add_image)
+    ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in run_generation(small_spec(tmp_path, batch_size=10, n=5), ps, teacher=digits_teacher,
+                                components=digits_prior):
+            pass
+    with Catalog(tmp_path) as cat:
+        assert cat.count() == 14 and cat.runs()[0]["status"] == "interrupted"
+    # the writer itself: results in order, errors raised in the caller, nothing after an error
+    with BatchWriter(lambda x: 10 * x, depth=1) as w:
+        for i in range(5):
+            w.submit(i)
+        assert w.flush() == [0, 10, 20, 30, 40]
+    w = BatchWriter(lambda x: 1 / x)
+    w.submit(0)
+    w.submit(1)
+    with pytest.raises(ZeroDivisionError):
+        w.flush()
+    w.close()

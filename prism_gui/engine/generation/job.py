@@ -18,6 +18,7 @@ import numpy as np
 from prism_gui.engine.data.catalog import Catalog
 from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
+from prism_gui.engine.generation.writer import BatchWriter
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.prompts import PromptSet
 
@@ -98,7 +99,8 @@ def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int
 def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, components=None,
                    cancel: CancelToken | None = None) -> Iterator[Event]:
     """Generate, score and store; yields ``Event("generate", images_done, total)`` per denoising
-    step (``data['batch_step']``) and per stored batch (``data['new_ids']``, ``data['mean_energy']``)."""
+    step (``data['batch_step']``) and per stored batch (``data['new_ids']``, ``data['mean_energy']``).
+    Batches are stored by a writer thread while the next one samples (:mod:`.writer`)."""
     from prism_gui.engine.data.imaging import to_uint8
     from prism_gui.engine.devices import pick_device, pick_dtype
     from prism_gui.engine.generation.load import load_generator
@@ -139,33 +141,51 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                     + (f" (resumed; repaired {repaired})" if done else ""), {"resumed": bool(done)})
         settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
         t0 = time.time()
-        for b in range(0, len(todo), spec.batch_size):
-            batch = todo[b : b + spec.batch_size]
-            images = None
-            for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
-                                   guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
-                                   negative_prompts=[it[3] for it in batch], cancel=cancel):
-                if "images" in ev.data:
-                    images = ev.data["images"]
-                else:
-                    yield Event("generate", n_done, total, f"{n_done}/{total} images, step {ev.step}/{ev.total}",
-                                {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
-            cancel.raise_if_cancelled()
-            scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
-            u8 = to_uint8(images)
-            new_ids = []
-            for it, img, sc in zip(batch, u8, scores, strict=True):
-                new_ids.append(cat.add_image(spec.run, it[0], img, class_index=it[1],
-                                             class_name=prompts.class_names[it[1]], prompt=it[2], seed=it[4],
-                                             generator=spec.generator, settings=settings, score=sc,
-                                             negative_prompt=it[3]))
-            n_done += len(batch)
-            el = time.time() - t0
-            rate = (n_done - (total - len(todo))) / max(el, 1e-9)
-            eta = (total - n_done) / rate if rate > 0 else 0
-            yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
-                        {"new_ids": new_ids, "mean_energy": float(np.mean([s["energy"] for s in scores])),
-                         "eta_s": eta})
+        first_done = n_done
+
+        def store(job):  # runs in the writer thread, beside the next batch's sampling
+            batch, u8, scores = job
+            ids = [cat.add_image(spec.run, it[0], img, class_index=it[1], class_name=prompts.class_names[it[1]],
+                                 prompt=it[2], seed=it[4], generator=spec.generator, settings=settings, score=sc,
+                                 negative_prompt=it[3]) for it, img, sc in zip(batch, u8, scores, strict=True)]
+            return ids, float(np.mean([sc["energy"] for sc in scores]))
+
+        def stored_events(results):
+            nonlocal n_done
+            for ids, mean_energy in results:
+                n_done += len(ids)
+                rate = (n_done - first_done) / max(time.time() - t0, 1e-9)
+                eta = (total - n_done) / rate if rate > 0 else 0
+                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
+                            {"new_ids": ids, "mean_energy": mean_energy, "eta_s": eta})
+
+        writer = BatchWriter(store, depth=2)
+        try:
+            for b in range(0, len(todo), spec.batch_size):
+                batch = todo[b : b + spec.batch_size]
+                images = None
+                for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
+                                       guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
+                                       negative_prompts=[it[3] for it in batch], cancel=cancel):
+                    if "images" in ev.data:
+                        images = ev.data["images"]
+                    else:
+                        yield Event("generate", n_done, total,
+                                    f"{n_done}/{total} images, step {ev.step}/{ev.total}",
+                                    {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
+                    yield from stored_events(writer.completed())
+                cancel.raise_if_cancelled()
+                scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
+                writer.submit((batch, to_uint8(images), scores))
+                yield from stored_events(writer.completed())
+            yield from stored_events(writer.flush())
+        except BaseException:
+            try:  # keep what was finished: whole, scored images (a stopped batch was never submitted)
+                writer.flush()
+            finally:
+                writer.close()
+            raise
+        writer.close()
         cat.finish_run(spec.run)
     except BaseException:
         cat.finish_run(spec.run, "interrupted")

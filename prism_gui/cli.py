@@ -118,14 +118,6 @@ def cmd_distill(rest):
     return 0
 
 
-def _unknown_keys(s: dict, allowed: set, where: str) -> None:
-    from prism_gui.engine.specs import SpecError
-
-    unknown = sorted(set(s) - allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown settings {unknown}; valid: {sorted(allowed)} plus the teacher's keys")
-
-
 def cmd_evaluate(rest):
     p = argparse.ArgumentParser(prog="prism evaluate", description="Accuracy of a student (or of the teacher) "
                                 "on a real held-out set.")
@@ -133,15 +125,16 @@ def cmd_evaluate(rest):
                                 "[student_dir, eval_mapping, per_class, output, batch_size, workers, device]")
     a = p.parse_args(rest)
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.specs import SpecError, load_spec
+    from prism_gui.engine.specs import SpecError, check_keys, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.training.distill import load_student
     from prism_gui.engine.training.evaluate import eval_dataset, evaluate
 
     s = load_spec(a.spec)
-    teacher = TeacherSpec.take(s, a.spec).load()
-    _unknown_keys(s, {"student_dir", "student", "eval", "eval_mapping", "per_class", "output", "batch_size",
-                      "workers", "device"}, a.spec)
+    tspec = TeacherSpec.take(s, a.spec)
+    check_keys(s, {"student_dir", "student", "eval", "eval_mapping", "per_class", "output", "batch_size", "workers",
+                   "device"}, a.spec, also=" plus the teacher's keys")
+    teacher = tspec.load()
     device = pick_device(s.get("device", "auto"))
     teacher.to(device)
     data = eval_dataset(s.get("eval", "digits-test"), teacher, s.get("eval_mapping"))
@@ -170,15 +163,16 @@ def cmd_metrics(rest):
                                 "[runs, statuses, k, mapping, max_real, seed, output]")
     a = p.parse_args(rest)
     from prism_gui.engine.analysis.prdc import catalog_prdc
-    from prism_gui.engine.specs import SpecError, load_spec
+    from prism_gui.engine.specs import SpecError, check_keys, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = load_spec(a.spec)
-    teacher = TeacherSpec.take(s, a.spec).load()
-    _unknown_keys(s, {"project", "runs", "reference", "statuses", "k", "mapping", "max_real", "seed", "output"},
-                  a.spec)
+    tspec = TeacherSpec.take(s, a.spec)
+    check_keys(s, {"project", "runs", "reference", "statuses", "k", "mapping", "max_real", "seed", "output"}, a.spec,
+               also=" plus the teacher's keys")
     if "project" not in s:
         raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
+    teacher = tspec.load()
     runs = s.get("runs")
     events = _progress(catalog_prdc(teacher, s.get("reference", "digits-test"), s["project"],
                                     [runs] if isinstance(runs, str) else runs,
@@ -253,7 +247,7 @@ def main(argv=None) -> int:
 
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
-    except (SpecError, PromptError, TeacherLoadError, CatalogError, ValueError, FileNotFoundError) as e:
+    except (SpecError, PromptError, TeacherLoadError, CatalogError, ValueError, OSError) as e:
         print(f"prism {argv[0]}: error: {e}", file=sys.stderr)
         return 1
 

@@ -25,12 +25,17 @@ def load_spec(path: str | Path) -> dict:
         raise SpecError(f"Spec file '{path}' is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
 
 
+def check_keys(data: dict, allowed, source: str = "spec", what: str = "", also: str = "") -> None:
+    """Refuse settings outside ``allowed``, naming them and the valid ones."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise SpecError(f"{source}: unknown settings {unknown}{f' for {what}' if what else ''}; valid: "
+                        f"{sorted(allowed)}{also}")
+
+
 def build(cls, data: dict, source: str = "spec"):
     """Instantiate dataclass ``cls`` from ``data``, naming unknown or missing keys clearly."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise SpecError(f"{source}: unknown settings {unknown} for {cls.__name__}; valid: {sorted(names)}")
+    check_keys(data, {f.name for f in dataclasses.fields(cls)}, source, cls.__name__)
     try:
         return cls(**data)
     except TypeError as e:

@@ -8,7 +8,8 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-COLUMNS = ("#", "class", "id", "images", "kept", "rejected", "mean energy", "precision", "recall", "coverage")
+from prism_gui.engine.teachers.classes import CLASS_COLUMNS, class_rows, format_class_cell
+
 SortRole = Qt.ItemDataRole.UserRole + 1
 
 
@@ -17,8 +18,8 @@ class ClassTable(QTableView):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.source = QStandardItemModel(0, len(COLUMNS), self)
-        self.source.setHorizontalHeaderLabels(list(COLUMNS))
+        self.source = QStandardItemModel(0, len(CLASS_COLUMNS), self)
+        self.source.setHorizontalHeaderLabels(list(CLASS_COLUMNS))
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.source)
         self.proxy.setSortRole(SortRole)
@@ -41,26 +42,15 @@ class ClassTable(QTableView):
     def set_rows(self, summary: dict[int, dict], class_names: list[str], class_ids: list[str] | None = None,
                  per_class: dict | None = None) -> None:
         """``summary``: Catalog.class_summary(); ``per_class``: P/R/D/C keyed by class_key."""
-        from prism_gui.engine.teachers.classes import class_key
-
-        per_class = per_class or {}
         self.setSortingEnabled(False)
         self.source.setRowCount(0)
-        rows = []
-        for k in sorted(summary):
-            st = summary[k]
-            name = class_names[k] if k < len(class_names) else str(k)
-            m = per_class.get(class_key(class_names, k), {}) if k < len(class_names) else {}
-            values = [k, name, class_ids[k] if class_ids and k < len(class_ids) else "", st["images"], st["kept"],
-                      st["rejected"], st["energy"], m.get("precision"), m.get("recall"), m.get("coverage")]
+        for values in class_rows(summary, class_names, class_ids, per_class):
             row = []
-            for v in values:
-                it = QStandardItem("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+            for c, v in enumerate(values):
+                it = QStandardItem(format_class_cell(c, v))
                 it.setData(-1e30 if v is None else v, SortRole)
                 if not isinstance(v, str):
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 row.append(it)
-            rows.append(row)
-        for row in rows:
             self.source.appendRow(row)
         self.setSortingEnabled(True)

@@ -142,13 +142,15 @@ def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None
     if ref is None:
         raise ValueError("precision/recall need a real reference set: choose one for the project "
                          "(a labelled image folder, or 'digits-test' in the Digits world)")
+    real_y = np.asarray(ref.labels)
+    if max_real is not None and len(ref) > max_real:  # subsample before the features: only those are computed
+        from torch.utils.data import Subset
+
+        keep = np.sort(np.random.default_rng(seed).choice(len(ref), max_real, replace=False))
+        ref, real_y = Subset(ref, keep.tolist()), real_y[keep]
     n = len(runs) + 1
     yield Event("metrics", 0, n, f"features of the reference set ({len(ref)} images)")
     real = teacher_features(teacher, ref)
-    real_y = np.asarray(ref.labels)
-    if max_real is not None and len(real) > max_real:
-        keep = np.sort(np.random.default_rng(seed).choice(len(real), max_real, replace=False))
-        real, real_y = real[keep], real_y[keep]
     out = {}
     for i, run in enumerate(runs):
         cancel.raise_if_cancelled()

@@ -184,8 +184,7 @@ class EpochBatches(Sampler):
 def auto_workers(device, n_items: int) -> int:
     """Decoding workers: none on the CPU (they would compete with the model for the cores) or
     for small sets; on an accelerator up to 8, leaving the process a core."""
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    if dev.type == "cpu" or n_items < 2048:
+    if torch.device(device).type == "cpu" or n_items < 2048:
         return 0
     return max(0, min(8, (os.cpu_count() or 2) - 1))
 
@@ -194,8 +193,8 @@ def make_loader(ds: Dataset, batch_size: int, *, device="cpu", workers: int | No
                 generator: torch.Generator | None = None, shuffle: bool = False) -> DataLoader:
     """A DataLoader over ``ds``: shuffled per epoch from ``generator`` when ``shuffle``, in order
     otherwise; ``workers=None`` picks :func:`auto_workers`; pinned memory on CUDA."""
-    n_workers = auto_workers(device, len(ds)) if workers is None or workers < 0 else int(workers)
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    dev = torch.device(device)
+    n_workers = auto_workers(dev, len(ds)) if workers is None or workers < 0 else int(workers)
     # the loader's own generator seeds its workers, so iterating never draws from torch's global
     # generator (which dropout and the student's initialization use)
     return DataLoader(ds, batch_sampler=EpochBatches(len(ds), batch_size, generator, shuffle),

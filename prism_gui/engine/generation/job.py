@@ -159,33 +159,29 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                 yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
                             {"new_ids": ids, "mean_energy": mean_energy, "eta_s": eta})
 
-        writer = BatchWriter(store, depth=2)
-        try:
-            for b in range(0, len(todo), spec.batch_size):
-                batch = todo[b : b + spec.batch_size]
-                images = None
-                for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
-                                       guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
-                                       negative_prompts=[it[3] for it in batch], cancel=cancel):
-                    if "images" in ev.data:
-                        images = ev.data["images"]
-                    else:
-                        yield Event("generate", n_done, total,
-                                    f"{n_done}/{total} images, step {ev.step}/{ev.total}",
-                                    {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
+        with BatchWriter(store, depth=2) as writer:
+            try:
+                for b in range(0, len(todo), spec.batch_size):
+                    batch = todo[b : b + spec.batch_size]
+                    images = None
+                    for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
+                                           guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
+                                           negative_prompts=[it[3] for it in batch], cancel=cancel):
+                        if "images" in ev.data:
+                            images = ev.data["images"]
+                        else:
+                            yield Event("generate", n_done, total,
+                                        f"{n_done}/{total} images, step {ev.step}/{ev.total}",
+                                        {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
+                        yield from stored_events(writer.completed())
+                    cancel.raise_if_cancelled()
+                    scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
+                    writer.submit((batch, to_uint8(images), scores))
                     yield from stored_events(writer.completed())
-                cancel.raise_if_cancelled()
-                scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
-                writer.submit((batch, to_uint8(images), scores))
-                yield from stored_events(writer.completed())
-            yield from stored_events(writer.flush())
-        except BaseException:
-            try:  # keep what was finished: whole, scored images (a stopped batch was never submitted)
-                writer.flush()
-            finally:
-                writer.close()
-            raise
-        writer.close()
+                yield from stored_events(writer.flush())
+            except BaseException:
+                writer.flush()  # keep what was finished: whole, scored images (a stopped batch was never submitted)
+                raise
         cat.finish_run(spec.run)
     except BaseException:
         cat.finish_run(spec.run, "interrupted")

@@ -100,13 +100,11 @@ def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(sd)) for sd in seeds]
 
 
-def initial_noise(comp: DiffusionComponents, seeds_or_generators) -> torch.Tensor:
+def initial_noise(comp: DiffusionComponents, gens: Sequence[torch.Generator]) -> torch.Tensor:
     """One noise tensor per image, the first draw of its generator (this is what
     ``StableDiffusionPipeline`` draws for a list of CPU generators)."""
     c = comp.unet.config.in_channels
     s = comp.unet.config.sample_size
-    gens = [g if isinstance(g, torch.Generator) else torch.Generator("cpu").manual_seed(int(g))
-            for g in seeds_or_generators]
     noise = [torch.randn((1, c, s, s), generator=g, dtype=torch.float32) for g in gens]
     return torch.cat(noise).to(comp.device, comp.dtype)
 
@@ -209,7 +207,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
     ptype = sched.config.get("prediction_type", "epsilon")
     n = len(latents)
     size = guidance.micro_batch or n
-    outs, x0s, grads, energies = [], [], [], []
+    x0s, grads, energies = [], [], []
     with _decoder_checkpointing(comp, guidance.checkpoint_decoder):
         for a in range(0, n, size):
             b = min(n, a + size)
@@ -224,7 +222,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                     energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x)
-                out, x0 = out.detach(), x0.detach()
+                x0 = x0.detach()
             else:
                 with torch.no_grad():
                     out = _cfg_eps(comp, lat, t, sched, emb, cfg)
@@ -234,7 +232,6 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                     energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x0g)
-            outs.append(out)
             x0s.append(x0)
             grads.append(grad)
             energies.append(energy.detach())

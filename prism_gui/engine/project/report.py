@@ -15,6 +15,7 @@ import numpy as np
 
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.project.project import Project
+from prism_gui.engine.teachers.classes import CLASS_COLUMNS
 
 
 # ---------------------------------------------------------------------------- report
@@ -175,24 +176,14 @@ def class_grid_png(cat, class_names: list[str], per_class: int = 12, cell: int =
     return buf.getvalue()
 
 
-def per_class_rows(cat, class_names: list[str], class_ids: list[str] | None = None,
+def per_class_rows(summary: dict[int, dict], class_names: list[str], class_ids: list[str] | None = None,
                    prdc_per_class: dict | None = None) -> list[list[str]]:
-    """One row per class with images: images, kept, rejected, mean energy and confidence, the
-    teacher's top-1 agreement with the intended class, and per-class precision/recall if known."""
-    from prism_gui.engine.teachers.classes import class_key
+    """The per-class table (:data:`~prism_gui.engine.teachers.classes.CLASS_COLUMNS`) as text;
+    ``summary`` is ``Catalog.class_summary()``."""
+    from prism_gui.engine.teachers.classes import class_rows, format_class_cell
 
-    out = []
-    prdc_per_class = prdc_per_class or {}
-    for k, st in sorted(cat.class_summary().items()):
-        name = class_names[k] if k < len(class_names) else str(k)
-        m = prdc_per_class.get(class_key(class_names, k), {}) if k < len(class_names) else {}
-        e, c, ok = st["energy"], st["confidence"], st["correct"]
-        out.append([str(k), name, class_ids[k] if class_ids and k < len(class_ids) else "", str(st["images"]),
-                    str(st["kept"]), str(st["rejected"]), f"{e:.3f}" if e is not None else "-",
-                    f"{c:.3f}" if c is not None else "-", f"{100 * ok:.0f}%" if ok is not None else "-",
-                    f"{m['precision']:.2f}" if "precision" in m else "-",
-                    f"{m['recall']:.2f}" if "recall" in m else "-"])
-    return out
+    return [[format_class_cell(c, v) for c, v in enumerate(row)]
+            for row in class_rows(summary, class_names, class_ids, prdc_per_class)]
 
 
 def build_report(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
@@ -225,7 +216,8 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
             results.append({"run": r["id"], "spec": r["spec"], "status": r["status"], "result": res,
                             "acc_steps": steps, "acc": acc, "agreement": agr, "loss_steps": sl, "loss": loss})
         yield Event("report", 1, 4, "sample grids")
-        counts = {k: st["images"] - st["rejected"] for k, st in cat.class_summary().items()}
+        summary = cat.class_summary()
+        counts = {k: st["images"] - st["rejected"] for k, st in summary.items()}
         shown = grid_classes(counts, len(names))
         grid = class_grid_png(cat, names, classes=shown) if names else None
         if grid:
@@ -234,18 +226,12 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
                 f"{len(shown)} of {len(names)} classes, drawn evenly over the class list (all classes: the table)"
             sections.append(("Samples per class", ["samples.png"],
                              f"Lowest-energy images the student was trained on (kept or unreviewed), {note}."))
-        if len(names) > MAX_GRID_CLASSES or n_all:
-            prdc_pc = {}
-            for run in gen_runs:
-                pp = project.run_dir(run) / "prdc.json"
-                if pp.exists():
-                    prdc_pc = json.loads(pp.read_text()).get("per_class", {})
-            ids = tspec.get("class_ids")
-            class_rows = per_class_rows(cat, names, ids, prdc_pc)
-            if len(names) > MAX_GRID_CLASSES:
-                tables.append(("Per class", ["class", "name", "id", "images", "kept", "rejected", "mean energy",
-                                             "mean confidence", "teacher agrees", "precision", "recall"],
-                               class_rows))
+        if len(names) > MAX_GRID_CLASSES:  # the grid shows a sample: the table lists every class
+            saved = [project.run_dir(run) / "prdc.json" for run in gen_runs]
+            last = next((pp for pp in reversed(saved) if pp.exists()), None)
+            prdc_pc = json.loads(last.read_text()).get("per_class", {}) if last else {}
+            tables.append(("Per class", list(CLASS_COLUMNS),
+                           per_class_rows(summary, names, tspec.get("class_ids"), prdc_pc)))
         yield Event("report", 2, 4, "energy histograms")
         if gen_runs:
             fig = Figure(figsize=(6.6, 2.7))

@@ -119,19 +119,25 @@ def imagenet_class_ids() -> list[str]:
 
 def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
     """Class names from a text file (one per line) or JSON (a list, ``{"0": "cat", ...}``, or
-    ``{"class_names": [...], "class_descriptions": [...]}``)."""
+    ``{"class_names": [...], "class_descriptions": [...], "class_ids": [...]}``)."""
+    names, descriptions, _ids = _read_class_file(path)
+    return names, descriptions
+
+
+def _read_class_file(path: str | Path) -> tuple[list[str], list[str] | None, list[str] | None]:
+    """(names, descriptions, ids) of a class-names file (see :func:`read_class_names`)."""
     path = Path(path)
     if not path.exists():
         raise TeacherLoadError(f"Class-names file '{path}' does not exist.")
     text = path.read_text(encoding="utf-8")
-    descriptions = None
+    descriptions = ids = None
     if path.suffix.lower() == ".json":
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             raise TeacherLoadError(f"Class-names file '{path}' is not valid JSON ({e}).") from e
         if isinstance(obj, dict) and "class_names" in obj:
-            names, descriptions = obj["class_names"], obj.get("class_descriptions")
+            names, descriptions, ids = obj["class_names"], obj.get("class_descriptions"), obj.get("class_ids")
         elif isinstance(obj, dict):
             try:
                 names = [obj[k] for k in sorted(obj, key=lambda k: int(k))]
@@ -150,16 +156,22 @@ def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise TeacherLoadError(f"Class-names file '{path}' repeats names: {', '.join(dup[:5])}.")
-    return names, descriptions
+    if ids is not None and (len(ids) != len(names) or len(set(ids)) != len(ids)):
+        raise TeacherLoadError(f"Class-names file '{path}': 'class_ids' must hold {len(names)} distinct ids, "
+                               "one per class.")
+    return names, descriptions, ([str(i) for i in ids] if ids is not None else None)
 
 
 def _resolve_class_names(num_classes: int, class_names, source: str):
-    descriptions = None
+    """(names, descriptions, ids): from a file, a list, or the defaults (ImageNet's names,
+    glosses and WordNet ids for 1,000 outputs)."""
+    descriptions = ids = None
     if isinstance(class_names, (str, Path)):
-        class_names, descriptions = read_class_names(class_names)
+        class_names, descriptions, ids = _read_class_file(class_names)
     if class_names is None:
         if num_classes == 1000:
             class_names, descriptions = imagenet_class_names()
+            ids = imagenet_class_ids()
         else:
             class_names = [f"class {i}" for i in range(num_classes)]
     class_names = list(class_names)
@@ -167,7 +179,7 @@ def _resolve_class_names(num_classes: int, class_names, source: str):
         raise TeacherLoadError(
             f"Teacher '{source}' has {num_classes} outputs but {len(class_names)} class names were "
             f"given: supply a class-names file with exactly {num_classes} names, one per line.")
-    return class_names, descriptions
+    return class_names, descriptions, ids
 
 
 # --------------------------------------------------------------------------- loading
@@ -251,14 +263,14 @@ def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None
     """Load a teacher; see the module docstring for the accepted sources.  A spec's teacher
     description is parsed by :class:`prism_gui.engine.teachers.spec.TeacherSpec`."""
     over = {"input_size": input_size, "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation}
-    from prism_gui.engine.worlds import builtin_teacher, is_builtin_teacher, load_worlds
+    from prism_gui.engine.worlds import builtin_teacher, is_builtin_teacher
 
     if checkpoint is None and is_builtin_teacher(str(source)):
         t = builtin_teacher(str(source))
         if class_names is not None:
-            t.class_names, t.class_descriptions = _resolve_class_names(t.num_classes, class_names, str(source))
-        return _finish(t, class_names, over)
-    load_worlds()
+            t.class_names, t.class_descriptions, t.class_ids = _resolve_class_names(t.num_classes, class_names,
+                                                                                    str(source))
+        return _override(t, over)
     path = Path(str(source)).expanduser()
     if path.is_file():
         kind = sniff_model_file(path)
@@ -267,7 +279,7 @@ def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None
                 f"Teacher '{path}' is a file, but a checkpoint was also given: with a checkpoint, 'teacher' is "
                 "its timm architecture (e.g. teacher = \"resnet50\", checkpoint = \"model.safetensors\").")
         if kind == "torchscript":
-            return _finish(_load_torchscript(path, class_names, input_size, mean, std), class_names, over)
+            return _override(_load_torchscript(path, class_names, input_size, mean, std), over)
         if kind in ("safetensors", "state_dict"):
             raise TeacherLoadError(
                 f"Teacher file '{path}' is a state-dict checkpoint: it holds weights but not the architecture. "
@@ -282,27 +294,14 @@ def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None
         raise TeacherLoadError(
             f"Teacher file '{path}' does not exist (working folder: {Path.cwd()}). Check the path; a state-dict "
             "checkpoint also needs its timm architecture: teacher = \"resnet50\", checkpoint = \"model.pth\".")
-    return _finish(_load_timm(str(source), checkpoint, class_names, allow_download), class_names, over)
+    return _override(_load_timm(str(source), checkpoint, class_names, allow_download), over)
 
 
-def _finish(t: Teacher, class_names, over: dict) -> Teacher:
-    """Apply the spec's overrides, and attach class ids: ImageNet's WordNet ids for a
-    1,000-class teacher with its default names, or ``class_ids`` from a class-names JSON file."""
+def _override(t: Teacher, over: dict) -> Teacher:
+    """Apply a spec's data-config overrides (input size, normalization, crop, interpolation)."""
     for k, v in over.items():
         if v is not None:
             setattr(t, k, tuple(v) if isinstance(v, (list, tuple)) else v)
-    if isinstance(class_names, (str, Path)) and str(class_names).lower().endswith(".json"):
-        obj = json.loads(Path(class_names).read_text(encoding="utf-8"))
-        ids = obj.get("class_ids") if isinstance(obj, dict) else None
-        if ids is not None:
-            if len(ids) != t.num_classes or len(set(ids)) != len(ids):
-                raise TeacherLoadError(f"Class-names file '{class_names}': 'class_ids' must hold {t.num_classes} "
-                                       "distinct ids, one per class.")
-            t.class_ids = [str(i) for i in ids]
-    elif class_names is None and t.num_classes == 1000 and t.class_ids is None:
-        names, _ = imagenet_class_names()
-        if list(t.class_names) == names:
-            t.class_ids = imagenet_class_ids()
     return t
 
 
@@ -339,9 +338,9 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
         source = name
     model.eval()
     cfg = _data_config(model)
-    names, desc = _resolve_class_names(model.num_classes, class_names, source)
+    names, desc, ids = _resolve_class_names(model.num_classes, class_names, source)
     return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                   class_names=names, class_descriptions=desc, source=source, architecture=name,
+                   class_names=names, class_descriptions=desc, class_ids=ids, source=source, architecture=name,
                    crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
 
 
@@ -391,8 +390,8 @@ def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher
     s = tuple(std or card.get("std") or (0.229, 0.224, 0.225))
     with torch.no_grad():
         out = model(torch.zeros(1, *size))
-    names, desc = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
-    return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names,
+    names, desc, ids = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
+    return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names, class_ids=ids,
                    class_descriptions=desc or card.get("class_descriptions"), source=str(path),
                    architecture="torchscript", card=card, crop_pct=float(card.get("crop_pct", 0.875)),
                    interpolation=str(card.get("interpolation", "bilinear")))

@@ -241,13 +241,15 @@ def main(argv=None) -> int:
     if argv[0] not in COMMANDS:
         p.error(f"unknown command {argv[0]!r}; choose one of {', '.join(sorted(COMMANDS))}")
     from prism_gui.engine.data.catalog import CatalogError
+    from prism_gui.engine.generation.load import GeneratorLoadError
     from prism_gui.engine.prompts import PromptError
     from prism_gui.engine.specs import SpecError
     from prism_gui.engine.teachers.load import TeacherLoadError
 
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
-    except (SpecError, PromptError, TeacherLoadError, CatalogError, ValueError, OSError) as e:
+    except (SpecError, PromptError, TeacherLoadError, CatalogError, GeneratorLoadError, MemoryError, ValueError,
+            OSError) as e:
         print(f"prism {argv[0]}: error: {e}", file=sys.stderr)
         return 1
 

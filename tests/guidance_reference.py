@@ -105,3 +105,22 @@ def reference_guided_images(pipe, prompts, seeds, *, steps, cfg, scale, teacher,
                     generator=[torch.Generator().manual_seed(s) for s in seeds]).images
     finally:
         sched.step = orig_step
+
+
+def smooth_teacher():
+    """A small random teacher with smooth activations (SiLU, average pooling, BatchNorm in eval):
+    its energy gradient is a smooth function of the image, so two correct implementations that
+    round differently stay within 8-bit rounding.  (ReLU and max-pooling teachers make the
+    *normalized* gradient jump between directions on float noise, which no tolerance survives.)"""
+    from torch import nn
+
+    from prism_gui.engine.teachers.load import Teacher
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(),
+                          nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(16, 3)).eval()
+    with torch.no_grad():
+        model[1].running_mean.normal_(0, 0.1)
+        model[1].running_var.uniform_(0.5, 1.5)
+    return Teacher(model, (3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["cat", "car", "dog"])

@@ -10,7 +10,7 @@ from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.load import SCHEDULERS, load_generator
 from prism_gui.engine.generation.parametrization import PREDICTION_TYPES, UnsupportedScheduler
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample, sample_steps
-from tests.guidance_reference import reference_guided_images
+from tests.guidance_reference import reference_guided_images, smooth_teacher
 
 PROMPTS = ["a cat", "a red car", "a dog"]
 SEEDS = [7, 8, 9]
@@ -31,22 +31,7 @@ def _max_8bit_diff(a01, b01) -> int:
 
 @pytest.fixture(scope="module")
 def teacher():
-    """A small random teacher with smooth activations (SiLU, average pooling, BatchNorm in eval):
-    its energy gradient is a smooth function of the image, so two correct implementations that
-    round differently stay within 8-bit rounding.  (ReLU and max-pooling teachers make the
-    *normalized* gradient jump between directions on float noise, which no tolerance survives.)"""
-    from torch import nn
-
-    from prism_gui.engine.teachers.load import Teacher
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(),
-                          nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(16, 3)).eval()
-    with torch.no_grad():
-        model[1].running_mean.normal_(0, 0.1)
-        model[1].running_var.uniform_(0.5, 1.5)
-    return Teacher(model, (3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["cat", "car", "dog"])
+    return smooth_teacher()
 
 
 def _with(comp_or_pipe_sched, scheduler: str, ptype: str):

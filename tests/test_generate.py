@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from prism_gui.engine.data.catalog import Catalog
 from prism_gui.engine.generation.job import GenerateSpec, plan, run_generation
@@ -176,3 +177,54 @@ def test_a_writer_error_stops_the_job_and_keeps_the_stored_batches(tmp_path, dig
     with pytest.raises(ZeroDivisionError):
         w.flush()
     w.close()
+
+
+def _oom_above(limit, monkeypatch):
+    """Make sampling fail like a GPU out of memory for batches larger than ``limit``."""
+    import torch
+
+    import prism_gui.engine.generation.job as job
+
+    real = job.sample_steps
+    sizes = []
+
+    def sample_steps(comp, prompts, *a, **kw):
+        sizes.append(len(prompts))
+        if len(prompts) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield from real(comp, prompts, *a, **kw)
+
+    monkeypatch.setattr(job, "sample_steps", sample_steps)
+    return sizes
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_images(tmp_path, digits_teacher, digits_prior,
+                                                                    monkeypatch):
+    ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
+    list(run_generation(small_spec(tmp_path / "a", n=2, batch_size=20), ps, teacher=digits_teacher,
+                        components=digits_prior))
+    sizes = _oom_above(6, monkeypatch)
+    events = list(run_generation(small_spec(tmp_path / "b", n=2, batch_size=20), ps, teacher=digits_teacher,
+                                 components=digits_prior))
+    assert sizes[:4] == [20, 10, 5, 5]  # 20 and 10 fail; 5 fits and stays
+    notes = [e.message for e in events if "batch_size" in e.data]
+    assert notes == ["out of memory at a batch of 20 images: continuing with batches of 10",
+                     "out of memory at a batch of 10 images: continuing with batches of 5"]
+    with Catalog(tmp_path / "a") as a, Catalog(tmp_path / "b") as b:
+        ra, rb = a.query(), b.query()
+        assert len(rb) == 20 and [r["seed"] for r in ra] == [r["seed"] for r in rb]
+        assert torch.equal(a.load_images(run="r")[0], b.load_images(run="r")[0])
+
+
+def test_out_of_memory_at_one_image_or_without_back_off_is_a_clear_error(tmp_path, digits_teacher, digits_prior,
+                                                                         monkeypatch):
+    ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
+    _oom_above(0, monkeypatch)
+    with pytest.raises(MemoryError, match="out of memory at a batch of 1 image.*smaller resolution"):
+        list(run_generation(small_spec(tmp_path / "a", batch_size=4), ps, teacher=digits_teacher,
+                            components=digits_prior))
+    with pytest.raises(MemoryError, match="batch of 10 image.*auto_batch = true"):
+        list(run_generation(small_spec(tmp_path / "b", auto_batch=False), ps, teacher=digits_teacher,
+                            components=digits_prior))
+    with Catalog(tmp_path / "b") as cat:
+        assert cat.runs()[0]["status"] == "interrupted"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 from prism_gui.engine.data.catalog import Catalog
 from prism_gui.engine.generation.energies import EnergySpec
@@ -38,6 +39,7 @@ class GenerateSpec:
     device: str = "auto"
     half: bool = False  # older specs: True means precision "fp16"
     precision: str = "fp32"  # fp32 | fp16 | bf16 (GPU only; the CPU always samples in float32)
+    auto_batch: bool = True  # on out-of-memory, halve the batch and retry it instead of failing the run
 
     def __post_init__(self):
         if isinstance(self.sampler, dict):
@@ -64,6 +66,8 @@ class GenerateSpec:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["guidance"]["window"] = list(self.guidance.window)
+        if self.guidance.window_steps is not None:
+            d["guidance"]["window_steps"] = list(self.guidance.window_steps)
         return d
 
 
@@ -159,24 +163,39 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                 yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
                             {"new_ids": ids, "mean_energy": mean_energy, "eta_s": eta})
 
+        def sample_batch(batch):
+            images = None
+            for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
+                                   guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
+                                   negative_prompts=[it[3] for it in batch], cancel=cancel):
+                if "images" in ev.data:
+                    images = ev.data["images"]
+                else:
+                    yield Event("generate", n_done, total, f"{n_done}/{total} images, step {ev.step}/{ev.total}",
+                                {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
+                yield from stored_events(writer.completed())
+            cancel.raise_if_cancelled()
+            scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
+            writer.submit((batch, to_uint8(images), scores))
+
+        batch_size = spec.batch_size
         with BatchWriter(store, depth=2) as writer:
             try:
-                for b in range(0, len(todo), spec.batch_size):
-                    batch = todo[b : b + spec.batch_size]
-                    images = None
-                    for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
-                                           guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
-                                           negative_prompts=[it[3] for it in batch], cancel=cancel):
-                        if "images" in ev.data:
-                            images = ev.data["images"]
-                        else:
-                            yield Event("generate", n_done, total,
-                                        f"{n_done}/{total} images, step {ev.step}/{ev.total}",
-                                        {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
-                        yield from stored_events(writer.completed())
-                    cancel.raise_if_cancelled()
-                    scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
-                    writer.submit((batch, to_uint8(images), scores))
+                b = 0
+                while b < len(todo):
+                    batch = todo[b : b + batch_size]
+                    try:
+                        yield from sample_batch(batch)
+                    except OUT_OF_MEMORY as e:
+                        if not spec.auto_batch or batch_size == 1:
+                            raise MemoryError(out_of_memory_advice(spec, batch_size)) from e
+                        release_memory(device)
+                        # every image depends on its own seed only: a smaller batch gives the same images
+                        batch_size = max(1, len(batch) // 2)
+                        yield Event("generate", n_done, total, f"out of memory at a batch of {len(batch)} images: "
+                                    f"continuing with batches of {batch_size}", {"batch_size": batch_size})
+                        continue
+                    b += len(batch)
                     yield from stored_events(writer.completed())
                 yield from stored_events(writer.flush())
             except BaseException:
@@ -188,6 +207,35 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         raise
     finally:
         cat.close()
+
+
+OUT_OF_MEMORY = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)
+
+
+def release_memory(device) -> None:
+    import gc
+
+    gc.collect()
+    if getattr(device, "type", "") == "cuda":
+        torch.cuda.empty_cache()
+
+
+def out_of_memory_advice(spec: GenerateSpec, batch_size: int) -> str:
+    """What to change when even a small batch does not fit (the app and the CLI show this)."""
+    tips = []
+    if spec.guidance.on:
+        if not spec.guidance.micro_batch or spec.guidance.micro_batch > 1:
+            tips.append("set the guidance micro-batch to 1")
+        if not spec.guidance.checkpoint_decoder:
+            tips.append("checkpoint the VAE decoder")
+        if spec.guidance.mode == "exact":
+            tips.append("use the 'cheap' guidance mode (no gradient through the UNet)")
+    if spec.precision == "fp32":
+        tips.append("sample in fp16 or bf16")
+    tips.append("generate at a smaller resolution (sampler.resolution)")
+    return (f"out of memory at a batch of {batch_size} image(s)"
+            + ("" if spec.auto_batch else " (automatic batch back-off is off: set auto_batch = true)")
+            + ": " + "; ".join(tips) + ". Finished images are kept; run again to resume.")
 
 
 def generate_to_tensor(spec: GenerateSpec, prompts: PromptSet, teacher=None, components=None):

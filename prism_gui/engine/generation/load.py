@@ -29,6 +29,15 @@ class DiffusionComponents:
     resolution: int = 512
     channels: int = 3
     world: str = "custom"
+    family: str = "sd"  # see families.py: sd | sdxl
+    text_encoder_2: Any = None  # SDXL's second text encoder (with projection) and its tokenizer
+    tokenizer_2: Any = None
+    force_zeros_for_empty_prompt: bool = False  # SDXL: an empty negative prompt is the zero embedding
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent cell (8 for Stable Diffusion's VAE, 1 for pixel-space priors)."""
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def device(self):
@@ -43,9 +52,14 @@ class DiffusionComponents:
 
         if (device is None or self.device == torch.device(device)) and (dtype is None or self.dtype == dtype):
             return self  # already there (and diffusers would log its float32 notice again)
-        for m in (self.unet, self.text_encoder, self.vae):
+        for m in (self.unet, self.text_encoder, self.text_encoder_2):
             if m is not None:
                 m.to(device=device, dtype=dtype)
+        if self.vae is not None:
+            # a VAE that overflows in fp16 (SDXL's: ``force_upcast``) stays in float32, as the
+            # pipelines upcast it; latents are cast to its dtype when decoding
+            upcast = dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False)
+            self.vae.to(device=device, dtype=torch.float32 if upcast else dtype)
         return self
 
 
@@ -63,8 +77,8 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
     folder, or a hub id (read from the local Hugging Face cache only, unless
     ``allow_download``).
     """
-    from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel  # noqa: F401
-    from transformers import AutoTokenizer, CLIPTextModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import AutoTokenizer
 
     if source is None or str(source) == "digits":
         source = builtin_prior_path()
@@ -76,6 +90,11 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
             "text_encoder/, tokenizer/) or a Hugging Face id such as "
             "'stable-diffusion-v1-5/stable-diffusion-v1-5' that is in your local cache."
         )
+    if local and path.is_file():
+        comp = _load_single_file(path)
+        if device is not None or dtype is not None:
+            comp.to(device, dtype)
+        return comp
     where = str(path) if local else str(source)
     kw = {} if local else {"local_files_only": not allow_download}
     index: dict = {}
@@ -87,11 +106,19 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
                     "folder that holds model_index.json.")
             if (path / "model_index.json").exists():
                 index = json.loads((path / "model_index.json").read_text())
+        else:
+            index = _hub_model_index(where, kw)
         unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", **kw)
         sched_cfg = _scheduler_config(where, kw)
-        scheduler = _scheduler_from_config(sched_cfg)
-        text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", **kw)
+        # the pipeline's index names the scheduler class, as diffusers reads it
+        scheduler = _scheduler_from_config(sched_cfg, (index.get("scheduler") or [None, None])[1])
+        text_encoder = _text_encoder_class(index, "text_encoder").from_pretrained(where, subfolder="text_encoder", **kw)
         tokenizer = AutoTokenizer.from_pretrained(where, subfolder="tokenizer", **kw)
+        text_encoder_2 = tokenizer_2 = None
+        if (index.get("text_encoder_2") or [None])[0] is not None:
+            text_encoder_2 = _text_encoder_class(index, "text_encoder_2").from_pretrained(
+                where, subfolder="text_encoder_2", **kw)
+            tokenizer_2 = AutoTokenizer.from_pretrained(where, subfolder="tokenizer_2", **kw)
         vae = None
         has_vae = (path / "vae").is_dir() if local else index.get("vae", [None])[0] is not None
         if not local:
@@ -106,6 +133,17 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
                 if not local else "The folder is incomplete or corrupt: re-save it with "
                 "`save_pretrained`.")
         raise GeneratorLoadError(f"Could not load generator '{source}': {e}. {hint}") from e
+    comp = _assemble(dict(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae,
+                          text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2), source, index)
+    if device is not None or dtype is not None:
+        comp.to(device, dtype)
+    return comp
+
+
+def _assemble(parts: dict, source, index: dict) -> DiffusionComponents:
+    from prism_gui.engine.generation.families import family_of
+
+    unet, vae = parts["unet"], parts.get("vae")
     prism = index.get("prism", {})
     if vae is not None:
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -114,16 +152,55 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
     else:
         resolution = prism.get("resolution", unet.config.sample_size)
         channels = prism.get("channels", unet.config.out_channels)
-    comp = DiffusionComponents(unet=unet, scheduler=scheduler, text_encoder=text_encoder,
-                               tokenizer=tokenizer, vae=vae, source=str(source),
-                               resolution=int(resolution), channels=int(channels),
-                               world=prism.get("world", "custom"))
-    for m in (unet, text_encoder, vae):
+    comp = DiffusionComponents(**parts, source=str(source), resolution=int(resolution), channels=int(channels),
+                               world=prism.get("world", "custom"), family=family_of(unet.config),
+                               force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
+    if comp.family == "sdxl" and comp.text_encoder_2 is None:
+        raise GeneratorLoadError(f"'{source}' has an SDXL UNet but no text_encoder_2/: SDXL needs both text "
+                                 "encoders; point to the complete diffusers folder")
+    for m in (comp.unet, comp.text_encoder, comp.text_encoder_2, comp.vae):
         if m is not None:
             m.eval().requires_grad_(False)
-    if device is not None or dtype is not None:
-        comp.to(device, dtype)
     return comp
+
+
+def _load_single_file(path: Path) -> DiffusionComponents:
+    """An A1111/Civitai-style one-file checkpoint, with the architecture configs the project ships
+    (:mod:`.single_file`); the family is read from its tensors."""
+    from prism_gui.engine.generation.single_file import CHECKPOINT_SUFFIXES, load_single_file, shipped_config
+
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise GeneratorLoadError(f"'{path}' is a file but not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}): give "
+                                 "a single-file Stable Diffusion checkpoint or a diffusers folder")
+    parts = load_single_file(path)
+    family = "sdxl" if parts.get("text_encoder_2") is not None else "sd15"
+    index = json.loads((shipped_config(family) / "model_index.json").read_text())
+    return _assemble({"text_encoder_2": None, "tokenizer_2": None, **parts}, path, index)
+
+
+def _hub_model_index(where: str, kw: dict) -> dict:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return json.loads(Path(hf_hub_download(where, "model_index.json", local_files_only=kw.get(
+            "local_files_only", True))).read_text())
+    except (OSError, ValueError):  # an older cache without the index: the components still load by name
+        return {}
+
+
+def _text_encoder_class(index: dict, key: str):
+    """The text encoder's transformers class as ``model_index.json`` names it (CLIPTextModel for
+    SD, CLIPTextModelWithProjection for SDXL's second encoder)."""
+    import transformers
+
+    name = (index.get(key) or [None, None])[1]
+    if key == "text_encoder_2" and not name:
+        name = "CLIPTextModelWithProjection"
+    cls = getattr(transformers, name or "CLIPTextModel", None)
+    if cls is None:
+        raise GeneratorLoadError(f"the generator's {key} is a '{name}', which this version of transformers "
+                                 "does not have: update transformers")
+    return cls
 
 
 def _scheduler_config(where: str, kw: dict) -> dict:

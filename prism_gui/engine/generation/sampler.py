@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from prism_gui.engine.generation.energies import EnergySpec, compute_energies
+from prism_gui.engine.generation.families import Conditioning, family
 from prism_gui.engine.generation.load import DiffusionComponents, make_scheduler
 from prism_gui.engine.generation.parametrization import check_guidable, noise_level, output_for_x0, predicted_x0
 from prism_gui.engine.jobs import CancelToken, Event
@@ -37,9 +38,20 @@ from prism_gui.engine.jobs import CancelToken, Event
 @dataclasses.dataclass
 class SamplerSettings:
     steps: int = 30
-    cfg: float = 3.0
-    scheduler: str | None = "ddim"
+    cfg: float = 3.0  # classifier-free guidance; the guidance embedding's scale for LCM UNets; <= 1: off
+    scheduler: str | None = "ddim"  # None or "default": the generator's own (LCM's, Turbo's trailing Euler)
     eta: float = 0.0
+    resolution: int | None = None  # square image size in pixels; None or 0: the generator's native size
+
+    def __post_init__(self):
+        if self.scheduler in ("", "default"):  # spec files (TOML has no null): the generator's own scheduler
+            self.scheduler = None
+        if self.resolution == 0:
+            self.resolution = None
+        if self.steps < 1:
+            raise ValueError(f"sampler steps must be at least 1, not {self.steps}")
+        if self.resolution is not None and self.resolution < 8:
+            raise ValueError(f"resolution {self.resolution} is too small: give a size in pixels, e.g. 256 or 512")
 
 
 @dataclasses.dataclass
@@ -51,6 +63,8 @@ class GuidanceSpec:
     normalize: bool = True  # scale is the RMS size of the x0 step, in [-1, 1] pixel units
     mode: str = "cheap"  # cheap | exact
     window: tuple[float, float] = (0.0, 1.0)  # fraction of the trajectory where guidance acts
+    # or, for few-step models (LCM, Turbo), the first and last step (0-based, inclusive) it acts at
+    window_steps: tuple[int, int] | None = None
     every: int = 1
     recurrence: int = 1
     # memory: the gradient is taken over micro-batches of this many images (0: the whole batch),
@@ -68,6 +82,10 @@ class GuidanceSpec:
             raise ValueError(f"guidance window {self.window} must satisfy 0 <= start <= end <= 1")
         if self.every < 1 or self.recurrence < 1:
             raise ValueError("guidance 'every' and 'recurrence' must be at least 1")
+        if self.window_steps is not None:
+            self.window_steps = (int(self.window_steps[0]), int(self.window_steps[1]))
+            if not 0 <= self.window_steps[0] <= self.window_steps[1]:
+                raise ValueError(f"guidance window_steps {self.window_steps} must be 0 <= first <= last")
         if self.micro_batch < 0:
             raise ValueError("guidance micro_batch must be 0 (the whole batch) or a positive number of images")
 
@@ -75,23 +93,23 @@ class GuidanceSpec:
     def on(self) -> bool:
         return self.scale > 0 and bool(self.energy.active)
 
-    def acts_at(self, i: int, n: int) -> bool:
+    def guided_steps(self, n: int) -> list[int]:
+        """The steps (0-based, of ``n``) where guidance acts.  A fractional window that falls
+        between the steps of a short schedule (e.g. 0.1-0.3 of 2 steps) acts at the step nearest
+        its middle, so a window never silently means no guidance."""
         if not self.on:
-            return False
-        frac = i / max(1, n - 1)
-        lo, hi = self.window
-        if not (lo <= frac <= hi):
-            return False
-        first = next(j for j in range(n) if lo <= j / max(1, n - 1))
-        return (i - first) % self.every == 0
+            return []
+        if self.window_steps is not None:
+            span = [i for i in range(n) if self.window_steps[0] <= i <= self.window_steps[1]]
+        else:
+            lo, hi = self.window
+            span = [i for i in range(n) if lo <= i / max(1, n - 1) <= hi]
+            if not span:
+                span = [min(range(n), key=lambda i: abs(i / max(1, n - 1) - (lo + hi) / 2))]
+        return span[:: self.every]
 
-
-@torch.no_grad()
-def encode_prompts(comp: DiffusionComponents, prompts: Sequence[str]) -> torch.Tensor:
-    tok = comp.tokenizer(list(prompts), padding="max_length", max_length=comp.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt")
-    ids = tok.input_ids.to(comp.device)
-    return comp.text_encoder(ids)[0].to(comp.dtype)
+    def acts_at(self, i: int, n: int) -> bool:
+        return i in self.guided_steps(n)
 
 
 def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -100,11 +118,23 @@ def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(sd)) for sd in seeds]
 
 
-def initial_noise(comp: DiffusionComponents, gens: Sequence[torch.Generator]) -> torch.Tensor:
+def latent_size(comp: DiffusionComponents, resolution: int | None) -> int:
+    """Latent cells per side for an image of ``resolution`` pixels (the generator's own size if None)."""
+    if resolution is None:
+        return comp.unet.config.sample_size
+    if resolution % comp.vae_scale:
+        raise ValueError(f"resolution {resolution} is not a multiple of {comp.vae_scale}, the generator's "
+                         f"latent cell: use {resolution // comp.vae_scale * comp.vae_scale} or "
+                         f"{(resolution // comp.vae_scale + 1) * comp.vae_scale}")
+    return resolution // comp.vae_scale
+
+
+def initial_noise(comp: DiffusionComponents, gens: Sequence[torch.Generator],
+                  resolution: int | None = None) -> torch.Tensor:
     """One noise tensor per image, the first draw of its generator (this is what
     ``StableDiffusionPipeline`` draws for a list of CPU generators)."""
     c = comp.unet.config.in_channels
-    s = comp.unet.config.sample_size
+    s = latent_size(comp, resolution)
     noise = [torch.randn((1, c, s, s), generator=g, dtype=torch.float32) for g in gens]
     return torch.cat(noise).to(comp.device, comp.dtype)
 
@@ -113,17 +143,18 @@ def decode(comp: DiffusionComponents, latents: torch.Tensor) -> torch.Tensor:
     """Latents (or pixels) -> images in [-1, 1], unclamped (differentiable)."""
     if comp.vae is None:
         return latents
-    return comp.vae.decode(latents / comp.vae.config.scaling_factor).sample
+    vae = comp.vae
+    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.to(latents.dtype)
 
 
 def _rms(g: torch.Tensor) -> torch.Tensor:
     return g.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, *([1] * (g.dim() - 1)))
 
 
-def _cfg_eps(comp, x, t, sched, embeds, cfg):
-    inp = sched.scale_model_input(torch.cat([x, x]) if cfg > 1 else x, t)
-    eps = comp.unet(inp, t, embeds).sample
-    if cfg > 1:
+def _cfg_eps(comp, x, t, sched, cond: Conditioning, cfg):
+    inp = sched.scale_model_input(torch.cat([x, x]) if cond.doubled else x, t)
+    eps = comp.unet(inp, t, cond.embeds, **cond.unet_kwargs()).sample
+    if cond.doubled:
         eps_u, eps_c = eps.chunk(2)
         eps = eps_u + cfg * (eps_c - eps_u)
     return eps
@@ -151,21 +182,22 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
         raise ValueError("guidance recurrence re-noises between repeats and needs the DDIM scheduler: "
                          "choose scheduler 'ddim' or set recurrence to 1")
     sched.set_timesteps(settings.steps, device=comp.device)
+    fam = family(comp)
+    if fam.begin_at_first_step and hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(0)
     cfg = settings.cfg
-    cond = encode_prompts(comp, prompts)
-    embeds = cond
-    if cfg > 1:
-        uncond = encode_prompts(comp, list(negative_prompts) if negative_prompts else [""] * len(prompts))
-        embeds = torch.cat([uncond, cond])
+    size = latent_size(comp, settings.resolution)
+    embeds = fam.encode(comp, prompts, negative_prompts, cfg, size * comp.vae_scale)
     gens = image_generators(seeds)
-    latents = initial_noise(comp, gens) * sched.init_noise_sigma
+    latents = initial_noise(comp, gens, settings.resolution) * sched.init_noise_sigma
     tgt = torch.as_tensor(list(targets), device=comp.device) if targets is not None else None
     accepted = set(inspect.signature(sched.step).parameters)  # as StableDiffusionPipeline does
     step_kwargs = {k: v for k, v in (("eta", settings.eta), ("generator", gens)) if k in accepted}
     n = len(sched.timesteps)
+    guided_steps = set(guidance.guided_steps(n))
     for i, t in enumerate(sched.timesteps):
         cancel.raise_if_cancelled()
-        guided = guidance.acts_at(i, n)
+        guided = i in guided_steps
         energy_mean = None
         for r in range(guidance.recurrence if guided else 1):
             if guided:
@@ -212,8 +244,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
         for a in range(0, n, size):
             b = min(n, a + size)
             lat = latents[a:b]
-            emb = embeds if size >= n else (torch.cat([embeds[a:b], embeds[n + a : n + b]]) if cfg > 1
-                                            else embeds[a:b])
+            emb = embeds if size >= n else embeds.rows(a, b)
             if guidance.mode == "exact":
                 with torch.enable_grad():
                     x = lat.detach().requires_grad_(True)

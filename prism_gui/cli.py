@@ -80,6 +80,7 @@ def cmd_prompts(rest):
 def cmd_generate(rest):
     p = argparse.ArgumentParser(prog="prism generate", description="Generate, score and catalog images.")
     p.add_argument("spec", help="JSON/TOML with the GenerateSpec settings plus 'prompts' (a prompt file)")
+    p.add_argument("--estimate", action="store_true", help="print the job's memory estimate and stop")
     a = p.parse_args(rest)
     from prism_gui.engine.generation.job import GenerateSpec, run_generation
     from prism_gui.engine.prompts import PromptSet
@@ -94,9 +95,28 @@ def cmd_generate(rest):
     tspec = TeacherSpec.take(s, a.spec)
     spec = build(GenerateSpec, {**s, "teacher": tspec.to_value()}, a.spec)
     teacher = tspec.load()
+    if a.estimate:
+        return _print_estimate(spec, teacher)
     prompts = PromptSet.load(prompts_path, teacher.class_names)
     events = _progress(run_generation(spec, prompts, teacher=teacher))
     print(f"{events[-1].step}/{events[-1].total} images in {spec.project} (run '{spec.run}')")
+    return 0
+
+
+def _print_estimate(spec, teacher) -> int:
+    from prism_gui.engine.devices import pick_device, pick_dtype
+    from prism_gui.engine.generation.families import describe
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.memory import MiB, estimate
+
+    device = pick_device(spec.device)
+    comp = load_generator(spec.generator).to(device, pick_dtype(device, spec.precision))
+    est = estimate(comp, teacher.to(device), spec.sampler, spec.guidance, spec.batch_size)
+    size = spec.sampler.resolution or comp.resolution
+    print(f"{spec.generator}: {describe(comp)}; generating at {size} px on {device.type}")
+    print(f"memory: {est.describe()}")
+    print(json.dumps({k: (round(v / MiB, 1) if k in ("weights", "guidance_per_image", "peak") else v)
+                      for k, v in est.to_dict().items()} | {"unit": "MiB"}))
     return 0
 
 

@@ -220,10 +220,10 @@ def test_out_of_memory_at_one_image_or_without_back_off_is_a_clear_error(tmp_pat
                                                                          monkeypatch):
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     _oom_above(0, monkeypatch)
-    with pytest.raises(MemoryError, match="out of memory at a batch of 1 image.*smaller resolution"):
+    with pytest.raises(MemoryError, match=r"out of memory at a batch of 1 image.*smaller resolution"):
         list(run_generation(small_spec(tmp_path / "a", batch_size=4), ps, teacher=digits_teacher,
                             components=digits_prior))
-    with pytest.raises(MemoryError, match="batch of 10 image.*auto_batch = true"):
+    with pytest.raises(MemoryError, match=r"batch of 10 image.*auto_batch = true"):
         list(run_generation(small_spec(tmp_path / "b", auto_batch=False), ps, teacher=digits_teacher,
                             components=digits_prior))
     with Catalog(tmp_path / "b") as cat:

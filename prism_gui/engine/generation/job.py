@@ -143,6 +143,9 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         n_done = total - len(todo)
         yield Event("generate", n_done, total, f"{n_done}/{total} images"
                     + (f" (resumed; repaired {repaired})" if done else ""), {"resumed": bool(done)})
+        guidance, note = fit_guidance(spec, comp, teacher, device)
+        if note:
+            yield Event("generate", n_done, total, note["message"], {"memory": note})
         settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
         t0 = time.time()
         first_done = n_done
@@ -166,7 +169,7 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         def sample_batch(batch):
             images = None
             for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
-                                   guidance=spec.guidance, teacher=teacher, targets=[it[1] for it in batch],
+                                   guidance=guidance, teacher=teacher, targets=[it[1] for it in batch],
                                    negative_prompts=[it[3] for it in batch], cancel=cancel):
                 if "images" in ev.data:
                     images = ev.data["images"]
@@ -210,6 +213,28 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
 
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)
+
+
+def fit_guidance(spec: GenerateSpec, comp, teacher, device) -> tuple[GuidanceSpec, dict | None]:
+    """The memory estimate of the job (:mod:`.memory`), and on a GPU whose free memory it exceeds
+    (with ``auto_batch``), a guidance micro-batch that fits; it does not change the images."""
+    from prism_gui.engine.generation.memory import MiB, estimate
+
+    guidance = spec.guidance
+    try:
+        est = estimate(comp, teacher, spec.sampler, guidance, spec.batch_size)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:  # an op without a meta kernel
+        return guidance, {"message": f"memory estimate unavailable ({type(e).__name__}: {e})"}
+    note = {**est.to_dict(), "message": "memory: " + est.describe()}
+    if device.type == "cuda" and spec.auto_batch and est.guidance_per_image:
+        free, _ = torch.cuda.mem_get_info(device)
+        fits = max(1, int(0.85 * free // est.guidance_per_image))
+        if fits < est.micro_batch:
+            guidance = dataclasses.replace(guidance, micro_batch=fits)
+            note["micro_batch"] = fits
+            note["message"] += (f"; {free / MiB:,.0f} MiB free on the GPU: the guidance gradient goes "
+                                f"{fits} image(s) at a time")
+    return guidance, note
 
 
 def release_memory(device) -> None:

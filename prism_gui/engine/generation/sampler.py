@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from prism_gui.engine.generation.decoders import decoder_checkpointing, final_decode, guidance_decoder
 from prism_gui.engine.generation.energies import EnergySpec, compute_energies
 from prism_gui.engine.generation.families import Conditioning, family
 from prism_gui.engine.generation.load import DiffusionComponents, make_scheduler
@@ -42,6 +43,9 @@ class SamplerSettings:
     scheduler: str | None = "ddim"  # None or "default": the generator's own (LCM's, Turbo's trailing Euler)
     eta: float = 0.0
     resolution: int | None = None  # square image size in pixels; None or 0: the generator's native size
+    # memory of the final decode (the stored images): one image at a time; in tiles (blended seams)
+    vae_slicing: bool = False
+    vae_tiling: bool = False
 
     def __post_init__(self):
         if self.scheduler in ("", "default"):  # spec files (TOML has no null): the generator's own scheduler
@@ -71,6 +75,8 @@ class GuidanceSpec:
     # and optionally with activation checkpointing through the VAE decoder; neither changes the result
     micro_batch: int = 0
     checkpoint_decoder: bool = False
+    # a tiny decoder (AutoencoderTiny folder or cached hub id) for the guidance gradient only; "" = the VAE
+    decoder: str = ""
 
     def __post_init__(self):
         if isinstance(self.energy, dict):
@@ -137,14 +143,6 @@ def initial_noise(comp: DiffusionComponents, gens: Sequence[torch.Generator],
     s = latent_size(comp, resolution)
     noise = [torch.randn((1, c, s, s), generator=g, dtype=torch.float32) for g in gens]
     return torch.cat(noise).to(comp.device, comp.dtype)
-
-
-def decode(comp: DiffusionComponents, latents: torch.Tensor) -> torch.Tensor:
-    """Latents (or pixels) -> images in [-1, 1], unclamped (differentiable)."""
-    if comp.vae is None:
-        return latents
-    vae = comp.vae
-    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.to(latents.dtype)
 
 
 def _rms(g: torch.Tensor) -> torch.Tensor:
@@ -214,7 +212,8 @@ def sample_steps(comp: DiffusionComponents, prompts: Sequence[str], seeds: Seque
         data = {"mean_energy": energy_mean} if energy_mean is not None else {}
         if i + 1 == n:
             with torch.no_grad():
-                data["images"] = decode(comp, latents).clamp(-1, 1).float().cpu()
+                data["images"] = final_decode(comp, latents, slicing=settings.vae_slicing,
+                                              tiling=settings.vae_tiling).clamp(-1, 1).float().cpu()
         yield Event("sample", i + 1, n, f"step {i + 1}/{n}", data)
 
 
@@ -240,7 +239,8 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
     n = len(latents)
     size = guidance.micro_batch or n
     x0s, grads, energies = [], [], []
-    with _decoder_checkpointing(comp, guidance.checkpoint_decoder):
+    decode = guidance_decoder(comp, guidance.decoder)
+    with decoder_checkpointing(comp, guidance.checkpoint_decoder, guidance.decoder):
         for a in range(0, n, size):
             b = min(n, a + size)
             lat = latents[a:b]
@@ -250,7 +250,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                     x = lat.detach().requires_grad_(True)
                     out = _cfg_eps(comp, x, t, sched, emb, cfg)
                     x0 = predicted_x0(out, x, level, ptype)
-                    energy, _, _ = compute_energies(teacher, decode(comp, x0), tgt[a:b], guidance.energy,
+                    energy, _, _ = compute_energies(teacher, decode(x0), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x)
                 x0 = x0.detach()
@@ -260,7 +260,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                 x0 = predicted_x0(out, lat, level, ptype).detach()
                 with torch.enable_grad():
                     x0g = x0.clone().requires_grad_(True)
-                    energy, _, _ = compute_energies(teacher, decode(comp, x0g), tgt[a:b], guidance.energy,
+                    energy, _, _ = compute_energies(teacher, decode(x0g), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x0g)
             x0s.append(x0)
@@ -270,27 +270,6 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
     step = guidance.scale * (grad / _rms(grad) if guidance.normalize else grad)
     out_new = output_for_x0(x0 - step, latents, level, ptype)
     return out_new.to(latents.dtype), float(torch.cat(energies).mean())
-
-
-class _decoder_checkpointing:
-    """Activation checkpointing through the VAE (diffusers' own switch) while the guidance
-    gradient is taken: the decoder's blocks are recomputed in the backward pass, not stored."""
-
-    def __init__(self, comp, on: bool):
-        vae = comp.vae if on else None
-        self.vae = vae if vae is not None and getattr(vae, "_supports_gradient_checkpointing", False) else None
-        self.enabled_here = False
-
-    def __enter__(self):
-        if self.vae is not None and not self.vae.is_gradient_checkpointing:
-            self.vae.enable_gradient_checkpointing()
-            self.enabled_here = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled_here:
-            self.vae.disable_gradient_checkpointing()
-        return False
 
 
 def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *, steps: int = 30,

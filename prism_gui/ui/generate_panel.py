@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,12 +30,28 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.engine.generation.load import SCHEDULERS  # a light module: diffusers loads inside its functions
+from prism_gui.engine.generation.local_models import GeneratorEntry, local_generators  # light too
 from prism_gui.engine.project.demo_settings import FULL
-from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, pixmap, show_error, spin
+from prism_gui.ui.common import (
+    ERROR_STYLE,
+    Settings,
+    Studio,
+    button,
+    dspin,
+    error_label,
+    load_tile,
+    pg,
+    pixmap,
+    show_error,
+    spin,
+)
 
 SCHEDULER_NAMES = list(SCHEDULERS)
 STRIP_MAX = 120
 TILE = 64
+EXTRA_GENERATORS = "generators/extra"  # the settings key of the folders and files the user added
+WARNING_COLOR = "#9a6700"  # a generator listed but not usable (amber: not an error until it is chosen to run)
+CHECKPOINT_FILTER = "Stable Diffusion checkpoints (*.safetensors *.ckpt *.pt *.pth);;All files (*)"
 
 
 def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
@@ -63,30 +79,26 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
     yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
 
 
+class _GeneratorScan(QObject):
+    """Carries the list of local generators from the thread pool to the panel."""
+
+    found = Signal(int, list, str)  # scan number, entries, error
+
+
 class GeneratePanel(QWidget):
     images_added = Signal(list)
 
-    def __init__(self, studio: Studio, parent: QWidget | None = None):
+    def __init__(self, studio: Studio, parent: QWidget | None = None, settings: Settings | None = None):
         super().__init__(parent)
         self.studio = studio
+        self.app_settings = settings
         self.job = None
         self.curves: dict[str, tuple[list, list, object]] = {}
         self._dirty = False
 
         gen = QGroupBox("Generator and sampler")
         f = QFormLayout(gen)
-        self.generator = QComboBox()
-        self.generator.setEditable(True)
-        self.generator.addItems(["digits"])
-        self.generator.setToolTip("'digits' (the built-in Digits prior), a local diffusers folder or a Hugging Face "
-                                  "id in the local cache (e.g. a Stable Diffusion model)")
-        browse = QPushButton("Folder…")
-        browse.setToolTip("Choose a local diffusers folder (with unet/, scheduler/, text_encoder/, …)")
-        browse.clicked.connect(self._browse_generator)
-        grow = QHBoxLayout()
-        grow.addWidget(self.generator, 1)
-        grow.addWidget(browse)
-        f.addRow("Generator", grow)
+        self._add_generator_rows(f)
         self.scheduler = QComboBox()
         self.scheduler.addItems(SCHEDULER_NAMES)
         self.scheduler.setToolTip("Diffusers scheduler (DDIM is deterministic and works with guidance)")
@@ -217,9 +229,11 @@ class GeneratePanel(QWidget):
         self.timer.timeout.connect(self._redraw)
         self.timer.start()
         studio.engine_ready.connect(self._fill_energies)
+        studio.engine_ready.connect(self.scan_generators)
         studio.project_changed.connect(self._on_project)
         if studio.ready:
             self._fill_energies()
+            self.scan_generators()
 
     # ---- settings
     def _fill_energies(self) -> None:
@@ -243,7 +257,7 @@ class GeneratePanel(QWidget):
 
     def _on_project(self, project) -> None:
         g = project.spec.get("generate", {})
-        self.generator.setCurrentText(str(g.get("generator", "digits")))
+        self.set_generator(str(g.get("generator", "digits")))
         self.scheduler.setCurrentText(str(g.get("scheduler", "ddim")))
         self.steps.setValue(int(g.get("steps", 15)))
         self.cfg.setValue(float(g.get("cfg", 3.0)))
@@ -277,7 +291,7 @@ class GeneratePanel(QWidget):
 
     def settings(self) -> dict:
         weights = {n: self.energy_weights[n].value() for n, cb in self.energy_checks.items() if cb.isChecked()}
-        return {"generator": self.generator.currentText().strip() or "digits",
+        return {"generator": self.generator_source(),
                 "scheduler": self.scheduler.currentText(), "steps": self.steps.value(), "cfg": self.cfg.value(),
                 "images_per_class": self.per_class.value(), "batch_size": self.batch.value(),
                 "seed": self.seed.value(), "guidance_scale": self.scale.value(),
@@ -290,7 +304,7 @@ class GeneratePanel(QWidget):
         """'Generate again with these settings': the settings stored with a catalog image."""
         s = row.get("settings") or {}
         sm, gd = s.get("sampler", {}), s.get("guidance", {})
-        self.generator.setCurrentText(str(row.get("generator", "digits")))
+        self.set_generator(str(row.get("generator", "digits")))
         if sm.get("scheduler"):
             self.scheduler.setCurrentText(str(sm["scheduler"]))
         self.steps.setValue(int(sm.get("steps", self.steps.value())))
@@ -310,10 +324,161 @@ class GeneratePanel(QWidget):
         self.run_name.setText(self.next_run_name(str(row.get("run", "run")).rsplit("-", 1)[0] + "-again"))
         self.note.setText(f"Settings from image #{row.get('id')} ('{row.get('prompt', '')}', seed {row.get('seed')}).")
 
+    # ---- the generator menu: what is usable locally (engine/generation/local_models.py)
+    def _add_generator_rows(self, form: QFormLayout) -> None:
+        self._generator_entries: dict[str, GeneratorEntry] = {}
+        self._extra: list[str] = []  # the added folders and files when the panel has no app settings
+        self._scans = 0
+        self._pending_scan: _GeneratorScan | None = None
+        self.generator = QComboBox()
+        self.generator.setEditable(True)
+        self.generator.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.generator.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.generator.setMinimumContentsLength(14)
+        self.generator.addItem("digits", "digits")
+        self.generator.setToolTip("The generators found on this computer: the built-in Digits prior, the folders and "
+                                  "checkpoints you added, and the diffusers models in the Hugging Face cache. You can "
+                                  "also type a folder, a checkpoint file or a Hugging Face id in the local cache.")
+        self.generator.currentIndexChanged.connect(self._on_generator_chosen)
+        self.generator.editTextChanged.connect(self._show_generator_info)
+        self.generator_info = QLabel("")
+        self.generator_info.setWordWrap(True)
+        self.generator_info.setTextFormat(Qt.TextFormat.PlainText)
+        self.generator_info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.generator_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.generator_info.hide()
+        folder = QPushButton("Folder…")
+        folder.setToolTip("Add a local diffusers folder (with model_index.json, unet/, text_encoder/, …); it stays "
+                          "in this list next time")
+        folder.clicked.connect(self._browse_generator)
+        file = QPushButton("File…")
+        file.setToolTip("Add a single-file Stable Diffusion checkpoint (.safetensors or .ckpt, as A1111 and "
+                        "Civitai share them); it stays in this list next time")
+        file.clicked.connect(self._browse_checkpoint)
+        add = QHBoxLayout()
+        add.addWidget(QLabel("Add:"))
+        add.addWidget(folder)
+        add.addWidget(file)
+        add.addStretch(1)
+        form.addRow("Generator", self.generator)
+        form.addRow("", self.generator_info)
+        form.addRow("", add)
+
+    def extra_generators(self) -> list[str]:
+        """The folders and checkpoint files the user added (remembered in the app settings)."""
+        if self.app_settings is None:
+            return list(self._extra)
+        return self.app_settings.list(EXTRA_GENERATORS)
+
+    def add_generator(self, path: str) -> None:
+        """Remember a folder or checkpoint file, choose it and list it from now on."""
+        extra = [path] + [p for p in self.extra_generators() if p != path]
+        if self.app_settings is None:
+            self._extra = extra
+        else:
+            self.app_settings.set(EXTRA_GENERATORS, extra)
+        self.set_generator(path)
+        self.scan_generators()
+
+    def scan_generators(self) -> None:
+        """List the local generators in the thread pool (the cache scan reads files); the menu
+        fills when it is done."""
+        self._scans += 1
+        scan, number, extra = _GeneratorScan(), self._scans, self.extra_generators()
+        scan.found.connect(self._show_generators, Qt.ConnectionType.QueuedConnection)
+        self._pending_scan = scan  # alive until its result arrives
+
+        def work():
+            try:
+                entries, error = local_generators(extra), ""
+            except Exception as e:  # a scan that fails leaves the menu as it was and says why
+                entries, error = [], f"Could not list the local generators: {type(e).__name__}: {e}"
+            scan.found.emit(number, entries, error)
+
+        QThreadPool.globalInstance().start(work)
+
+    @property
+    def scanning_generators(self) -> bool:
+        return self._pending_scan is not None
+
+    def _show_generators(self, number: int, entries: list, error: str) -> None:
+        if number != self._scans:
+            return  # a newer scan is under way
+        self._pending_scan = None
+        if error:
+            self.generator_info.setStyleSheet(ERROR_STYLE)
+            self.generator_info.setText(error)
+            self.generator_info.show()
+            return
+        current = self.generator_source()
+        self.generator.blockSignals(True)
+        self.generator.clear()
+        self._generator_entries = {e.source: e for e in entries}
+        for i, e in enumerate(entries):
+            self.generator.addItem(e.summary() + (" · ⚠ not usable" if e.problem else ""), e.source)
+            tip = f"{e.summary()}\n{e.source}" + (f"\n\nNot usable: {e.problem}" if e.problem else "")
+            self.generator.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+            if e.problem:
+                self.generator.setItemData(i, QColor(WARNING_COLOR), Qt.ItemDataRole.ForegroundRole)
+        view = self.generator.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 24)  # the popup shows whole lines
+        self.generator.blockSignals(False)
+        self.set_generator(current)
+
+    def set_generator(self, source: str) -> None:
+        """Choose ``source`` (what load_generator takes): its menu entry if listed, else as typed."""
+        i = self.generator.findData(source)
+        if i >= 0:
+            self.generator.setCurrentIndex(i)
+            self.generator.setEditText(self.generator.itemText(i))
+        else:
+            self.generator.setEditText(source)
+        self._show_generator_info()
+        self.generator.lineEdit().setCursorPosition(0)  # the start of a long name, not its end
+
+    def generator_source(self) -> str:
+        """The chosen generator as load_generator takes it: an entry's source, or the typed text."""
+        text = self.generator.currentText().strip()
+        i = self.generator.findText(text, Qt.MatchFlag.MatchExactly)
+        if i >= 0 and self.generator.itemData(i):
+            return str(self.generator.itemData(i))
+        return text or "digits"
+
+    def _on_generator_chosen(self, _index: int) -> None:
+        self._show_generator_info()
+        self.generator.lineEdit().setCursorPosition(0)
+
+    def _show_generator_info(self, *_args) -> None:
+        """Under the menu: what the chosen entry is (the menu line is often cut), or why it is not usable."""
+        entry = self._generator_entries.get(self.generator_source())
+        info = self.generator_info
+        info.setToolTip(entry.source if entry is not None else "")
+        if entry is None:
+            info.hide()
+        elif entry.problem:
+            info.setStyleSheet(f"color: {WARNING_COLOR};")
+            info.setText(f"⚠ Not usable: {entry.problem}")
+            info.show()
+        else:
+            where = {"folder": "folder ", "file": "file "}.get(entry.where, "")
+            width = max(160, self.generator.width()) - info.fontMetrics().horizontalAdvance(where)
+            path = info.fontMetrics().elidedText(entry.source, Qt.TextElideMode.ElideMiddle, width)
+            info.setStyleSheet("color: #555;")
+            traits = " · ".join(t.replace(" ", "\u00a0") for t in entry.traits())  # '512 px' stays on one line
+            info.setText(traits + (f"\n{where}{path}" if where else ""))
+            info.show()
+        # wrap only what does not fit: a wrapping label reserves room for lines it does not draw
+        info.setWordWrap(info.fontMetrics().horizontalAdvance(info.text()) > max(160, self.generator.width()))
+
     def _browse_generator(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Diffusers folder")
         if path:
-            self.generator.setCurrentText(path)
+            self.add_generator(path)
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Single-file checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self.add_generator(path)
 
     # ---- the job
     def start(self):

@@ -62,7 +62,7 @@ class MainWindow(QMainWindow):
         self.world = WorldPanel()
         self.teacher = TeacherPanel(self.studio)
         self.prompts = PromptsPanel(self.studio)
-        self.generate = GeneratePanel(self.studio)
+        self.generate = GeneratePanel(self.studio, settings=self.settings)
         self.curate = CuratePanel(self.studio)
         self.distill = DistillPanel(self.studio)
         self.report = ReportPanel(self.studio)

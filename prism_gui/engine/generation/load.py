@@ -90,6 +90,15 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
             "text_encoder/, tokenizer/) or a Hugging Face id such as "
             "'stable-diffusion-v1-5/stable-diffusion-v1-5' that is in your local cache."
         )
+    if not local and not allow_download:
+        # a cached hub id loads from its snapshot folder: the cache holds the files that
+        # `huggingface-cli download` stored, without the "not found" markers that an online
+        # load leaves and that per-file offline lookups need
+        snapshot = _cached_snapshot(str(source))
+        if snapshot is not None:
+            comp = load_generator(snapshot, device=device, dtype=dtype)
+            comp.source = str(source)
+            return comp
     if local and path.is_file():
         comp = _load_single_file(path)
         if device is not None or dtype is not None:
@@ -176,6 +185,15 @@ def _load_single_file(path: Path) -> DiffusionComponents:
     family = "sdxl" if parts.get("text_encoder_2") is not None else "sd15"
     index = json.loads((shipped_config(family) / "model_index.json").read_text())
     return _assemble({"text_encoder_2": None, "tokenizer_2": None, **parts}, path, index)
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (OSError, ValueError):  # not cached: the per-file path below says so with the fix
+        return None
 
 
 def _hub_model_index(where: str, kw: dict) -> dict:

@@ -200,8 +200,15 @@ def detect_family(path: str | Path, *, prediction_type: str | None = None) -> st
 
     SD 2.x 768-v and 512-base share one architecture: ``prediction_type`` (if given), then the hints
     of :func:`_prediction_hint`, choose between ``sd2`` and ``sd2-base``; the default is ``sd2``."""
+    return identify(path, prediction_type=prediction_type)[0]
+
+
+def identify(path: str | Path, *, prediction_type: str | None = None) -> tuple[str, str | None]:
+    """The family of a single-file checkpoint and the prediction type it asks for (``prediction_type``,
+    else its hints; ``None``: the family's default), from one read of its tensor names and shapes."""
     header = read_header(path)
-    return _detect(header, _prediction(prediction_type) or _prediction_hint(header))
+    pred = _prediction(prediction_type) or _prediction_hint(header)
+    return _detect(header, pred), pred
 
 
 def _detect(header: Header, prediction: str | None = None) -> str:

@@ -79,3 +79,24 @@ def test_the_event_loop_never_blocks_over_100ms_while_generating(qtbot, panel):
     assert panel.strip.count() == 20
     assert len(gaps) > 50
     assert max(gaps) < 0.100, f"the GUI froze for {1000 * max(gaps):.0f} ms"
+
+
+def test_memory_options_reach_the_job_and_its_memory_note_is_shown(qtbot, panel):
+    assert panel.scheduler.itemText(0) == "default" and panel.auto_batch.isChecked()
+    panel.resolution.setValue(8)  # the Digits prior's native size, given explicitly
+    panel.scheduler.setCurrentText("default")
+    panel.auto_batch.setChecked(False)
+    panel.micro.setValue(3)
+    s = panel.settings()
+    assert (s["resolution"], s["scheduler"], s["auto_batch"], s["guidance_micro_batch"]) == (8, "default", False, 3)
+    assert s["guidance_decoder"] == ""
+    job = panel.start()
+    qtbot.waitUntil(lambda: job.state == "finished", timeout=120000)
+    assert panel.note.text().startswith("memory: about") and "x 3 at once" in panel.note.text()
+    with panel.studio.project.catalog() as cat:
+        run = cat.run_spec("run-1")
+    assert run["sampler"]["resolution"] == 8 and run["sampler"]["scheduler"] is None
+    assert run["auto_batch"] is False and run["guidance"]["micro_batch"] == 3
+    # a new window on the same project reads the settings back
+    panel._on_project(panel.studio.project)
+    assert panel.resolution.value() == 8 and not panel.auto_batch.isChecked()

@@ -46,7 +46,7 @@ from prism_gui.ui.common import (
     spin,
 )
 
-SCHEDULER_NAMES = list(SCHEDULERS)
+SCHEDULER_NAMES = ["default", *SCHEDULERS]  # "default": the generator's own (LCM's, Turbo's)
 STRIP_MAX = 120
 TILE = 64
 EXTRA_GENERATORS = "generators/extra"  # the settings key of the folders and files the user added
@@ -70,10 +70,13 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
     guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
                             window=tuple(s["guidance_window"]), mode=s["guidance_mode"],
                             micro_batch=int(s.get("guidance_micro_batch", 0)),
-                            checkpoint_decoder=bool(s.get("checkpoint_decoder", False)))
+                            checkpoint_decoder=bool(s.get("checkpoint_decoder", False)),
+                            decoder=str(s.get("guidance_decoder", "")))
     spec = GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
                         images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
-                        sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"]),
+                        sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"],
+                                                resolution=int(s.get("resolution", 0))),
+                        auto_batch=bool(s.get("auto_batch", True)),
                         guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
     comp = generator(s["generator"])
     yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
@@ -101,8 +104,15 @@ class GeneratePanel(QWidget):
         self._add_generator_rows(f)
         self.scheduler = QComboBox()
         self.scheduler.addItems(SCHEDULER_NAMES)
-        self.scheduler.setToolTip("Diffusers scheduler (DDIM is deterministic and works with guidance)")
+        self.scheduler.setToolTip("Diffusers scheduler (DDIM is deterministic and works with guidance); "
+                                  "'default' keeps the generator's own (LCM's, Turbo's trailing Euler)")
         f.addRow("Scheduler", self.scheduler)
+        self.resolution = spin(0, 4096, 0, "Square image size in pixels, a multiple of 8 for Stable Diffusion; "
+                                           "0: the generator's native size. The teacher sees 224 px: a smaller "
+                                           "size saves time and guidance memory (4x per halving of the side)")
+        self.resolution.setSingleStep(64)
+        self.resolution.setSpecialValueText("native")
+        f.addRow("Resolution", self.resolution)
         self.steps = spin(1, 1000, 15, "Denoising steps per image")
         f.addRow("Steps", self.steps)
         self.cfg = dspin(0.0, 30.0, 3.0, "Classifier-free guidance scale", 0.5, 2)
@@ -110,7 +120,14 @@ class GeneratePanel(QWidget):
         self.per_class = spin(1, 100000, 20, "Images to generate per class")
         f.addRow("Images per class", self.per_class)
         self.batch = spin(1, 4096, 50, "Images per batch (memory vs. speed)")
-        f.addRow("Batch size", self.batch)
+        self.auto_batch = QCheckBox("halve on out-of-memory")
+        self.auto_batch.setChecked(True)
+        self.auto_batch.setToolTip("When a batch runs out of GPU memory, halve it and retry instead of stopping "
+                                   "the run; every image depends on its own seed, so the images are the same")
+        brow_ = QHBoxLayout()
+        brow_.addWidget(self.batch)
+        brow_.addWidget(self.auto_batch)
+        f.addRow("Batch size", brow_)
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.device.setToolTip("Where to sample: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU")
@@ -161,6 +178,12 @@ class GeneratePanel(QWidget):
         self.ckpt_decoder.setToolTip("Recompute the decoder's activations in the backward pass instead of storing "
                                      "them: less memory for guidance, some more time; the images are the same")
         ef.addRow("", self.ckpt_decoder)
+        self.tiny_decoder = QLineEdit()
+        self.tiny_decoder.setPlaceholderText("the generator's VAE")
+        self.tiny_decoder.setToolTip("A tiny decoder for the guidance gradient only (an AutoencoderTiny folder or "
+                                     "a cached id such as madebyollin/taesd): a fraction of the VAE's memory and "
+                                     "time; the stored images still come from the full VAE")
+        ef.addRow("Guidance decoder", self.tiny_decoder)
 
         self.start_button = button("Start", "Generate, score with the teacher and store in the catalog (Ctrl+G)",
                                    self.start, shortcut="Ctrl+G")
@@ -259,6 +282,9 @@ class GeneratePanel(QWidget):
         g = project.spec.get("generate", {})
         self.set_generator(str(g.get("generator", "digits")))
         self.scheduler.setCurrentText(str(g.get("scheduler", "ddim")))
+        self.resolution.setValue(int(g.get("resolution", 0)))
+        self.auto_batch.setChecked(bool(g.get("auto_batch", True)))
+        self.tiny_decoder.setText(str(g.get("guidance_decoder", "")))
         self.steps.setValue(int(g.get("steps", 15)))
         self.cfg.setValue(float(g.get("cfg", 3.0)))
         self.per_class.setValue(int(g.get("images_per_class", 20)))
@@ -298,15 +324,16 @@ class GeneratePanel(QWidget):
                 "guidance_window": [self.win_lo.value(), self.win_hi.value()], "guidance_mode": self.mode.currentText(),
                 "guidance_micro_batch": self.micro.value(), "checkpoint_decoder": self.ckpt_decoder.isChecked(),
                 "energy_weights": weights or {"class": 1.0}, "device": self.device.currentText(),
-                "precision": self.precision.currentText()}
+                "precision": self.precision.currentText(), "resolution": self.resolution.value(),
+                "auto_batch": self.auto_batch.isChecked(), "guidance_decoder": self.tiny_decoder.text().strip()}
 
     def fill_from_image(self, row: dict) -> None:
         """'Generate again with these settings': the settings stored with a catalog image."""
         s = row.get("settings") or {}
         sm, gd = s.get("sampler", {}), s.get("guidance", {})
         self.set_generator(str(row.get("generator", "digits")))
-        if sm.get("scheduler"):
-            self.scheduler.setCurrentText(str(sm["scheduler"]))
+        self.scheduler.setCurrentText(str(sm.get("scheduler") or "default"))
+        self.resolution.setValue(int(sm.get("resolution") or 0))
         self.steps.setValue(int(sm.get("steps", self.steps.value())))
         self.cfg.setValue(float(sm.get("cfg", self.cfg.value())))
         self.seed.setValue(int(row.get("seed", 0)) // 10_000_000)
@@ -562,6 +589,8 @@ class GeneratePanel(QWidget):
             self._dirty = True
         if ev.data.get("new_ids"):
             self.add_images(ev.data["new_ids"])
+        if "memory" in ev.data or "batch_size" in ev.data:  # the estimate at the start; a batch back-off
+            self.note.setText(ev.message)
 
     def add_images(self, ids: list[int]) -> None:
         project = self.studio.project

@@ -47,7 +47,9 @@ def load_tiny_decoder(source: str, device=None, dtype=None, *, allow_download: b
                 f"Could not load the tiny guidance decoder '{source}': {e}. Give a folder with an AutoencoderTiny "
                 "(config.json and weights, e.g. a saved copy of madebyollin/taesd for SD 1.x/2.x or "
                 "madebyollin/taesdxl for SDXL) or a Hugging Face id in your local cache.") from e
-        tiny.eval().requires_grad_(False).to(device=device, dtype=dtype)
+        tiny.eval().requires_grad_(False).to(device=device)
+        if dtype is not None and dtype != tiny.dtype:
+            tiny.to(dtype=dtype)
         _TINY[key] = tiny
         return tiny
 

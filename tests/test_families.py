@@ -213,3 +213,13 @@ def test_an_sdxl_folder_without_its_second_encoder_is_refused(tmp_path, sdxl):
         '"text_encoder_2": [\n    "transformers",\n    null\n  ]', '"text_encoder_2": [null, null]'))
     with pytest.raises(GeneratorLoadError, match="text_encoder_2"):
         load_generator(broken)
+
+
+def test_attention_runs_on_pytorch_sdpa_by_default(sdxl, tiny_sd):
+    """diffusers' default processor uses torch's scaled_dot_product_attention (flash / memory-efficient
+    kernels on a GPU); nothing in loading switches it back to the quadratic-memory path."""
+    for folder in (sdxl, tiny_sd):
+        comp = load_generator(folder)
+        kinds = {type(p).__name__ for p in comp.unet.attn_processors.values()}
+        kinds |= {type(p).__name__ for p in comp.vae.attn_processors.values()}
+        assert kinds == {"AttnProcessor2_0"}, kinds

@@ -11,7 +11,10 @@ move.  Run it on an idle machine all the same.
 - ``sampler_vs_pipeline``: the engine's sampler at guidance 0 vs ``StableDiffusionPipeline``
   on the same tiny random components, scheduler, steps and CFG (goal: at most 1.05x);
 - ``distill``: distillation throughput (images/s) of ``run_distillation`` vs a bare PyTorch
-  loop doing the same work (goal: at most 1.1x);
+  loop doing the same work (goal: at most 1.1x); and its speed options (issue 10) off and on,
+  each alone and all together: fp32 vs bf16 autocast vs channels_last vs ``torch.compile``, on
+  the Digits student and (not with ``--quick``) a ResNet-18 student of a ResNet-50 teacher at
+  224 px (random weights), in steady-state images/s on this machine's device;
 - ``catalog``: insert rate of :meth:`Catalog.add_image` (files + row), and filter/sort query
   times at 100,000 rows (goal: under 100 ms).
 """
@@ -134,8 +137,85 @@ def bench_distill(quick: bool) -> dict:
 
     t = interleaved({"engine": engine, "bare": bare}, 2 if quick else 5)
     ips = {k: n * epochs / v for k, v in t.items()}
-    return {"images": n, "epochs": epochs, "batch_size": bs, "seconds": t, "images_per_s": ips,
-            "engine_time_over_bare": t["engine"] / t["bare"], "goal": 1.1}
+    res = {"images": n, "epochs": epochs, "batch_size": bs, "seconds": t, "images_per_s": ips,
+           "engine_time_over_bare": t["engine"] / t["bare"], "goal": 1.1}
+    res["speed_options"] = bench_distill_speed(quick, teacher)
+    return res
+
+
+# the speed options of DistillSpec, each alone and all together (fp16 needs a CUDA GPU: not on the CPU)
+SPEED_CONFIGS = {"fp32": {"precision": "fp32", "channels_last": False}, "bf16": {"precision": "bf16"},
+                 "channels_last": {"channels_last": True}, "compile": {"compile": True},
+                 "all": {"precision": "bf16", "channels_last": True, "compile": True}}
+
+
+def _step_seconds(spec, teacher, x) -> list[float]:
+    from prism_gui.engine.training.distill import run_distillation
+
+    stamps = [time.perf_counter()]
+    for ev in run_distillation(spec, teacher=teacher, images=x):
+        if "loss" in ev.data:
+            stamps.append(time.perf_counter())
+    return np.diff(stamps).tolist()
+
+
+def speed_options(student: str, teacher, x: torch.Tensor, batch_size: int, configs: dict, rounds: int,
+                  warm: int) -> dict:
+    """Steady-state images/s of each speed setting: median step time over ``rounds`` runs per
+    setting, interleaved, without each run's first ``warm`` steps (``first_step_s``: the first
+    step of the first run, compilation included)."""
+    from prism_gui.engine.devices import pick_device
+    from prism_gui.engine.training.distill import DistillSpec
+
+    device = pick_device("auto")
+    steps: dict[str, list[float]] = {k: [] for k in configs}
+    first: dict[str, float] = {}
+    for r in range(rounds):
+        for k, kw in configs.items():
+            base = {"precision": "fp32", "channels_last": False, "compile": False}
+            spec = DistillSpec(student=student, epochs=1, batch_size=batch_size, eval="", augment=False,
+                               device=device.type, **{**base, **kw})
+            d = _step_seconds(spec, teacher, x)
+            if r == 0:
+                first[k] = round(d[0], 3)
+            steps[k] += d[warm:]
+            print(f"  {student} {k} round {r + 1}/{rounds}: first step {d[0]:.2f} s, then "
+                  f"{batch_size / statistics.median(d[warm:]):.1f} images/s", flush=True)
+    ips = {k: batch_size / statistics.median(v) for k, v in steps.items()}
+    return {"student": student, "teacher": teacher.architecture or teacher.source,
+            "input_size": list(teacher.input_size), "batch_size": batch_size, "steps_per_run": len(x) // batch_size,
+            "warm_steps": warm, "rounds": rounds, "device": str(device), "settings": configs,
+            "images_per_s": {k: round(v, 1) for k, v in ips.items()},
+            "over_fp32": {k: round(v / ips["fp32"], 3) for k, v in ips.items()}, "first_step_s": first}
+
+
+def bench_distill_speed(quick: bool, digits_teacher) -> dict:
+    import timm
+
+    from prism_gui.engine.devices import pick_device
+    from prism_gui.engine.teachers.load import Teacher
+
+    g = torch.Generator().manual_seed(0)
+    cuda = pick_device("auto").type == "cuda"
+    configs = {**SPEED_CONFIGS, **({"fp16": {"precision": "fp16"}} if cuda else {})}
+    # --quick: no compile (its first step compiles for ~30 s on the CPU) and no ResNet
+    configs = {k: v for k, v in configs.items() if not (quick and v.get("compile"))}
+    n = 512 if quick else 2048
+    res = {"digits": speed_options("digits_student", digits_teacher, torch.rand(n, 1, 8, 8, generator=g) * 2 - 1,
+                                   64, configs, 1 if quick else 3, 2 if quick else 4)}
+    if not quick:
+        torch.manual_seed(0)
+        model = timm.create_model("resnet50", num_classes=1000).eval().requires_grad_(False)
+        teacher = Teacher(model, (3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                          [f"class {i}" for i in range(1000)], architecture="resnet50")
+        bs, steps = 16, 6
+        x = torch.rand(bs * steps, 3, 224, 224, generator=g) * 2 - 1
+        res["resnet18_224"] = speed_options("resnet18", teacher, x, bs, configs, 2, 2)
+    res["compiler_cache"] = COMPILER_CACHE
+    if not cuda:
+        res["note"] = ("measured on the CPU: they say what the settings do on this machine only; the GPU gains "
+                       "(AMP and channels_last on tensor cores, compile) can only be confirmed on a GPU")
+    return res
 
 
 def bench_catalog(quick: bool) -> dict:
@@ -189,6 +269,14 @@ def machine() -> dict:
             "processor": platform.processor() or platform.machine()}
 
 
+COMPILER_CACHE = "torch.compile's usual cache folder (--quick compiles nothing)"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 BENCHES = {"guidance": bench_guidance, "sampler_vs_pipeline": bench_sampler_vs_pipeline, "distill": bench_distill,
            "catalog": bench_catalog}
 
@@ -199,12 +287,21 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "perf.json")
     a = p.parse_args(argv)
-    res = {"command": "python benchmarks/perf.py" + (" --quick" if a.quick else ""), "machine": machine(),
+    global COMPILER_CACHE
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        COMPILER_CACHE = f"given: {os.environ['TORCHINDUCTOR_CACHE_DIR']}"
+    elif not a.quick:  # before anything compiles or reads the cache
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="prism-perf-inductor-")
+        COMPILER_CACHE = "cold: a new TORCHINDUCTOR_CACHE_DIR, so first_step_s is a first run's compilation"
+    args = sys.argv[1:] if argv is None else list(argv)
+    res = {"command": " ".join(["python benchmarks/perf.py", *args]), "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M")}
     for name in a.only or BENCHES:
         t0 = time.time()
+        load = load_average()  # other work on the machine slows every number here: this says how much there was
         res[name] = BENCHES[name](a.quick)
         res[name]["bench_seconds"] = round(time.time() - t0, 1)
+        res[name]["load_average_1min"] = {"start": load, "end": load_average()}
         print(name, json.dumps(res[name], indent=1), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))

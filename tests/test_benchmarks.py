@@ -30,6 +30,18 @@ def test_perf_benchmark_runs_quick(root, tmp_path):
     assert set(res["catalog"]["query_ms"]) >= {"sort_by_energy_ids", "prompt_text_filter_ids"}
 
 
+def test_perf_distill_bench_runs_quick_with_speed_options(root, tmp_path):
+    out = tmp_path / "perf.json"
+    r = subprocess.run([sys.executable, "benchmarks/perf.py", "--quick", "--only", "distill", "--out", str(out)],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())["distill"]
+    assert res["images_per_s"]["engine"] > 0 and res["images_per_s"]["bare"] > 0
+    digits = res["speed_options"]["digits"]
+    assert set(digits["images_per_s"]) == {"fp32", "bf16", "channels_last"}  # --quick: no compile, no ResNet
+    assert all(v > 0 for v in digits["images_per_s"].values()) and digits["over_fp32"]["fp32"] == 1.0
+    assert "resnet18_224" not in res["speed_options"]
+
 def test_ablation_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "ablation.json"
     r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"),

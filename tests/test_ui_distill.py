@@ -1,6 +1,8 @@
 """Distill panel: a 2-epoch training job on a small catalog, live curves from buffers (redrawn
 by a timer), runs overlaid, stop, and export of the student."""
 
+import json
+
 import numpy as np
 
 from prism_gui.ui.common import make_studio
@@ -48,3 +50,32 @@ def test_training_run_curves_and_export(qtbot, tmp_path):
     qtbot.waitUntil(lambda: job2.state == "cancelled", timeout=30000)
     qtbot.waitUntil(lambda: bool(panel.runs["distill-2"].items), timeout=3000)
     assert len(panel.runs) == 2
+
+
+def test_speed_settings_reach_the_job_and_persist_in_the_project(qtbot, tmp_path):
+    from prism_gui.engine.project.project import Project
+
+    studio = make_studio()
+    panel = DistillPanel(studio)
+    qtbot.addWidget(panel)
+    studio.warm_up(wait=True)
+    assert panel.auto_speed == "auto on this machine (cpu): fp32, channels_last off"
+    assert panel.auto_speed in panel.precision.toolTip()
+    studio.set_project(fake_catalog(tmp_path / "proj", 100))
+    s = panel.settings()
+    assert (s["precision"], s["channels_last"], s["compile"]) == ("auto", "auto", False)  # the defaults
+    panel.precision.setCurrentText("bf16")
+    panel.channels_last.setCurrentText("on")
+    panel.epochs.setValue(1)
+    job = panel.start()
+    qtbot.waitUntil(lambda: job.state == "finished", timeout=120000)
+    assert job.last_event.data["result"]["speed"] == {"precision": "bf16", "channels_last": True, "compile": False}
+    spec = json.loads((tmp_path / "proj" / "runs" / "distill-1" / "spec.json").read_text())
+    assert (spec["precision"], spec["channels_last"], spec["compile"]) == ("bf16", True, False)
+    d = Project.open(tmp_path / "proj").spec["distill"]  # saved with the project ...
+    assert (d["precision"], d["channels_last"], d["compile"]) == ("bf16", True, False)
+    panel.precision.setCurrentText("auto")
+    panel.channels_last.setCurrentText("off")
+    studio.set_project(Project.open(tmp_path / "proj"))  # ... and shown again when it is opened
+    assert (panel.precision.currentText(), panel.channels_last.currentText()) == ("bf16", "on")
+    assert not panel.compile.isChecked()

@@ -42,3 +42,29 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype of mixed-precision training (``torch.autocast`` of the forward passes) on
+    ``device``, or None for plain float32.  ``auto``: bf16 on a CUDA GPU that supports it, fp16 on
+    older CUDA GPUs, float32 on the CPU and MPS.  Combinations that cannot train are refused."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision must be one of {('auto', *PRECISIONS)}, not {precision!r}")
+    kind = device.type
+    if precision == "auto":
+        if kind != "cuda":
+            return None
+        native = torch.cuda.is_bf16_supported(including_emulation=False)  # pre-Ampere GPUs only emulate bf16
+        return torch.bfloat16 if native else torch.float16
+    if precision == "fp32":
+        return None
+    if kind == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bfloat16: choose precision fp16 (or auto) or fp32")
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16":
+        raise ValueError(f"precision fp16 needs a CUDA GPU (fp16 training needs gradient scaling, and it is slow "
+                         f"on the {kind.upper()}): choose bf16 or fp32 on the {kind.upper()}")
+    if not torch.amp.is_autocast_available(kind):
+        raise ValueError(f"mixed precision is not available on device '{kind}': choose precision fp32")
+    return torch.bfloat16

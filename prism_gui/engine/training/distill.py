@@ -6,10 +6,20 @@ and normalization).  The trainer is a generator: it yields an event per step (lo
 evaluation (accuracy on a real held-out set, teacher-student agreement), logs every metric to
 ``metrics.jsonl`` and the project's catalog, checkpoints each epoch (safetensors) so a stopped
 run resumes, and exports the student as safetensors and ONNX.
+
+Speed (``precision``, ``channels_last``, ``compile``): the forward passes of student and teacher
+run under ``torch.autocast`` (bf16 or fp16, with a ``GradScaler`` for fp16) while the KD loss is
+computed in float32; models and batches can be put in ``torch.channels_last`` memory format (the
+layout tensor cores want); ``torch.compile`` can compile the student's (and the teacher's)
+forward.  By default ("auto") mixed precision and channels_last are on for a CUDA GPU and off
+elsewhere, so results on the CPU stay those of plain float32 training.  Checkpoints and exports
+always hold the un-compiled module's state dict in the standard layout, so a run resumes with
+other speed settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -60,11 +70,84 @@ class DistillSpec:
     run: str = "distill"
     device: str = "auto"
     export_onnx: bool = False
+    # speed: "auto" is on for a CUDA GPU and off elsewhere; resuming may change them
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the forward passes (auto: bf16/fp16 on CUDA)
+    channels_last: bool | str = "auto"  # channels_last memory format for the models and batches (auto: on CUDA)
+    compile: bool = False  # torch.compile the student's and teacher's forward (inductor needs a C++ compiler)
 
     def __post_init__(self):
+        from prism_gui.engine.devices import PRECISIONS
         from prism_gui.engine.teachers.spec import TeacherSpec
 
         self.teacher = TeacherSpec.from_value(self.teacher, "distill spec").to_value()
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ValueError(f"precision must be one of {['auto', *PRECISIONS]}, not {self.precision!r}")
+        if not (self.channels_last == "auto" or isinstance(self.channels_last, bool)):
+            raise ValueError(f"channels_last must be true, false or 'auto', not {self.channels_last!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, not {self.compile!r}")
+
+
+SPEED_KEYS = ("precision", "channels_last", "compile")  # settings a run may resume with changed
+COMPILE_BACKEND = "inductor"  # torch.compile's backend ("aot_eager" generates no code: tests without a compiler)
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    """The speed settings of a spec as they apply on a device."""
+
+    dtype: torch.dtype | None  # autocast dtype; None: float32
+    channels_last: bool
+    compile: bool
+
+    @property
+    def precision(self) -> str:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+
+    def autocast(self, device: torch.device):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
+
+    def describe(self) -> dict:
+        return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
+
+
+def resolve_speed(spec: DistillSpec, device: torch.device) -> Speed:
+    """``spec``'s precision, memory format and compilation on ``device``; refuses what cannot run there."""
+    from prism_gui.engine.devices import autocast_dtype
+
+    dtype = autocast_dtype(device, spec.precision)
+    channels_last = device.type == "cuda" if spec.channels_last == "auto" else spec.channels_last
+    if spec.compile and COMPILE_BACKEND == "inductor":
+        _check_inductor()
+    return Speed(dtype, channels_last, spec.compile)
+
+
+def _check_inductor() -> None:
+    try:
+        from torch._inductor import cpp_builder
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # a torch without these internals: let torch.compile speak for itself
+        return
+    try:
+        cpp_builder.get_cpp_compiler()
+    except InvalidCxxCompiler as e:
+        raise ValueError("compile needs a C++ compiler for torch.compile's inductor backend (g++ or clang++ on "
+                         "the PATH, or MSVC's cl on Windows), and none was found: install one or set compile to "
+                         "false") from e
+
+
+def _compiled(model: torch.nn.Module):
+    """``model``'s forward compiled (the returned wrapper shares its parameters); ``model`` itself,
+    whose state dict has no ``_orig_mod.`` prefix, stays the one that is saved and exported."""
+    if isinstance(model, torch.jit.ScriptModule):  # a TorchScript teacher is left as it is
+        return model
+    return torch.compile(model, backend=COMPILE_BACKEND)
+
+
+def _resume_key(spec_dict: dict) -> dict:
+    return {k: v for k, v in spec_dict.items() if k not in SPEED_KEYS}
 
 
 def make_student(name: str, teacher) -> torch.nn.Module:
@@ -79,6 +162,8 @@ def make_student(name: str, teacher) -> torch.nn.Module:
 
 
 def kd_loss(s_logits, t_logits, T: float, alpha_ce: float = 0.0) -> torch.Tensor:
+    """KL at temperature ``T`` (times T²), in float32 whatever the logits' dtype."""
+    s_logits, t_logits = s_logits.float(), t_logits.float()
     kl = F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True,
                   reduction="batchmean") * T * T
     if alpha_ce:
@@ -110,7 +195,7 @@ def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
     return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
-def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -> None:
+def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int, scaler=None) -> None:
     import safetensors.torch
 
     from prism_gui.engine.data.catalog import atomic_write_bytes
@@ -121,7 +206,10 @@ def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int) -
     import io
 
     buf = io.BytesIO()
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step}, buf)
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    torch.save(state, buf)
     atomic_write_bytes(folder / "trainer_state.pt", buf.getvalue())
 
 
@@ -138,6 +226,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
 
     cancel = cancel or CancelToken()
     device = pick_device(spec.device)
+    speed = resolve_speed(spec, device)
     teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device).model.eval()
     torch.manual_seed(spec.seed)
@@ -147,6 +236,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
     else:
         x = TensorImages(images) if isinstance(images, torch.Tensor) else images
     student = make_student(spec.student, teacher).to(device)
+    scaler = torch.amp.GradScaler(device.type) if speed.dtype == torch.float16 else None
     eval_set = eval_dataset(spec.eval, teacher, spec.eval_mapping)
     loader = make_loader(x, spec.batch_size, device=device, workers=spec.workers, generator=gen, shuffle=True)
     steps_per_epoch = math.ceil(len(x) / spec.batch_size)
@@ -161,17 +251,20 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
         ck = out / "checkpoint"
         spec_path = out / "spec.json"
         if (ck / "trainer_state.pt").exists() and spec_path.exists() and \
-                json.loads(spec_path.read_text()) == dataclasses.asdict(spec):
+                _resume_key(json.loads(spec_path.read_text())) == _resume_key(dataclasses.asdict(spec)):
             student.load_state_dict(safetensors.torch.load_file(str(ck / "student.safetensors")))
             state = torch.load(ck / "trainer_state.pt", weights_only=True)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
+            if scaler is not None and "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             for _ in range(start_epoch):  # keep the data order of an uninterrupted run
                 torch.randperm(len(x), generator=gen)
         spec_path.write_text(json.dumps(dataclasses.asdict(spec), indent=2))
         (out / "manifest.json").write_text(json.dumps(
-            manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x)), indent=2))
+            manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x),
+                     device=str(device), speed=speed.describe()), indent=2))
         log_f = open(out / "metrics.jsonl", "a")
     cat = None
     if spec.project and spec.data == "catalog":
@@ -190,6 +283,11 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
     t0 = time.time()
     last_eval: dict = {}
     try:
+        if speed.channels_last:  # the teacher is shared with the app: its layout is restored at the end
+            student.to(memory_format=torch.channels_last)
+            teacher.model.to(memory_format=torch.channels_last)
+        student_fwd = _compiled(student) if speed.compile else student
+        teacher_fwd = _compiled(teacher.model) if speed.compile else teacher.model
         yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs", {"images": len(x)})
         for epoch in range(start_epoch, spec.epochs):
             student.train()
@@ -200,12 +298,21 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
                 if spec.augment:
                     xb = augment_batch(xb, gen)
                 xb = teacher.preprocess(xb.to(device, non_blocking=True))
-                with torch.no_grad():
-                    t_logits = teacher.model(xb)
-                loss = kd_loss(student(xb), t_logits, spec.temperature, spec.alpha_ce)
+                if speed.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with speed.autocast(device):
+                    with torch.no_grad():
+                        t_logits = teacher_fwd(xb)
+                    s_logits = student_fwd(xb)
+                loss = kd_loss(s_logits, t_logits, spec.temperature, spec.alpha_ce)  # in float32
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
                 sched.step()
                 step += 1
                 lv = loss.item()
@@ -219,10 +326,11 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
                             f"epoch {epoch + 1}: accuracy {100 * last_eval['test_accuracy']:.1f}%",
                             {**last_eval, "epoch": epoch + 1})
             if out is not None:
-                _save_checkpoint(out / "checkpoint", student, opt, sched, epoch + 1, step)
+                _save_checkpoint(out / "checkpoint", student, opt, sched, epoch + 1, step, scaler)
+        student.to(memory_format=torch.contiguous_format)  # the plain module in the standard layout, for export
         result = {"student": spec.student, "images": len(x), "epochs": spec.epochs,
                   "student_parameters": sum(p.numel() for p in student.parameters()),
-                  "seconds": round(time.time() - t0, 2), **last_eval}
+                  "seconds": round(time.time() - t0, 2), "speed": speed.describe(), **last_eval}
         if out is not None:
             export_student(student, teacher, out, onnx=spec.export_onnx)
             (out / "result.json").write_text(json.dumps(result, indent=2))
@@ -234,6 +342,8 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
             cat.finish_run(spec.run, "interrupted")
         raise
     finally:
+        if speed.channels_last:
+            teacher.model.to(memory_format=torch.contiguous_format)
         if log_f is not None:
             log_f.close()
         if cat is not None:

@@ -16,7 +16,11 @@ move.  Run it on an idle machine all the same.
   the Digits student and (not with ``--quick``) a ResNet-18 student of a ResNet-50 teacher at
   224 px (random weights), in steady-state images/s on this machine's device;
 - ``catalog``: insert rate of :meth:`Catalog.add_image` (files + row), and filter/sort query
-  times at 100,000 rows (goal: under 100 ms).
+  times at 100,000 rows (goal: under 100 ms);
+- ``sd_512``: Stable Diffusion 1.5's real architecture at 512 px (``benchmarks/sd_generation.py``,
+  ~16 min here; also runnable alone): guided vs unguided step time with the full VAE, the
+  checkpointed VAE and the tiny decoder (goals: tiny decoder at most 1.3x, full VAE at most 2x),
+  guidance memory per image for each, storing behind sampling (goal: within 5%), and by resolution.
 """
 
 from __future__ import annotations
@@ -277,8 +281,14 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def bench_sd_512(quick: bool) -> dict:
+    from benchmarks.sd_generation import bench_sd_generation
+
+    return bench_sd_generation(quick)
+
+
 BENCHES = {"guidance": bench_guidance, "sampler_vs_pipeline": bench_sampler_vs_pipeline, "distill": bench_distill,
-           "catalog": bench_catalog}
+           "catalog": bench_catalog, "sd_512": bench_sd_512}
 
 
 def main(argv=None) -> int:

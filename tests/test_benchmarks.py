@@ -28,6 +28,11 @@ def test_perf_benchmark_runs_quick(root, tmp_path):
     assert res["distill"]["images_per_s"]["engine"] > 0 and res["distill"]["images_per_s"]["bare"] > 0
     assert res["catalog"]["rows"] == 5000
     assert set(res["catalog"]["query_ms"]) >= {"sort_by_energy_ids", "prompt_text_filter_ids"}
+    sd = res["sd_512"]  # on tiny random components with --quick
+    assert set(sd["ratio_to_unguided"]) == {"unguided", "cheap, full VAE", "cheap, full VAE checkpointed",
+                                            "cheap, tiny decoder"}
+    assert sd["guidance_memory_per_image_mib"]["cheap, full VAE"] > 0 and sd["storing"]["images"] == 4
+    assert len(sd["by_resolution"]) == 3
 
 
 def test_perf_distill_bench_runs_quick_with_speed_options(root, tmp_path):

@@ -111,7 +111,7 @@ def _print_estimate(spec, teacher) -> int:
 
     device = pick_device(spec.device)
     comp = load_generator(spec.generator).to(device, pick_dtype(device, spec.precision))
-    est = estimate(comp, teacher.to(device), spec.sampler, spec.guidance, spec.batch_size)
+    est = estimate(comp, teacher.to(device), spec.sampler, spec.guidance, spec.batch_size, offload=spec.offload)
     size = spec.sampler.resolution or comp.resolution
     print(f"{spec.generator}: {describe(comp)}; generating at {size} px on {device.type}")
     print(f"memory: {est.describe()}")

@@ -167,3 +167,38 @@ def test_vae_slicing_gives_the_same_images_and_tiling_runs(comp, teacher):
     assert torch.allclose(sliced, plain, atol=1e-5)
     tiled = _images(comp, teacher, SamplerSettings(steps=2, cfg=2.0, vae_tiling=True), None)
     assert tiled.shape == plain.shape and not comp.vae.use_tiling  # switched back off after the decode
+
+
+def test_model_cpu_offload_gives_the_same_images_and_counts_one_model(comp, teacher):
+    """With offload each model runs on the execution device and waits on the CPU (here both are the
+    CPU, so this checks the hooks' plumbing; the memory saving only shows on a GPU)."""
+    s = SamplerSettings(steps=3, cfg=2.0)
+    plain = _images(comp, teacher, s, _g())
+    try:
+        comp.enable_offload("cpu")
+        assert len(comp._offload_hooks) == 3 and all(hasattr(m, "_hf_hook") for m in comp.models())
+        assert torch.equal(_images(comp, teacher, s, _g()), plain)
+        full = estimate(comp, teacher, s, _g(), 4)
+        offloaded = estimate(comp, teacher, s, _g(), 4, offload=True)
+        assert offloaded.weights == max(model_bytes(m) for m in comp.models()) + model_bytes(teacher.model)
+        assert offloaded.weights < full.weights and offloaded.guidance_per_image == full.guidance_per_image
+    finally:
+        comp.disable_offload()
+    assert comp.offload_device is None and not any(hasattr(m, "_hf_hook") for m in comp.models())
+    assert torch.equal(_images(comp, teacher, s, _g()), plain)
+
+
+def test_a_generation_job_with_offload_stores_the_same_images(tmp_path, tiny_sd, teacher):
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+    from prism_gui.engine.prompts import load_bank, plain_prompts
+
+    comp = load_generator(tiny_sd)
+    ps = plain_prompts(teacher.class_names, load_bank("natural"))
+    for name, offload in (("a", False), ("b", True)):
+        spec = GenerateSpec(project=str(tmp_path / name), images_per_class=2, batch_size=3,
+                            sampler={"steps": 2, "cfg": 2.0}, guidance={"scale": 0.3}, offload=offload)
+        list(run_generation(spec, ps, teacher=teacher, components=comp))
+    assert comp.offload_device is None  # the job hands the shared generator back as it found it
+    with Catalog(tmp_path / "a") as a, Catalog(tmp_path / "b") as b:
+        assert torch.equal(a.load_images(run="run")[0], b.load_images(run="run")[0])

@@ -89,7 +89,7 @@ def test_memory_options_reach_the_job_and_its_memory_note_is_shown(qtbot, panel)
     panel.micro.setValue(3)
     s = panel.settings()
     assert (s["resolution"], s["scheduler"], s["auto_batch"], s["guidance_micro_batch"]) == (8, "default", False, 3)
-    assert s["guidance_decoder"] == ""
+    assert s["guidance_decoder"] == "" and s["offload"] is False
     job = panel.start()
     qtbot.waitUntil(lambda: job.state == "finished", timeout=120000)
     assert panel.note.text().startswith("memory: about") and "x 3 at once" in panel.note.text()

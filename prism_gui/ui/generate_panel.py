@@ -76,7 +76,7 @@ def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Ite
                         images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
                         sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"],
                                                 resolution=int(s.get("resolution", 0))),
-                        auto_batch=bool(s.get("auto_batch", True)),
+                        auto_batch=bool(s.get("auto_batch", True)), offload=bool(s.get("offload", False)),
                         guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
     comp = generator(s["generator"])
     yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
@@ -137,6 +137,10 @@ class GeneratePanel(QWidget):
         self.precision.setToolTip("Generator precision on a GPU: fp16/bf16 halve its memory and are faster "
                                   "(the CPU always samples in fp32)")
         f.addRow("Precision", self.precision)
+        self.offload = QCheckBox("CPU offload (one model on the GPU at a time)")
+        self.offload.setToolTip("Model CPU offload: the text encoder, UNet and VAE take turns on the GPU and wait "
+                                "in CPU memory; fits large models (SDXL) on small GPUs, slower per step")
+        f.addRow("", self.offload)
         self.seed = spin(0, 10**6, 0, "Base seed: image i gets seed*10,000,000 + i")
         f.addRow("Seed", self.seed)
         self.prompt_source = QComboBox()
@@ -284,6 +288,7 @@ class GeneratePanel(QWidget):
         self.scheduler.setCurrentText(str(g.get("scheduler", "ddim")))
         self.resolution.setValue(int(g.get("resolution", 0)))
         self.auto_batch.setChecked(bool(g.get("auto_batch", True)))
+        self.offload.setChecked(bool(g.get("offload", False)))
         self.tiny_decoder.setText(str(g.get("guidance_decoder", "")))
         self.steps.setValue(int(g.get("steps", 15)))
         self.cfg.setValue(float(g.get("cfg", 3.0)))
@@ -325,7 +330,8 @@ class GeneratePanel(QWidget):
                 "guidance_micro_batch": self.micro.value(), "checkpoint_decoder": self.ckpt_decoder.isChecked(),
                 "energy_weights": weights or {"class": 1.0}, "device": self.device.currentText(),
                 "precision": self.precision.currentText(), "resolution": self.resolution.value(),
-                "auto_batch": self.auto_batch.isChecked(), "guidance_decoder": self.tiny_decoder.text().strip()}
+                "auto_batch": self.auto_batch.isChecked(), "guidance_decoder": self.tiny_decoder.text().strip(),
+                "offload": self.offload.isChecked()}
 
     def fill_from_image(self, row: dict) -> None:
         """'Generate again with these settings': the settings stored with a catalog image."""

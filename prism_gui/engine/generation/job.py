@@ -40,6 +40,7 @@ class GenerateSpec:
     half: bool = False  # older specs: True means precision "fp16"
     precision: str = "fp32"  # fp32 | fp16 | bf16 (GPU only; the CPU always samples in float32)
     auto_batch: bool = True  # on out-of-memory, halve the batch and retry it instead of failing the run
+    offload: bool = False  # model CPU offload: one model on the GPU at a time (less memory, slower)
 
     def __post_init__(self):
         if isinstance(self.sampler, dict):
@@ -116,7 +117,9 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
     teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device)
     comp = components or load_generator(spec.generator)
-    comp.to(device, pick_dtype(device, spec.precision))
+    comp.disable_offload()  # a shared generator may carry a previous job's offload
+    # offloaded models never all sit on the device: they stay on the CPU until enable_offload
+    comp.to("cpu" if spec.offload else device, pick_dtype(device, spec.precision))
     if prompts.class_names != teacher.class_names:
         raise ValueError(f"the prompt set's classes ({len(prompts.class_names)}) are not the teacher's "
                          f"({teacher.num_classes}): regenerate the prompts for this teacher")
@@ -146,6 +149,8 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         guidance, note = fit_guidance(spec, comp, teacher, device)
         if note:
             yield Event("generate", n_done, total, note["message"], {"memory": note})
+        if spec.offload:
+            comp.enable_offload(device)
         settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
         t0 = time.time()
         first_done = n_done
@@ -210,6 +215,8 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         raise
     finally:
         cat.close()
+        if spec.offload:
+            comp.disable_offload()
 
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)
@@ -222,7 +229,7 @@ def fit_guidance(spec: GenerateSpec, comp, teacher, device) -> tuple[GuidanceSpe
 
     guidance = spec.guidance
     try:
-        est = estimate(comp, teacher, spec.sampler, guidance, spec.batch_size)
+        est = estimate(comp, teacher, spec.sampler, guidance, spec.batch_size, offload=spec.offload)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:  # an op without a meta kernel
         return guidance, {"message": f"memory estimate unavailable ({type(e).__name__}: {e})"}
     note = {**est.to_dict(), "message": "memory: " + est.describe()}

@@ -39,9 +39,44 @@ class DiffusionComponents:
         """Pixels per latent cell (8 for Stable Diffusion's VAE, 1 for pixel-space priors)."""
         return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    offload_device: Any = None  # set by enable_offload: where the models run; between calls they wait on the CPU
+    _offload_hooks: list = dataclasses.field(default_factory=list, repr=False)
+
     @property
     def device(self):
+        """Where the sampler puts its tensors: the models' device, or the execution device of an offload."""
+        if self.offload_device is not None:
+            return self.offload_device
         return next(self.unet.parameters()).device
+
+    def models(self) -> list:
+        return [m for m in (self.text_encoder, self.text_encoder_2, self.unet, self.vae) if m is not None]
+
+    def enable_offload(self, device) -> DiffusionComponents:
+        """Model CPU offload (accelerate's hooks, as diffusers' ``enable_model_cpu_offload``): each
+        model moves to ``device`` when it runs and the one before it goes back to the CPU, so the
+        GPU holds one model at a time (the UNet is the largest) for some time per step."""
+        import torch
+        from accelerate import cpu_offload_with_hook
+
+        device = torch.device(device)
+        if self.offload_device == device:
+            return self
+        self.disable_offload()
+        hook = None
+        for m in self.models():
+            m.to("cpu")
+            _, hook = cpu_offload_with_hook(m, device, prev_module_hook=hook)
+            self._offload_hooks.append(hook)
+        self.offload_device = device
+        return self
+
+    def disable_offload(self) -> DiffusionComponents:
+        for h in self._offload_hooks:
+            h.remove()
+        self._offload_hooks.clear()
+        self.offload_device = None
+        return self
 
     @property
     def dtype(self):
@@ -50,6 +85,8 @@ class DiffusionComponents:
     def to(self, device=None, dtype=None):
         import torch
 
+        if self.offload_device is not None:
+            device = None  # offloaded models stay on the CPU between calls; only the dtype changes
         if (device is None or self.device == torch.device(device)) and (dtype is None or self.dtype == dtype):
             return self  # already there (and diffusers would log its float32 notice again)
         for m in (self.unet, self.text_encoder, self.text_encoder_2):

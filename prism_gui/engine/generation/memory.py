@@ -71,13 +71,24 @@ class _Graph(torch.nn.Module):
 
 def guidance_bytes_per_image(comp, teacher, sampler, guidance) -> int:
     """Bytes autograd keeps for one image's guidance gradient, measured on the meta device."""
+    if not guidance.on:
+        return 0
+    offloaded = comp.offload_device
+    if offloaded is None:
+        return _guidance_bytes(comp, teacher, sampler, guidance)
+    comp.disable_offload()  # offload hooks would move the meta weights; put them back afterwards
+    try:
+        return _guidance_bytes(comp, teacher, sampler, guidance)
+    finally:
+        comp.enable_offload(offloaded)
+
+
+def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
     from prism_gui.engine.generation.decoders import decoder_checkpointing, guidance_decoder
     from prism_gui.engine.generation.energies import compute_energies
     from prism_gui.engine.generation.families import family
     from prism_gui.engine.generation.sampler import latent_size
 
-    if not guidance.on:
-        return 0
     decode = guidance_decoder(comp, guidance.decoder)
     decoder_module = comp.vae
     if guidance.decoder:
@@ -152,11 +163,15 @@ def guidance_bytes_per_image(comp, teacher, sampler, guidance) -> int:
     return kept + largest_block
 
 
-def estimate(comp, teacher, sampler, guidance, batch_size: int) -> MemoryEstimate:
-    """The memory of a generation job on its device, for these settings."""
+def estimate(comp, teacher, sampler, guidance, batch_size: int, *, offload: bool = False) -> MemoryEstimate:
+    """The memory of a generation job on its device, for these settings (with ``offload``, the
+    generator's models take turns on the device: the largest one counts)."""
     from prism_gui.engine.generation.decoders import load_tiny_decoder
 
     tiny = load_tiny_decoder(guidance.decoder, comp.device, comp.dtype) if guidance.on and guidance.decoder else None
-    weights = model_bytes(comp.unet, comp.text_encoder, comp.text_encoder_2, comp.vae, tiny, teacher.model)
+    if offload:
+        weights = max(model_bytes(m) for m in comp.models()) + model_bytes(tiny, teacher.model)
+    else:
+        weights = model_bytes(*comp.models(), tiny, teacher.model)
     micro = min(batch_size, guidance.micro_batch or batch_size)
     return MemoryEstimate(weights, guidance_bytes_per_image(comp, teacher, sampler, guidance), micro, batch_size)

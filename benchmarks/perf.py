@@ -20,7 +20,9 @@ move.  Run it on an idle machine all the same.
 - ``sd_512``: Stable Diffusion 1.5's real architecture at 512 px (``benchmarks/sd_generation.py``,
   ~16 min here; also runnable alone): guided vs unguided step time with the full VAE, the
   checkpointed VAE and the tiny decoder (goals: tiny decoder at most 1.3x, full VAE at most 2x),
-  guidance memory per image for each, storing behind sampling (goal: within 5%), and by resolution.
+  guidance memory per image for each, storing behind sampling (goal: within 5%), and by resolution;
+- ``sdxl_memory``: SDXL's weights and guidance memory per image at 1024/768/512 px per option, from
+  its real architecture on the meta device (seconds; SDXL's time per step is not measured here).
 """
 
 from __future__ import annotations
@@ -287,8 +289,14 @@ def bench_sd_512(quick: bool) -> dict:
     return bench_sd_generation(quick)
 
 
+def bench_sdxl_memory(quick: bool) -> dict:
+    from benchmarks.sd_generation import bench_sdxl_memory as run
+
+    return run(quick)
+
+
 BENCHES = {"guidance": bench_guidance, "sampler_vs_pipeline": bench_sampler_vs_pipeline, "distill": bench_distill,
-           "catalog": bench_catalog, "sd_512": bench_sd_512}
+           "catalog": bench_catalog, "sd_512": bench_sd_512, "sdxl_memory": bench_sdxl_memory}
 
 
 def main(argv=None) -> int:

@@ -222,6 +222,50 @@ class _Take(torch.nn.Module):
         return x[:, : self.k]
 
 
+def bench_sdxl_memory(quick: bool) -> dict:
+    """SDXL's memory, from its real architecture built on the meta device (no weights allocated,
+    so it runs anywhere in seconds): the weights, and the guidance gradient's activations per image
+    at 1024 (native), 768 and 512 px for the full VAE, the checkpointed VAE and a TAESDXL-shaped
+    tiny decoder.  The time per step of SDXL is not measured on this 2-core CPU."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.load import DiffusionComponents
+    from prism_gui.engine.generation.memory import MiB, estimate
+    from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
+
+    if quick:
+        return {"skipped": "quick run"}
+    cfg = ROOT / "resources" / "generator_configs" / "sdxl"
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
+        te = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg / "text_encoder"))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(cfg / "text_encoder_2"))
+    comp = DiffusionComponents(unet=unet, scheduler=EulerDiscreteScheduler.from_config(
+        EulerDiscreteScheduler.load_config(cfg / "scheduler")), text_encoder=te, tokenizer=None, vae=vae,
+        resolution=1024, family="sdxl", text_encoder_2=te2, tokenizer_2=None)
+    tmp = Path(tempfile.mkdtemp(prefix="prism-sdxl-"))
+    teacher = teacher_model(False)
+    taesd = tiny_decoder(False, tmp)
+    energy = EnergySpec({"class": 1.0})
+    options = {"cheap, full VAE": GuidanceSpec(energy, scale=0.3),
+               "cheap, full VAE checkpointed": GuidanceSpec(energy, scale=0.3, checkpoint_decoder=True),
+               "cheap, tiny decoder": GuidanceSpec(energy, scale=0.3, decoder=str(taesd))}
+    out: dict = {"models": "SDXL base architecture (shipped configs), meta device", "teacher": "resnet50"}
+    for size in (1024, 768, 512):
+        settings = SamplerSettings(steps=1, resolution=size)
+        out[str(size)] = {k: round(estimate(comp, teacher, settings, g, 1).guidance_per_image / MiB, 1)
+                          for k, g in options.items()}
+    w = estimate(comp, teacher, SamplerSettings(steps=1), options["cheap, full VAE"], 1)
+    out["weights_fp32_mib"] = round(w.weights / MiB, 1)
+    out["generator_weights_fp16_mib"] = round(sum(p.numel() * 2 for m in comp.models()
+                                                  for p in m.parameters()) / MiB, 1)
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
     import json

@@ -120,14 +120,12 @@ class GeneratePanel(QWidget):
         self.per_class = spin(1, 100000, 20, "Images to generate per class")
         f.addRow("Images per class", self.per_class)
         self.batch = spin(1, 4096, 50, "Images per batch (memory vs. speed)")
-        self.auto_batch = QCheckBox("halve on out-of-memory")
+        self.auto_batch = QCheckBox("halve it when out of memory")
         self.auto_batch.setChecked(True)
         self.auto_batch.setToolTip("When a batch runs out of GPU memory, halve it and retry instead of stopping "
                                    "the run; every image depends on its own seed, so the images are the same")
-        brow_ = QHBoxLayout()
-        brow_.addWidget(self.batch)
-        brow_.addWidget(self.auto_batch)
-        f.addRow("Batch size", brow_)
+        f.addRow("Batch size", self.batch)
+        f.addRow("", self.auto_batch)
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.device.setToolTip("Where to sample: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU")
@@ -137,9 +135,10 @@ class GeneratePanel(QWidget):
         self.precision.setToolTip("Generator precision on a GPU: fp16/bf16 halve its memory and are faster "
                                   "(the CPU always samples in fp32)")
         f.addRow("Precision", self.precision)
-        self.offload = QCheckBox("CPU offload (one model on the GPU at a time)")
-        self.offload.setToolTip("Model CPU offload: the text encoder, UNet and VAE take turns on the GPU and wait "
-                                "in CPU memory; fits large models (SDXL) on small GPUs, slower per step")
+        self.offload = QCheckBox("CPU offload")
+        self.offload.setToolTip("Model CPU offload: one model on the GPU at a time. The text encoder, UNet and "
+                                "VAE take turns on the GPU and wait in CPU memory; fits large models (SDXL) on "
+                                "small GPUs, slower per step")
         f.addRow("", self.offload)
         self.seed = spin(0, 10**6, 0, "Base seed: image i gets seed*10,000,000 + i")
         f.addRow("Seed", self.seed)
@@ -217,7 +216,7 @@ class GeneratePanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(360)
+        scroll.setMinimumWidth(400)  # the form and its vertical scroll bar, without a horizontal one
         scroll.setMaximumWidth(440)
 
         self.strip = QListWidget()

@@ -18,6 +18,7 @@ timm's ResNet-50 with random weights, the tiny decoder has TAESD's architecture 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -124,12 +125,12 @@ def bench_sd_generation(quick: bool) -> dict:
     res["guidance_memory_per_image_mib"] = {k: round(m.guidance_per_image / MiB, 1) for k, m in mem.items()}
     res["guidance_memory_reduction"] = {k: round(full / m.guidance_per_image, 1) for k, m in mem.items()}
     res["weights_mib"] = round(mem["cheap, full VAE"].weights / MiB, 1)
-    res["by_resolution"] = bench_resolution(comp, teacher, options["cheap, full VAE"], quick)
-    res["storing"] = bench_storing(comp, teacher, tmp, quick)
+    res["by_resolution"] = bench_resolution(comp, teacher, options["cheap, full VAE"])
+    res["storing"] = bench_storing(comp, teacher, tmp)
     return res
 
 
-def bench_resolution(comp, teacher, guided, quick: bool) -> dict:
+def bench_resolution(comp, teacher, guided) -> dict:
     """What generating below the native size saves: an unguided step's time and the guidance
     gradient's memory per image, at the native size and smaller ones."""
     from prism_gui.engine.generation.memory import MiB, estimate
@@ -152,7 +153,7 @@ def bench_resolution(comp, teacher, guided, quick: bool) -> dict:
     return out
 
 
-def bench_storing(comp, teacher, tmp: Path, quick: bool) -> dict:
+def bench_storing(comp, teacher, tmp: Path) -> dict:
     """A generation job (sample, score, store PNG + thumbnail in the writer thread) against
     sampling the same images alone: storing is hidden when the two take the same time."""
     from prism_gui.engine.data.catalog import Catalog
@@ -161,13 +162,13 @@ def bench_storing(comp, teacher, tmp: Path, quick: bool) -> dict:
     from prism_gui.engine.generation.sampler import SamplerSettings, sample_steps
     from prism_gui.engine.prompts import load_bank, plain_prompts
 
-    n_classes, per_class, batch = 2, 2, 1
-    names = [f"class {i}" for i in range(n_classes)]
+    per_class = 2
+    names = ["class 0", "class 1"]
     prompts = plain_prompts(names, load_bank("natural"))
     t2 = _two_class_teacher(teacher, names)
     settings = SamplerSettings(steps=1, cfg=3.0)
     spec = GenerateSpec(project=str(tmp / "proj"), run="store", generator="unused", teacher="digits",
-                        images_per_class=per_class, batch_size=batch, sampler=settings)
+                        images_per_class=per_class, batch_size=1, sampler=settings)
     items = plan(prompts, per_class, 0)
 
     def sample_only():
@@ -176,8 +177,7 @@ def bench_storing(comp, teacher, tmp: Path, quick: bool) -> dict:
                 pass
 
     def job(i):
-        s = GenerateSpec(**{**spec.__dict__, "run": f"store-{i}"})
-        for _ in run_generation(s, prompts, teacher=t2, components=comp):
+        for _ in run_generation(dataclasses.replace(spec, run=f"store-{i}"), prompts, teacher=t2, components=comp):
             pass
 
     sample_only()  # warm-up

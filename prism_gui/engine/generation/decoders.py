@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import torch
 
@@ -28,14 +27,14 @@ def load_tiny_decoder(source: str, device=None, dtype=None, *, allow_download: b
 
     from diffusers import AutoencoderTiny
 
-    from prism_gui.engine.generation.load import GeneratorLoadError
+    from prism_gui.engine.generation.load import GeneratorLoadError, looks_like_hub_id
 
     key = (str(source), str(device), str(dtype))
     with _TINY_LOCK:
         if key in _TINY:
             return _TINY[key]
         local = Path(str(source)).expanduser().exists()
-        if not local and (str(source).startswith((".", "/", "~")) or str(source).count("/") != 1):
+        if not local and not looks_like_hub_id(source):
             raise GeneratorLoadError(
                 f"The tiny guidance decoder '{source}' was not found: give a folder with an AutoencoderTiny "
                 "(config.json and weights) or a Hugging Face id in your local cache (e.g. madebyollin/taesd).")
@@ -64,23 +63,24 @@ def check_tiny_decoder(tiny, comp) -> None:
                          "(taesd for SD 1.x/2.x, taesdxl for SDXL)")
 
 
-def guidance_decoder(comp, source: str = "") -> Callable[[torch.Tensor], torch.Tensor]:
-    """Latents -> images in [-1, 1] (differentiable) for the guidance step."""
+def guidance_vae(comp, source: str = ""):
+    """The decoder the guidance gradient goes through: the tiny one named by ``source``, else the
+    generator's VAE (``None`` for a pixel model)."""
     if not source:
-        return lambda latents: decode(comp, latents)
+        return comp.vae
     tiny = load_tiny_decoder(source, comp.device, comp.dtype)
     check_tiny_decoder(tiny, comp)
-    return lambda latents: decode_with(tiny, latents)
+    return tiny
 
 
 def decode_with(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents -> images in [-1, 1], unclamped (differentiable); a pixel model's samples as they are."""
+    if vae is None:
+        return latents
     return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.to(latents.dtype)
 
 
 def decode(comp, latents: torch.Tensor) -> torch.Tensor:
-    """Latents (or pixels) -> images in [-1, 1], unclamped (differentiable)."""
-    if comp.vae is None:
-        return latents
     return decode_with(comp.vae, latents)
 
 
@@ -114,11 +114,10 @@ class _switch:
 
 class decoder_checkpointing:
     """Activation checkpointing through the guidance decoder while the gradient is taken: its
-    blocks are recomputed in the backward pass, not stored."""
+    blocks are recomputed in the backward pass, not stored (a no-op for ``None`` or off)."""
 
-    def __init__(self, comp, on: bool, source: str = ""):
-        vae = (load_tiny_decoder(source, comp.device, comp.dtype) if source else comp.vae) if on else None
-        self.vae = vae if vae is not None and getattr(vae, "_supports_gradient_checkpointing", False) else None
+    def __init__(self, vae, on: bool):
+        self.vae = vae if on and vae is not None and getattr(vae, "_supports_gradient_checkpointing", False) else None
         self.enabled_here = False
 
     def __enter__(self):

@@ -100,6 +100,12 @@ class DiffusionComponents:
         return self
 
 
+def looks_like_hub_id(source) -> bool:
+    """``org/name``, not a (missing) path: how a source that is not on disk is read."""
+    text = str(source)
+    return not text.startswith((".", "/", "~")) and text.count("/") == 1
+
+
 def builtin_prior_path() -> Path:
     from prism_gui.resources import resource_path
 
@@ -121,7 +127,7 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
         source = builtin_prior_path()
     path = Path(str(source)).expanduser()
     local = path.exists()
-    if not local and (str(source).startswith((".", "/", "~")) or str(source).count("/") != 1):
+    if not local and not looks_like_hub_id(source):
         raise GeneratorLoadError(
             f"Generator '{source}' not found: give a diffusers folder (with unet/, scheduler/, "
             "text_encoder/, tokenizer/) or a Hugging Face id such as "
@@ -213,12 +219,9 @@ def _assemble(parts: dict, source, index: dict) -> DiffusionComponents:
 def _load_single_file(path: Path) -> DiffusionComponents:
     """An A1111/Civitai-style one-file checkpoint, with the architecture configs the project ships
     (:mod:`.single_file`); the family is read from its tensors."""
-    from prism_gui.engine.generation.single_file import CHECKPOINT_SUFFIXES, load_single_file, shipped_config
+    from prism_gui.engine.generation.single_file import load_single_file, shipped_config
 
-    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise GeneratorLoadError(f"'{path}' is a file but not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}): give "
-                                 "a single-file Stable Diffusion checkpoint or a diffusers folder")
-    parts = load_single_file(path)
+    parts = load_single_file(path)  # refuses a file that is not a checkpoint, saying what it expects
     family = "sdxl" if parts.get("text_encoder_2") is not None else "sd15"
     index = json.loads((shipped_config(family) / "model_index.json").read_text())
     return _assemble({"text_encoder_2": None, "tokenizer_2": None, **parts}, path, index)

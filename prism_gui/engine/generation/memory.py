@@ -84,29 +84,24 @@ def guidance_bytes_per_image(comp, teacher, sampler, guidance) -> int:
 
 
 def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
-    from prism_gui.engine.generation.decoders import decoder_checkpointing, guidance_decoder
+    from prism_gui.engine.generation.decoders import decode_with, decoder_checkpointing, guidance_vae
     from prism_gui.engine.generation.energies import compute_energies
     from prism_gui.engine.generation.families import family
     from prism_gui.engine.generation.sampler import latent_size
 
-    decode = guidance_decoder(comp, guidance.decoder)
-    decoder_module = comp.vae
-    if guidance.decoder:
-        from prism_gui.engine.generation.decoders import load_tiny_decoder
-
-        decoder_module = load_tiny_decoder(guidance.decoder, comp.device, comp.dtype)
+    vae = guidance_vae(comp, guidance.decoder)
     exact = guidance.mode == "exact"
-    root = _Graph(decoder_module, teacher.model, comp.unet if exact else None)
+    root = _Graph(vae, teacher.model, comp.unet if exact else None)
     meta = {name: torch.empty_like(t, device="meta")
             for name, t in [*root.named_parameters(remove_duplicate=False), *root.named_buffers()]}
     size = latent_size(comp, sampler.resolution)
     shape = (1, comp.unet.config.in_channels, size, size)
-    cfg = sampler.cfg
     cond = None
     if exact:
-        c = family(comp).encode(comp, [""], None, cfg, size * comp.vae_scale)
+        c = family(comp).encode(comp, [""], None, sampler.cfg, size * comp.vae_scale)
         cond = dataclasses.replace(c, embeds=c.embeds.to("meta"), added={k: v.to("meta") for k, v in c.added.items()},
                                    timestep_cond=None if c.timestep_cond is None else c.timestep_cond.to("meta"))
+
     def step():
         tgt = torch.zeros(1, dtype=torch.long, device="meta")
         x = torch.zeros(shape, device="meta", dtype=comp.dtype, requires_grad=True)
@@ -114,7 +109,7 @@ def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
             inp = torch.cat([x, x]) if cond.doubled else x
             t = torch.tensor(500, device="meta")
             x = comp.unet(inp, t, cond.embeds, **cond.unet_kwargs()).sample[:1]
-        energy, _, _ = compute_energies(teacher, decode(x), tgt, guidance.energy, all_terms=False)
+        energy, _, _ = compute_energies(teacher, decode_with(vae, x), tgt, guidance.energy, all_terms=False)
         return energy
 
     def measure(checkpointing: bool, blocks=()) -> tuple[int, int]:
@@ -144,7 +139,7 @@ def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
         hooks = [h for i, blk in enumerate(blocks)
                  for h in (blk.register_forward_pre_hook(enter(i)), blk.register_forward_hook(leave))]
         try:
-            with torch.enable_grad(), decoder_checkpointing(comp, checkpointing, guidance.decoder), \
+            with torch.enable_grad(), decoder_checkpointing(vae, checkpointing), \
                     torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 torch.func.functional_call(root, meta, (step,), strict=False)
         finally:
@@ -156,7 +151,7 @@ def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
         return measure(False)[0]
     # checkpointed blocks keep only their inputs; in the backward pass one block at a time is
     # recomputed, so the largest block's activations come back on top of what stays saved
-    dec = getattr(decoder_module, "decoder", None)
+    dec = getattr(vae, "decoder", None)
     blocks = [b for b in (getattr(dec, "mid_block", None), *getattr(dec, "up_blocks", ())) if b is not None]
     _, largest_block = measure(False, blocks)
     kept, _ = measure(True)
@@ -166,9 +161,9 @@ def _guidance_bytes(comp, teacher, sampler, guidance) -> int:
 def estimate(comp, teacher, sampler, guidance, batch_size: int, *, offload: bool = False) -> MemoryEstimate:
     """The memory of a generation job on its device, for these settings (with ``offload``, the
     generator's models take turns on the device: the largest one counts)."""
-    from prism_gui.engine.generation.decoders import load_tiny_decoder
+    from prism_gui.engine.generation.decoders import guidance_vae
 
-    tiny = load_tiny_decoder(guidance.decoder, comp.device, comp.dtype) if guidance.on and guidance.decoder else None
+    tiny = guidance_vae(comp, guidance.decoder) if guidance.on and guidance.decoder else None
     if offload:
         weights = max(model_bytes(m) for m in comp.models()) + model_bytes(tiny, teacher.model)
     else:

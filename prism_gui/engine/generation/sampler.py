@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from prism_gui.engine.generation.decoders import decoder_checkpointing, final_decode, guidance_decoder
+from prism_gui.engine.generation.decoders import decode_with, decoder_checkpointing, final_decode, guidance_vae
 from prism_gui.engine.generation.energies import EnergySpec, compute_energies
 from prism_gui.engine.generation.families import Conditioning, family
 from prism_gui.engine.generation.load import DiffusionComponents, make_scheduler
@@ -239,8 +239,8 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
     n = len(latents)
     size = guidance.micro_batch or n
     x0s, grads, energies = [], [], []
-    decode = guidance_decoder(comp, guidance.decoder)
-    with decoder_checkpointing(comp, guidance.checkpoint_decoder, guidance.decoder):
+    vae = guidance_vae(comp, guidance.decoder)
+    with decoder_checkpointing(vae, guidance.checkpoint_decoder):
         for a in range(0, n, size):
             b = min(n, a + size)
             lat = latents[a:b]
@@ -250,7 +250,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                     x = lat.detach().requires_grad_(True)
                     out = _cfg_eps(comp, x, t, sched, emb, cfg)
                     x0 = predicted_x0(out, x, level, ptype)
-                    energy, _, _ = compute_energies(teacher, decode(x0), tgt[a:b], guidance.energy,
+                    energy, _, _ = compute_energies(teacher, decode_with(vae, x0), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x)
                 x0 = x0.detach()
@@ -260,7 +260,7 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
                 x0 = predicted_x0(out, lat, level, ptype).detach()
                 with torch.enable_grad():
                     x0g = x0.clone().requires_grad_(True)
-                    energy, _, _ = compute_energies(teacher, decode(x0g), tgt[a:b], guidance.energy,
+                    energy, _, _ = compute_energies(teacher, decode_with(vae, x0g), tgt[a:b], guidance.energy,
                                                     all_terms=False)
                     (grad,) = torch.autograd.grad(energy.sum(), x0g)
             x0s.append(x0)

@@ -77,27 +77,44 @@ def cmd_prompts(rest):
     return 0
 
 
+PROCESSES_HELP = ("processes on this machine, one per GPU (torchrun starts them; 1: this process). Under "
+                  "torchrun / accelerate launch leave it out: each started process runs its share")
+
+
 def cmd_generate(rest):
     p = argparse.ArgumentParser(prog="prism generate", description="Generate, score and catalog images.")
     p.add_argument("spec", help="JSON/TOML with the GenerateSpec settings plus 'prompts' (a prompt file)")
     p.add_argument("--estimate", action="store_true", help="print the job's memory estimate and stop")
+    p.add_argument("--processes", type=int, default=1, help=PROCESSES_HELP)
     a = p.parse_args(rest)
-    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+    from prism_gui.engine.generation.job import load_generate_file, run_generation
     from prism_gui.engine.prompts import PromptSet
-    from prism_gui.engine.specs import SpecError, build, load_spec
+    from prism_gui.engine.scale.ranks import launched
 
-    s = load_spec(a.spec)
-    if "prompts" not in s:
-        raise SpecError(f"{a.spec}: needs 'prompts', the path of a prompt file (make one with `prism prompts`)")
-    prompts_path = s.pop("prompts")
-    from prism_gui.engine.teachers.spec import TeacherSpec
+    spec, prompts_path, tspec = load_generate_file(a.spec)
+    from prism_gui.engine.scale.launch import check_processes
 
-    tspec = TeacherSpec.take(s, a.spec)
-    spec = build(GenerateSpec, {**s, "teacher": tspec.to_value()}, a.spec)
+    check_processes(a.processes, spec.device)
+    if a.processes > 1 and not launched():
+        from prism_gui.engine.scale.launch import launch, merge_after
+
+        tspec.load()  # a bad teacher is reported here, before processes start
+        try:
+            events = _progress(launch(["generate", a.spec], a.processes))
+        finally:
+            merge_after(spec.project, spec.run)
+        print(f"{events[-1].step}/{events[-1].total} images in {spec.project} (run '{spec.run}', "
+              f"{a.processes} processes)")
+        return 0
     teacher = tspec.load()
     if a.estimate:
         return _print_estimate(spec, teacher)
     prompts = PromptSet.load(prompts_path, teacher.class_names)
+    if launched():
+        from prism_gui.engine.scale.worker import run_rank
+
+        return run_rank(lambda ranks, cancel: run_generation(spec, prompts, teacher=teacher, ranks=ranks,
+                                                             cancel=cancel), spec.device)
     events = _progress(run_generation(spec, prompts, teacher=teacher))
     print(f"{events[-1].step}/{events[-1].total} images in {spec.project} (run '{spec.run}')")
     return 0
@@ -123,18 +140,55 @@ def _print_estimate(spec, teacher) -> int:
 def cmd_distill(rest):
     p = argparse.ArgumentParser(prog="prism distill", description="Distill a student from the teacher.")
     p.add_argument("spec", help="JSON/TOML with DistillSpec settings (+ 'teacher')")
+    p.add_argument("--processes", type=int, default=1, help=PROCESSES_HELP)
     a = p.parse_args(rest)
-    from prism_gui.engine.specs import build, load_spec
-    from prism_gui.engine.teachers.spec import TeacherSpec
-    from prism_gui.engine.training.distill import DistillSpec, run_distillation
+    from prism_gui.engine.scale.ranks import launched
+    from prism_gui.engine.training.distill import load_distill_file, run_distillation
 
-    s = load_spec(a.spec)
-    tspec = TeacherSpec.take(s, a.spec)
-    spec = build(DistillSpec, {**s, "teacher": tspec.to_value()}, a.spec)
+    spec, tspec = load_distill_file(a.spec)
+    from prism_gui.engine.scale.launch import check_processes
+
+    check_processes(a.processes, spec.device)
+    if a.processes > 1 and not launched():
+        from prism_gui.engine.scale.launch import launch
+
+        tspec.load()
+        events = _progress(launch(["distill", a.spec], a.processes))
+        print(json.dumps(events[-1].data["result"], indent=2))
+        return 0
     teacher = tspec.load()
+    if launched():
+        from prism_gui.engine.scale.worker import run_rank
+
+        return run_rank(lambda ranks, cancel: run_distillation(spec, teacher=teacher, ranks=ranks, cancel=cancel),
+                        spec.device)
     events = _progress(run_distillation(spec, teacher=teacher))
     res = events[-1].data["result"]
     print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_cluster(rest):
+    p = argparse.ArgumentParser(prog="prism cluster", description="Export a generation or distillation for a "
+                                "cluster: the spec plus torchrun, accelerate and SLURM launch scripts.")
+    p.add_argument("kind", choices=["generate", "distill"])
+    p.add_argument("spec", help="the job's spec file (as for `prism generate` / `prism distill`)")
+    p.add_argument("--out", required=True, help="folder to write the spec and scripts into")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=1)
+    p.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per node for SLURM")
+    p.add_argument("--time", default="24:00:00", help="SLURM time limit")
+    a = p.parse_args(rest)
+    from prism_gui.engine.generation.job import load_generate_file
+    from prism_gui.engine.scale.cluster import export_cluster
+    from prism_gui.engine.specs import load_spec
+    from prism_gui.engine.training.distill import load_distill_file
+
+    (load_generate_file if a.kind == "generate" else load_distill_file)(a.spec)  # refuse a bad spec now
+    paths = export_cluster(a.kind, load_spec(a.spec), a.out, nodes=a.nodes, gpus_per_node=a.gpus_per_node,
+                           cpus_per_task=a.cpus_per_task, time=a.time)
+    print("\n".join(str(x) for x in paths))
+    print(f"edit 'project' in {Path(a.out) / 'spec.json'} to the path the cluster sees, then: sbatch slurm.sbatch")
     return 0
 
 
@@ -243,7 +297,9 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "metrics": cmd_metrics,
     "export": cmd_export,
+    "cluster": cmd_cluster,
     "world": _world,
+    "torchrun": _delegate("torch.distributed.run"),  # the launcher, also inside a frozen app (prism_gui.engine.scale)
     "train-teacher": _delegate("prism_gui.engine.digits.train_teacher"),
     "train-prior": _delegate("prism_gui.engine.digits.train_prior"),
     "evaluate-prior": _delegate("prism_gui.engine.digits.evaluate_prior"),
@@ -261,15 +317,17 @@ def main(argv=None) -> int:
     if argv[0] not in COMMANDS:
         p.error(f"unknown command {argv[0]!r}; choose one of {', '.join(sorted(COMMANDS))}")
     from prism_gui.engine.data.catalog import CatalogError
+    from prism_gui.engine.data.lock import ProjectLocked
     from prism_gui.engine.generation.load import GeneratorLoadError
     from prism_gui.engine.prompts import PromptError
+    from prism_gui.engine.scale.launch import RunFailed
     from prism_gui.engine.specs import SpecError
     from prism_gui.engine.teachers.load import TeacherLoadError
 
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
     except (SpecError, PromptError, TeacherLoadError, CatalogError, GeneratorLoadError, MemoryError, ValueError,
-            OSError) as e:
+            OSError, ProjectLocked, RunFailed) as e:
         print(f"prism {argv[0]}: error: {e}", file=sys.stderr)
         return 1
 

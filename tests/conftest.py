@@ -43,3 +43,22 @@ def digits_prior():
     from prism_gui.engine.generation.load import load_generator
 
     return load_generator("digits")
+
+
+@pytest.fixture
+def generate_panel(qtbot, tmp_path):
+    """A Generate panel on a new project, set for a tiny Digits run (2 images per class, 4 steps)."""
+    from prism_gui.engine.project.project import Project
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.generate_panel import GeneratePanel
+
+    studio = make_studio()
+    studio.warm_up(wait=True)  # import the engine up front (the app does it in a thread)
+    p = GeneratePanel(studio)
+    qtbot.addWidget(p)
+    studio.set_project(Project.create(tmp_path / "proj"))
+    p.prompt_source.setCurrentIndex(1)  # plain class names
+    p.per_class.setValue(2)
+    p.steps.setValue(4)
+    p.batch.setValue(10)
+    return p

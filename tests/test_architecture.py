@@ -61,7 +61,9 @@ ALLOWED = {
     "generation": {"teachers", "data", "prompts"},
     "training": {"teachers", "data", "generation"},  # DeepInversion scores its images with the energies
     "analysis": {"teachers", "data"},
-    "project": {"teachers", "data", "prompts", "generation", "training", "analysis"},
+    "project": {"teachers", "data", "prompts", "generation", "training", "analysis", "scale"},
+    # launching the same jobs on several processes: above the stages it runs, below the project
+    "scale": {"teachers", "data", "prompts", "generation", "training"},
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from prism_gui.engine.data.catalog import Catalog, CatalogError
+from prism_gui.engine.data.lock import project_lock
 
 
 def add(cat, run, item, k=0, energy=1.0, conf=0.5, prompt="the digit zero"):
@@ -74,9 +75,29 @@ def test_repair_removes_orphans_and_temp_files_never_rows_with_files(tmp_path):
         add(cat, "r", 0)
         (tmp_path / "images" / "r" / "0000009_9.png").write_bytes(b"orphan")
         (tmp_path / "images" / "r" / ".x.png.123.tmp").write_bytes(b"half")
-        rep = cat.repair()
+        with pytest.raises(CatalogError, match="needs the project lock"):
+            cat.repair()  # another writer may be writing those files
+        assert (tmp_path / "images" / "r" / "0000009_9.png").exists()
+        with project_lock(tmp_path, "test"):
+            rep = cat.repair()
         assert rep == {"orphan_files": 1, "temp_files": 1, "rows_without_file": 0}
         assert cat.count() == 1
+
+
+def test_repair_keeps_files_of_rows_waiting_in_a_shard_and_merge_is_idempotent(tmp_path):
+    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.shards import merge_shards, shard_files, write_shard
+
+    img = np.zeros((8, 8, 1), np.uint8)
+    rows = [write_image_files(tmp_path, "r", i, img, class_index=0, class_name="0", prompt="p", seed=i,
+                              generator="g", settings={}) for i in range(3)]
+    write_shard(tmp_path, "r", 1, rows)
+    with Catalog(tmp_path) as cat, project_lock(tmp_path, "test"):
+        assert cat.repair()["orphan_files"] == 0  # the shard's files are not orphans
+        assert len(merge_shards(cat)) == 3 and not shard_files(tmp_path)
+        write_shard(tmp_path, "r", 1, rows)  # merged again (a merge stopped before its delete): nothing new
+        assert merge_shards(cat) == [] and cat.count() == 3
+        assert cat.repair() == {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
 
 
 def test_export_imagefolder_with_metadata_jsonl(tmp_path):

@@ -30,6 +30,16 @@ def test_real_data_kd_learns_and_logs(tmp_path, digits_teacher):
 
 
 def test_training_resumes_from_a_checkpoint(tmp_path, digits_teacher):
+    """Stopped mid-epoch, a run resumes at the step it was at, with the data order and the
+    augmentation draws of the uninterrupted run: the final student is the same, bit for bit."""
+    import safetensors.torch
+
+    def weights(d):
+        return safetensors.torch.load_file(str(d / "student.safetensors"))
+
+    whole = DistillSpec(data="digits-train", epochs=2, out_dir=str(tmp_path / "whole"), eval="")
+    events = list(run_distillation(whole, teacher=digits_teacher))
+    assert events[-1].step == 34  # 2 epochs of ceil(1078 / 64) steps
     spec = DistillSpec(data="digits-train", epochs=2, out_dir=str(tmp_path / "d"), eval="")
     token = CancelToken()
     with pytest.raises(Cancelled):
@@ -37,8 +47,27 @@ def test_training_resumes_from_a_checkpoint(tmp_path, digits_teacher):
             if ev.data.get("epoch", 0) > 1.2:
                 token.cancel()
     events = list(run_distillation(spec, teacher=digits_teacher))
-    assert events[0].step == 17  # one epoch of 1078/64 steps done before the cancel
+    assert events[0].step == 21  # stopped at step 21, four batches into the second epoch
     assert events[-1].step == 34
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "d")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_killed_run_resumes_from_its_last_step_checkpoint(tmp_path, digits_teacher):
+    """Killed (no chance to save), a run resumes from the last ``checkpoint_every`` step."""
+    import safetensors.torch
+
+    whole = DistillSpec(data="digits-train", epochs=1, out_dir=str(tmp_path / "whole"), eval="", checkpoint_every=5)
+    list(run_distillation(whole, teacher=digits_teacher))
+    spec = DistillSpec(data="digits-train", epochs=1, out_dir=str(tmp_path / "d"), eval="", checkpoint_every=5)
+    for ev in run_distillation(spec, teacher=digits_teacher):
+        if ev.step == 13:
+            break  # the generator is dropped, as if the process died: no checkpoint at step 13
+    events = list(run_distillation(spec, teacher=digits_teacher))
+    assert events[0].step == 10 and events[-1].step == 17
+    a = safetensors.torch.load_file(str(tmp_path / "whole" / "student.safetensors"))
+    b = safetensors.torch.load_file(str(tmp_path / "d" / "student.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_catalog_training_respects_curation_and_energy_threshold(tmp_path, digits_teacher):
@@ -200,10 +229,10 @@ def test_compiled_and_eager_runs_resume_each_other_and_save_plain_keys(tmp_path,
     interrupted(DistillSpec(**kw, out_dir=str(a), export_onnx=True))
     events = list(run_distillation(DistillSpec(**kw, out_dir=str(a), export_onnx=True, compile=True),
                                    teacher=digits_teacher))
-    assert events[0].step == 17 and events[-1].step == 34
+    assert events[0].step == 21 and events[-1].step == 34  # resumed at the step it stopped at
     losses = _losses(events)
     # same weights and batches as the uninterrupted run; dropout masks differ (inductor draws its own)
-    np.testing.assert_allclose(losses[0], ref[17], rtol=0.05)
+    np.testing.assert_allclose(losses[0], ref[21], rtol=0.05)
     assert np.isfinite(losses).all() and events[-1].data["result"]["speed"]["compile"] is True
     for f in (a / "checkpoint" / "student.safetensors", a / "student.safetensors"):
         keys = set(safetensors.torch.load_file(str(f)))
@@ -217,8 +246,8 @@ def test_compiled_and_eager_runs_resume_each_other_and_save_plain_keys(tmp_path,
     keys = set(safetensors.torch.load_file(str(b / "checkpoint" / "student.safetensors")))
     assert keys and not any("_orig_mod" in k for k in keys)
     events = list(run_distillation(DistillSpec(**kw, out_dir=str(b)), teacher=digits_teacher))
-    assert events[0].step == 17 and events[-1].step == 34
-    np.testing.assert_allclose(_losses(events)[0], ref[17], rtol=0.05)
+    assert events[0].step == 21 and events[-1].step == 34
+    np.testing.assert_allclose(_losses(events)[0], ref[21], rtol=0.05)
 
 
 def test_cli_distill_refuses_fp16_on_the_cpu(tmp_path, capsys):

@@ -123,16 +123,18 @@ def test_killed_run_resumes_to_exactly_the_requested_count(tmp_path, root, digit
 
 
 def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teacher, digits_prior, monkeypatch):
-    threads = []
-    real = Catalog.add_image
+    import prism_gui.engine.data.catalog as catalog_module
 
-    def add_image(self, *a, **k):
+    threads = []
+    real = catalog_module.write_image_files
+
+    def write_image_files(*a, **k):
         import threading
 
         threads.append(threading.current_thread().name)
-        return real(self, *a, **k)
+        return real(*a, **k)
 
-    monkeypatch.setattr(Catalog, "add_image", add_image)
+    monkeypatch.setattr(catalog_module, "write_image_files", write_image_files)
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     events = list(run_generation(small_spec(tmp_path, batch_size=7, n=5), ps, teacher=digits_teacher,
                                  components=digits_prior))
@@ -147,25 +149,27 @@ def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teach
 
 def test_a_writer_error_stops_the_job_and_keeps_the_stored_batches(tmp_path, digits_teacher, digits_prior,
                                                                    monkeypatch):
+    import prism_gui.engine.data.catalog as catalog_module
     from prism_gui.engine.generation.writer import BatchWriter
 
     calls = []
-    real = Catalog.add_image
+    real = catalog_module.write_image_files
 
-    def add_image(self, *a, **k):
+    def write_image_files(*a, **k):
         calls.append(1)
         if len(calls) == 15:
             raise OSError("No space left on device")
-        return real(self, *a, **k)
+        return real(*a, **k)
 
-    monkeypatch.setattr(Catalog, "add_image", add_image)
+    monkeypatch.setattr(catalog_module, "write_image_files", write_image_files)
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     with pytest.raises(OSError, match="No space left"):
         for _ in run_generation(small_spec(tmp_path, batch_size=10, n=5), ps, teacher=digits_teacher,
                                 components=digits_prior):
             pass
     with Catalog(tmp_path) as cat:
-        assert cat.count() == 14 and cat.runs()[0]["status"] == "interrupted"
+        # a batch is stored whole or not at all: the first batch of 10 is kept
+        assert cat.count() == 10 and cat.runs()[0]["status"] == "interrupted"
     # the writer itself: results in order, errors raised in the caller, nothing after an error
     with BatchWriter(lambda x: 10 * x, depth=1) as w:
         for i in range(5):

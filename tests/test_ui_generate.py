@@ -5,25 +5,13 @@ the GUI event loop never blocked for more than 100 ms while a generation runs.""
 import pytest
 
 from prism_gui.engine.project.demo_settings import FULL
-from prism_gui.engine.project.project import Project
-from prism_gui.ui.common import make_studio
-from prism_gui.ui.generate_panel import GeneratePanel
 from prism_gui.ui.testing import StallProbe
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path):
-    studio = make_studio()
-    studio.warm_up(wait=True)  # import the engine up front (the app does it in a thread)
-    p = GeneratePanel(studio)
-    qtbot.addWidget(p)
-    studio.set_project(Project.create(tmp_path / "proj"))
-    p.prompt_source.setCurrentIndex(1)  # plain class names
-    p.per_class.setValue(2)
-    p.steps.setValue(4)
-    p.batch.setValue(10)
-    p.show()
-    return p
+def panel(generate_panel):
+    generate_panel.show()
+    return generate_panel
 
 
 def test_generation_streams_images_and_plots_energy(qtbot, panel):

@@ -78,3 +78,37 @@ def run_to_completion(events: Iterator[Event], show: bool = True) -> list[Event]
         for bar in bars.values():
             bar.close()
     return seen
+
+
+class Ranks:
+    """The processes one job runs on, as a job sees them: this process's ``rank`` of
+    ``world_size``, its device, and :meth:`share` (the main process's value, on every rank).
+
+    This single-process form is the default; :mod:`prism_gui.engine.scale` provides the one over
+    ``torch.distributed``.  A job never knows more about its processes than this."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, preference: str = "auto"):
+        from prism_gui.engine.devices import pick_device
+
+        return pick_device(preference)
+
+    def share(self, value):
+        """``value`` as given by the main process (every process calls this, in the same order)."""
+        return value
+
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+
+    def all_sum(self, values):
+        """Element-wise sum of a float/int array (or tensor) over the processes."""
+        return values
+
+
+SINGLE = Ranks()

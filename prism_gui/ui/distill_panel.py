@@ -45,10 +45,36 @@ def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
     return out
 
 
-def distill_job(settings: dict, teacher, cancel) -> Iterator:
-    from prism_gui.engine.training.distill import DistillSpec, run_distillation
+PROCESSES_TIP = ("Processes on this machine, one per GPU (torchrun starts them); the batch size stays the whole "
+                 "batch, shared between them")
+PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count this machine's GPUs
 
-    spec = DistillSpec(**settings)
+
+def distill_spec(settings: dict):
+    """The engine's DistillSpec of the settings (keys it does not know, such as ``processes``,
+    are the app's)."""
+    import dataclasses
+
+    from prism_gui.engine.training.distill import DistillSpec
+
+    known = {f.name for f in dataclasses.fields(DistillSpec)}
+    return DistillSpec(**{k: v for k, v in settings.items() if k in known})
+
+
+def distill_job(settings: dict, teacher, cancel) -> Iterator:
+    """Runs in the worker thread: ``run_distillation``, or ``launch_distillation`` on
+    ``settings["processes"]`` processes (the same events; the last one carries the student)."""
+    from prism_gui.engine.training.distill import run_distillation
+
+    spec = distill_spec(settings)
+    processes = int(settings.get("processes", 1))
+    if processes > 1:
+        from prism_gui.engine.scale.launch import launch_distillation
+
+        if not spec.out_dir:  # the student comes back through a folder
+            spec.out_dir = str(Path(spec.project or ".") / "runs" / spec.run / "student")
+        yield from launch_distillation(spec, processes, teacher=teacher, cancel=cancel)
+        return
     yield from run_distillation(spec, teacher=teacher, cancel=cancel)
 
 
@@ -123,6 +149,8 @@ class DistillPanel(QWidget):
                                 "faster. Needs a C++ compiler. Checkpoints and exports are unchanged")
         f.addRow("", self.compile)
         self._speed_tips("")
+        self.processes = spin(1, PROCESSES_MAX, 1, PROCESSES_TIP)
+        f.addRow("Processes", self.processes)
         self.runs_list = QListWidget()
         self.runs_list.setToolTip("Generation runs to train on (none ticked = all)")
         self.runs_list.setMaximumHeight(90)
@@ -201,8 +229,10 @@ class DistillPanel(QWidget):
 
     def _fill_students(self) -> None:
         from prism_gui.engine.devices import describe, pick_device
+        from prism_gui.engine.scale.launch import max_processes
         from prism_gui.engine.training.distill import STUDENTS, DistillSpec, resolve_speed
 
+        self.processes.setMaximum(max_processes("auto"))  # the device distillation runs on
         device = pick_device("auto")
         auto = resolve_speed(DistillSpec(), device).describe()
         self._speed_tips(f"auto on this machine ({describe(device)}): {auto['precision']}, channels_last "
@@ -240,6 +270,7 @@ class DistillPanel(QWidget):
         cl = d.get("channels_last", "auto")
         self.channels_last.setCurrentText({v: k for k, v in CHANNELS_LAST.items()}.get(cl, "auto"))
         self.compile.setChecked(bool(d.get("compile", False)))
+        self.processes.setValue(int(d.get("processes", 1)))
         self._fill_runs()
         self.run_name.setText(self.next_run_name())
         acc = project.spec.get("teacher", {}).get("test_accuracy")
@@ -292,7 +323,8 @@ class DistillPanel(QWidget):
                 "temperature": self.temperature.value(), "alpha_ce": self.alpha.value(),
                 "augment": self.augment.isChecked(), "seed": self.seed.value(),
                 "precision": self.precision.currentText(),
-                "channels_last": CHANNELS_LAST[self.channels_last.currentText()], "compile": self.compile.isChecked()}
+                "channels_last": CHANNELS_LAST[self.channels_last.currentText()], "compile": self.compile.isChecked(),
+                "processes": self.processes.value()}
 
     # ---- the job
     def start(self):

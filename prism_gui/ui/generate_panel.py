@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -52,32 +53,65 @@ TILE = 64
 EXTRA_GENERATORS = "generators/extra"  # the settings key of the folders and files the user added
 WARNING_COLOR = "#9a6700"  # a generator listed but not usable (amber: not an error until it is chosen to run)
 CHECKPOINT_FILTER = "Stable Diffusion checkpoints (*.safetensors *.ckpt *.pt *.pth);;All files (*)"
+PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count this machine's GPUs
 
 
-def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
-    """Runs in the worker thread: builds the engine spec and drives ``run_generation``."""
+PROCESSES_TIP = "Processes on this machine, one per GPU (torchrun starts them); images are identical to one process"
+
+
+def generate_spec(settings: dict):
+    """The engine's GenerateSpec of the panel's settings (plus project, run and teacher): what
+    Start runs and what "Export for a cluster…" writes."""
     from prism_gui.engine.generation.energies import EnergySpec
-    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+    from prism_gui.engine.generation.job import GenerateSpec
     from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
-    from prism_gui.engine.project.actions import generator
-    from prism_gui.engine.prompts import load_bank, plain_prompts
-    from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = settings
-    teacher = teacher or TeacherSpec.from_value(s["teacher"]).load()
-    if plain or prompts is None:
-        prompts = plain_prompts(teacher.class_names, load_bank(s.get("bank", "digits")))
     guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
                             window=tuple(s["guidance_window"]), mode=s["guidance_mode"],
                             micro_batch=int(s.get("guidance_micro_batch", 0)),
                             checkpoint_decoder=bool(s.get("checkpoint_decoder", False)),
                             decoder=str(s.get("guidance_decoder", "")))
-    spec = GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
+    return GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
                         images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
                         sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"],
                                                 resolution=int(s.get("resolution", 0))),
                         auto_batch=bool(s.get("auto_batch", True)), offload=bool(s.get("offload", False)),
                         guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
+
+
+def plain_class_prompts(settings: dict, teacher=None, class_names=None):
+    """One class-name prompt per class: of ``teacher``'s classes, else ``class_names``, else of
+    the settings' teacher (loaded)."""
+    from prism_gui.engine.prompts import load_bank, plain_prompts
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    if teacher is not None or not class_names:
+        teacher = teacher or TeacherSpec.from_value(settings["teacher"]).load()
+        class_names = teacher.class_names
+    return plain_prompts(list(class_names), load_bank(settings.get("bank") or "digits"))
+
+
+def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
+    """Runs in the worker thread: builds the engine spec and drives ``run_generation``, or
+    ``launch_generation`` on ``settings["processes"]`` processes (the same events either way)."""
+    from prism_gui.engine.generation.job import run_generation
+    from prism_gui.engine.project.actions import generator
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    s = settings
+    spec = generate_spec(s)
+    processes = int(s.get("processes", 1))
+    if processes > 1:  # the ranks load the generator and the teacher themselves
+        from prism_gui.engine.scale.launch import launch_generation
+
+        if plain or prompts is None:
+            prompts = plain_class_prompts(s, teacher, s.get("class_names"))
+        yield from launch_generation(spec, prompts, processes, cancel=cancel)
+        return
+    teacher = teacher or TeacherSpec.from_value(s["teacher"]).load()
+    if plain or prompts is None:
+        prompts = plain_class_prompts(s, teacher)
     comp = generator(s["generator"])
     yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
 
@@ -96,6 +130,9 @@ class GeneratePanel(QWidget):
         self.studio = studio
         self.app_settings = settings
         self.job = None
+        self._processes = 1  # of the job that runs
+        self.cluster_dialog = None
+        self.cluster_message = None
         self.curves: dict[str, tuple[list, list, object]] = {}
         self._dirty = False
 
@@ -130,6 +167,16 @@ class GeneratePanel(QWidget):
         self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.device.setToolTip("Where to sample: 'auto' takes a CUDA GPU, then Apple MPS, then the CPU")
         f.addRow("Device", self.device)
+        self.processes = spin(1, PROCESSES_MAX, 1, PROCESSES_TIP)
+        self.cluster_button = button("Export for a cluster…", "Write this generation's spec, its prompts and launch "
+                                     "scripts (torchrun, accelerate, SLURM) for several nodes into a folder",
+                                     self.export_for_cluster, enabled=studio.ready)
+        procs = QHBoxLayout()
+        procs.addWidget(self.processes)
+        procs.addStretch(1)
+        procs.addWidget(self.cluster_button)
+        f.addRow("Processes", procs)
+        self.device.currentTextChanged.connect(self._limit_processes)
         self.precision = QComboBox()
         self.precision.addItems(["fp32", "fp16", "bf16"])
         self.precision.setToolTip("Generator precision on a GPU: fp16/bf16 halve its memory and are faster "
@@ -256,10 +303,13 @@ class GeneratePanel(QWidget):
         self.timer.start()
         studio.engine_ready.connect(self._fill_energies)
         studio.engine_ready.connect(self.scan_generators)
+        studio.engine_ready.connect(self._limit_processes)
+        studio.engine_ready.connect(lambda: self.cluster_button.setEnabled(True))
         studio.project_changed.connect(self._on_project)
         if studio.ready:
             self._fill_energies()
             self.scan_generators()
+            self._limit_processes()
 
     # ---- settings
     def _fill_energies(self) -> None:
@@ -295,6 +345,7 @@ class GeneratePanel(QWidget):
         self.batch.setValue(int(g.get("batch_size", 50)))
         self.seed.setValue(int(g.get("seed", 0)))
         self.device.setCurrentText(str(g.get("device", "auto")))
+        self.processes.setValue(int(g.get("processes", 1)))
         self.precision.setCurrentText(str(g.get("precision", "fp32")))
         self.scale.setValue(float(g.get("guidance_scale", FULL["guidance_scale"])))
         lo, hi = g.get("guidance_window", FULL["guidance_window"])
@@ -330,7 +381,15 @@ class GeneratePanel(QWidget):
                 "energy_weights": weights or {"class": 1.0}, "device": self.device.currentText(),
                 "precision": self.precision.currentText(), "resolution": self.resolution.value(),
                 "auto_batch": self.auto_batch.isChecked(), "guidance_decoder": self.tiny_decoder.text().strip(),
-                "offload": self.offload.isChecked()}
+                "offload": self.offload.isChecked(), "processes": self.processes.value()}
+
+    def _limit_processes(self, *_args) -> None:
+        """At most one process per GPU of the chosen device (one per core on the CPU)."""
+        if not self.studio.ready:
+            return
+        from prism_gui.engine.scale.launch import max_processes
+
+        self.processes.setMaximum(max_processes(self.device.currentText()))
 
     def fill_from_image(self, row: dict) -> None:
         """'Generate again with these settings': the settings stored with a catalog image."""
@@ -513,7 +572,10 @@ class GeneratePanel(QWidget):
             self.add_generator(path)
 
     # ---- the job
-    def start(self):
+    def job_settings(self) -> tuple[dict, bool] | None:
+        """The settings of a job of this panel (saved in the project), with project, run and
+        teacher, and whether it uses plain class-name prompts; None (and the reason shown) when
+        no job can start."""
         if self.studio.project is None:
             show_error(self.error, "Open or create a project first (File menu).")
             return None
@@ -528,10 +590,24 @@ class GeneratePanel(QWidget):
         project.section("generate").update(s)
         project.save()
         s.update(project=str(project.root), run=run, teacher=project.teacher_value(),
-                 bank=project.spec.get("prompts", {}).get("bank"))
+                 bank=project.spec.get("prompts", {}).get("bank"), class_names=project.class_names())
+        return s, plain
+
+    def start(self):
+        prepared = self.job_settings()
+        if prepared is None:
+            return None
+        s, plain = prepared
+        run = s["run"]
         teacher, prompts = self.studio.teacher, self.studio.prompts
+        self._processes = int(s.get("processes", 1))
         self.job = self.studio.submit(f"Generate '{run}'", lambda token: generation_job(s, prompts, teacher, plain,
                                                                                          token))
+        if self._processes > 1:
+            self.note.setText(f"Generating on {self._processes} processes (torchrun): Cancel stops them all; "
+                              "pausing is for one process only.")
+        elif self.note.text().startswith("Generating on"):
+            self.note.setText("")
         old = self.curves.pop(run, None)
         if old is not None and old[2] is not None:
             self.plot.removeItem(old[2])
@@ -544,6 +620,50 @@ class GeneratePanel(QWidget):
             self._set_running(True)
         self.state.setText("queued" if self.job.state == "queued" else "running")
         return self.job
+
+    # ---- a cluster: the same job as Start, written with launch scripts for several nodes
+    def export_for_cluster(self):
+        """Open the cluster dialog for the job Start would run (its prompts saved first); returns
+        the dialog (OK writes the files), or None when there is no job to export."""
+        from prism_gui.ui.cluster_dialog import ClusterDialog
+
+        prepared = self.job_settings()
+        if prepared is None:
+            return None
+        s, plain = prepared
+        project = self.studio.project
+        try:
+            spec = generate_spec(s)
+            if plain or self.studio.prompts is None:
+                prompts_path = project.run_dir(s["run"]) / "prompts.json"
+                prompts_path.parent.mkdir(parents=True, exist_ok=True)
+                plain_class_prompts(s, self.studio.teacher, s["class_names"]).save(prompts_path)
+            else:
+                project.save_prompts(self.studio.prompts)
+                prompts_path = project.prompts_path
+        except Exception as e:
+            show_error(self.error, f"Cannot export for a cluster: {type(e).__name__}: {e}")
+            return None
+        dialog = ClusterDialog("generate", spec.to_dict(), str(prompts_path), project.root / "cluster" / s["run"],
+                               gpus_per_node=max(1, self.processes.value()), parent=self)
+        dialog.exported.connect(self._show_export)
+        self.cluster_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _show_export(self, paths: list) -> None:
+        out = paths[0].parent if paths else ""
+        self.note.setText(f"Exported for a cluster into {out}.")
+        box = QMessageBox(QMessageBox.Icon.Information, "Exported for a cluster",
+                          f"Wrote {len(paths)} files into {out}:\n" + "\n".join(f"  {p.name}" for p in paths),
+                          parent=self)
+        box.setInformativeText("Next: copy the folder to the cluster, edit 'project' in spec.json to the path the "
+                               "cluster sees, then sbatch slurm.sbatch (README.txt has the details).")
+        box.setDetailedText("\n".join(str(p) for p in paths))
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setObjectName("cluster_export_message")
+        self.cluster_message = box
+        box.open()
 
     def _toggle_pause(self) -> None:
         if self.job is None:
@@ -561,7 +681,8 @@ class GeneratePanel(QWidget):
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
-        self.pause_button.setEnabled(running)
+        # pausing holds the job between two events: torchrun's processes would run on, so it is one-process only
+        self.pause_button.setEnabled(running and self._processes == 1)
         self.cancel_button.setEnabled(running)
         if not running:
             self.pause_button.setChecked(False)

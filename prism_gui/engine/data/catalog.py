@@ -121,6 +121,39 @@ def _png_bytes(img: Image.Image, text: dict[str, str] | None = None) -> bytes:
     return buf.getvalue()
 
 
+ROW_COLUMNS = ("run", "item", "class_index", "class_name", "prompt", "negative_prompt", "seed", "generator",
+               "settings", "energy", "energy_class", "energy_free", "energy_bn", "energies", "top5", "confidence",
+               "entropy", "correct", "path", "thumb", "width", "height", "created", "updated")
+
+
+def write_image_files(root: str | Path, run: str, item: int, image_hwc: np.ndarray, *, class_index: int,
+                      class_name: str, prompt: str, seed: int, generator: str, settings: dict,
+                      score: dict | None = None, negative_prompt: str = "") -> dict:
+    """Write one image and its thumbnail atomically under ``root``; returns its catalog row (a
+    dict of :data:`ROW_COLUMNS`, JSON-serializable), for :meth:`Catalog.insert_rows` or a shard."""
+    root = Path(root)
+    score = score or {}
+    rel = Path("images") / run / f"{item:07d}_{seed}.png"
+    rel_t = Path("thumbs") / run / f"{item:07d}_{seed}.png"
+    mode = "L" if image_hwc.shape[-1] == 1 else "RGB"
+    img = Image.fromarray(image_hwc[..., 0] if mode == "L" else image_hwc, mode)
+    meta = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "class": class_name,
+            "generator": generator, "settings": settings, "run": run, "item": item}
+    atomic_write_bytes(root / rel, _png_bytes(img, {"prism": json.dumps(meta)}))
+    thumb = img.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if img.width < THUMB_SIZE else Image.BILINEAR)
+    atomic_write_bytes(root / rel_t, _png_bytes(thumb))
+    en = score.get("energies", {})
+    now = time.time()
+    return {"run": run, "item": int(item), "class_index": int(class_index), "class_name": class_name,
+            "prompt": prompt, "negative_prompt": negative_prompt, "seed": int(seed), "generator": generator,
+            "settings": json.dumps(settings), "energy": score.get("energy"), "energy_class": en.get("class"),
+            "energy_free": en.get("free"), "energy_bn": en.get("bn"), "energies": json.dumps(en),
+            "top5": json.dumps(score.get("top5", [])), "confidence": score.get("confidence"),
+            "entropy": score.get("entropy"), "correct": None if "correct" not in score else int(score["correct"]),
+            "path": rel.as_posix(), "thumb": rel_t.as_posix(), "width": img.width, "height": img.height,
+            "created": now, "updated": now}
+
+
 class CatalogError(RuntimeError):
     pass
 
@@ -186,30 +219,28 @@ class Catalog:
                   prompt: str, seed: int, generator: str, settings: dict, score: dict | None = None,
                   negative_prompt: str = "") -> int:
         """Store one image atomically (file, thumbnail, then row); returns its id."""
-        score = score or {}
-        rel = Path("images") / run / f"{item:07d}_{seed}.png"
-        rel_t = Path("thumbs") / run / f"{item:07d}_{seed}.png"
-        mode = "L" if image_hwc.shape[-1] == 1 else "RGB"
-        img = Image.fromarray(image_hwc[..., 0] if mode == "L" else image_hwc, mode)
-        meta = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "class": class_name,
-                "generator": generator, "settings": settings, "run": run, "item": item}
-        atomic_write_bytes(self.root / rel, _png_bytes(img, {"prism": json.dumps(meta)}))
-        thumb = img.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if img.width < THUMB_SIZE else Image.BILINEAR)
-        atomic_write_bytes(self.root / rel_t, _png_bytes(thumb))
-        en = score.get("energies", {})
-        now = time.time()
+        row = write_image_files(self.root, run, item, image_hwc, class_index=class_index, class_name=class_name,
+                                prompt=prompt, seed=seed, generator=generator, settings=settings, score=score,
+                                negative_prompt=negative_prompt)
+        ids = self.insert_rows([row], skip_existing=False)
+        return ids[0]
+
+    def insert_rows(self, rows: Sequence[dict], *, skip_existing: bool = True) -> list[int]:
+        """Insert rows made by :func:`write_image_files` (whose files exist); returns the new ids.
+        With ``skip_existing`` a row whose (run, item) is already stored is skipped, so merging a
+        shard twice changes nothing."""
+        if not rows:
+            return []
+        cols = list(ROW_COLUMNS)
+        verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
+        q = f"{verb} INTO images ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+        ids = []
         with self._lock, self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO images (run, item, class_index, class_name, prompt, negative_prompt, seed, generator,"
-                " settings, energy, energy_class, energy_free, energy_bn, energies, top5, confidence, entropy,"
-                " correct, path, thumb, width, height, created, updated)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run, item, class_index, class_name, prompt, negative_prompt, int(seed), generator,
-                 json.dumps(settings), score.get("energy"), en.get("class"), en.get("free"), en.get("bn"),
-                 json.dumps(en), json.dumps(score.get("top5", [])), score.get("confidence"), score.get("entropy"),
-                 None if "correct" not in score else int(score["correct"]), str(rel), str(rel_t), img.width,
-                 img.height, now, now))
-            return int(cur.lastrowid)
+            for r in rows:
+                cur = self._conn.execute(q, [r[c] for c in cols])
+                if cur.rowcount:
+                    ids.append(int(cur.lastrowid))
+        return ids
 
     def done_items(self, run: str) -> set[int]:
         with self._lock:
@@ -217,11 +248,22 @@ class Catalog:
 
     def repair(self) -> dict[str, int]:
         """Remove orphan files (no row: a write interrupted before its row) and temp files, and
-        rows whose image file vanished.  Returns what it removed."""
+        rows whose image file vanished.  Returns what it removed.
+
+        Only under the project lock (:mod:`.lock`), which no other writer then holds, and after
+        shards waiting to be merged are merged (their files have no row yet, but are kept)."""
+        from prism_gui.engine.data.lock import held_here
+
+        if not held_here(self.root):
+            raise CatalogError(f"repair of '{self.root}' needs the project lock (another writer may be writing "
+                               "images): run it inside project_lock(project, ...)")
+        from prism_gui.engine.data.shards import pending_paths
+
         removed = {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
+        waiting = pending_paths(self.root)
         with self._lock:
-            known = {r[0] for r in self._conn.execute("SELECT path FROM images")} | \
-                    {r[0] for r in self._conn.execute("SELECT thumb FROM images")}
+            known = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT path FROM images")} | \
+                    {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
             for sub in ("images", "thumbs"):
                 base = self.root / sub
                 if not base.exists():
@@ -229,11 +271,11 @@ class Catalog:
                 for f in base.rglob("*"):
                     if not f.is_file():
                         continue
-                    rel = str(f.relative_to(self.root))
+                    rel = f.relative_to(self.root).as_posix()
                     if f.name.endswith(".tmp"):
                         f.unlink()
                         removed["temp_files"] += 1
-                    elif rel not in known:
+                    elif rel not in known and rel not in waiting:
                         f.unlink()
                         removed["orphan_files"] += 1
             gone = [r["id"] for r in self._conn.execute("SELECT id, path FROM images")

@@ -181,6 +181,33 @@ class EpochBatches(Sampler):
         return (self.n + self.batch_size - 1) // self.batch_size
 
 
+class PlannedBatches(Sampler):
+    """The batches of one epoch's ``order`` (set before each epoch), from global batch ``start``
+    on; on several processes, this rank's contiguous share of each global batch (a global batch
+    smaller than the number of processes is left out, so every rank always has a share)."""
+
+    def __init__(self, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.order = torch.zeros(0, dtype=torch.long)
+        self.start = 0
+
+    def global_batches(self) -> list[torch.Tensor]:
+        out = [self.order[i : i + self.batch_size] for i in range(0, len(self.order), self.batch_size)]
+        return [b for b in out if len(b) >= self.world_size]
+
+    def share(self, batch: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """(offset in the global batch, this rank's indices)."""
+        parts = torch.tensor_split(batch, self.world_size)
+        return sum(len(q) for q in parts[: self.rank]), parts[self.rank]
+
+    def __iter__(self):
+        for b in self.global_batches()[self.start :]:
+            yield self.share(b)[1].tolist()
+
+    def __len__(self) -> int:
+        return max(0, len(self.global_batches()) - self.start)
+
+
 def auto_workers(device, n_items: int) -> int:
     """Decoding workers: none on the CPU (they would compete with the model for the cores) or
     for small sets; on an accelerator up to 8, leaving the process a core."""
@@ -190,13 +217,17 @@ def auto_workers(device, n_items: int) -> int:
 
 
 def make_loader(ds: Dataset, batch_size: int, *, device="cpu", workers: int | None = None,
-                generator: torch.Generator | None = None, shuffle: bool = False) -> DataLoader:
+                generator: torch.Generator | None = None, shuffle: bool = False,
+                batch_sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader over ``ds``: shuffled per epoch from ``generator`` when ``shuffle``, in order
-    otherwise; ``workers=None`` picks :func:`auto_workers`; pinned memory on CUDA."""
+    otherwise, or in the batches of ``batch_sampler``; ``workers=None`` picks
+    :func:`auto_workers`; pinned memory on CUDA."""
     dev = torch.device(device)
     n_workers = auto_workers(dev, len(ds)) if workers is None or workers < 0 else int(workers)
     # the loader's own generator seeds its workers, so iterating never draws from torch's global
     # generator (which dropout and the student's initialization use)
-    return DataLoader(ds, batch_sampler=EpochBatches(len(ds), batch_size, generator, shuffle),
+    if batch_sampler is None:  # (not `or`: an empty sampler is falsy)
+        batch_sampler = EpochBatches(len(ds), batch_size, generator, shuffle)
+    return DataLoader(ds, batch_sampler=batch_sampler,
                       num_workers=n_workers, pin_memory=dev.type == "cuda", persistent_workers=n_workers > 0,
                       generator=torch.Generator().manual_seed(0))

@@ -9,6 +9,7 @@ discarded, never stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from prism_gui.engine.data.catalog import Catalog
 from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 from prism_gui.engine.generation.writer import BatchWriter
-from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.jobs import SINGLE, CancelToken, Event, Ranks
 from prism_gui.engine.prompts import PromptSet
 
 
@@ -72,6 +73,19 @@ class GenerateSpec:
         return d
 
 
+def load_generate_file(path) -> tuple[GenerateSpec, str, object]:
+    """A ``prism generate`` spec file: (spec, the prompt file's path, the TeacherSpec)."""
+    from prism_gui.engine.specs import SpecError, build, load_spec
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    s = load_spec(path)
+    if "prompts" not in s:
+        raise SpecError(f"{path}: needs 'prompts', the path of a prompt file (make one with `prism prompts`)")
+    prompts_path = s.pop("prompts")
+    tspec = TeacherSpec.take(s, path)
+    return build(GenerateSpec, {**s, "teacher": tspec.to_value()}, path), prompts_path, tspec
+
+
 def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int, int, str, str, int]]:
     """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class."""
     items = []
@@ -102,23 +116,27 @@ def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int
 
 
 def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, components=None,
-                   cancel: CancelToken | None = None) -> Iterator[Event]:
+                   cancel: CancelToken | None = None, ranks: Ranks | None = None) -> Iterator[Event]:
     """Generate, score and store; yields ``Event("generate", images_done, total)`` per denoising
     step (``data['batch_step']``) and per stored batch (``data['new_ids']``, ``data['mean_energy']``).
-    Batches are stored by a writer thread while the next one samples (:mod:`.writer`)."""
-    from prism_gui.engine.data.imaging import to_uint8
-    from prism_gui.engine.devices import pick_device, pick_dtype
-    from prism_gui.engine.generation.load import load_generator
+    Batches are stored by a writer thread while the next one samples (:mod:`.writer`).
+
+    On several processes (``ranks``), the items still to do are dealt out ``todo[rank::world]``;
+    the main process holds the project lock, writes the catalog and merges the other ranks' row
+    shards (:mod:`~prism_gui.engine.data.shards`) as they come, so its events count every
+    rank's images.  Every image depends on its item's seed only, so the split changes nothing."""
     from prism_gui.engine.teachers.spec import TeacherSpec
-    from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
-    device = pick_device(spec.device)
+    ranks = ranks or SINGLE
+    device = ranks.device(spec.device)
     teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device)
-    comp = components or load_generator(spec.generator)
+    comp = components or _load_components(spec)
     comp.disable_offload()  # a shared generator may carry a previous job's offload
     # offloaded models never all sit on the device: they stay on the CPU until enable_offload
+    from prism_gui.engine.devices import pick_dtype
+
     comp.to("cpu" if spec.offload else device, pick_dtype(device, spec.precision))
     if prompts.class_names != teacher.class_names:
         raise ValueError(f"the prompt set's classes ({len(prompts.class_names)}) are not the teacher's "
@@ -127,27 +145,76 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
     if issues:
         raise ValueError("prompt problems:\n" + "\n".join(issues[:10]))
     items = plan(prompts, spec.images_per_class, spec.seed)
-    cat = Catalog(spec.project)
+    with contextlib.ExitStack() as stack:
+        cat = None
+        if ranks.is_main:
+            try:
+                cat, todo, info = _open_run(stack, spec, prompts, items)
+            except BaseException as e:
+                ranks.share({"error": f"{type(e).__name__}: {e}"})
+                raise
+            ranks.share({"todo": [it[0] for it in todo], **info})
+        else:
+            got = ranks.share(None)
+            if "error" in got:
+                raise RuntimeError(f"the main process stopped the run: {got['error']}")
+            info = {k: v for k, v in got.items() if k != "todo"}
+            todo_ids = set(got["todo"])
+            todo = [it for it in items if it[0] in todo_ids]
+        yield from _generate(spec, prompts, teacher, comp, device, items, todo[ranks.rank::ranks.world_size],
+                             info, cat, ranks, cancel)
+
+
+def _load_components(spec):
+    from prism_gui.engine.generation.load import load_generator
+
+    return load_generator(spec.generator)
+
+
+def _open_run(stack: contextlib.ExitStack, spec: GenerateSpec, prompts: PromptSet, items):
+    """The main process's start: the project lock, the catalog, leftover shards merged, repair,
+    the run's record; returns (catalog, items to do, info shared with the other ranks)."""
+    import uuid
+
+    from prism_gui.engine.data.lock import project_lock
+    from prism_gui.engine.data.shards import merge_shards
+    from prism_gui.engine.versions import manifest
+
+    stack.enter_context(project_lock(spec.project, f"prism generate (run '{spec.run}')"))
+    cat = stack.enter_context(Catalog(spec.project))
+    merged = len(merge_shards(cat))  # rows a stopped multi-process run left waiting
+    repaired = cat.repair()
+    existing = cat.run_spec(spec.run)
+    if existing is not None:  # settings added since the run was made take their defaults
+        existing = {**GenerateSpec(project=spec.project).to_dict(), **existing, "project": spec.project}
+    if existing is not None and {k: v for k, v in existing.items() if k != "images_per_class"} != \
+            {k: v for k, v in spec.to_dict().items() if k != "images_per_class"}:
+        raise ValueError(f"run '{spec.run}' exists with different settings: choose a new run name "
+                         "to generate with these settings")
+    cat.start_run(spec.run, "generate", spec.to_dict(),
+                  manifest(spec.to_dict(), {"base_seed": spec.seed, "item_seed": "seed * 10_000_000 + item"},
+                           prompts=prompts.meta, job="generate"))
+    done = cat.done_items(spec.run)
+    todo = [it for it in items if it[0] not in done]
+    return cat, todo, {"resumed": bool(done), "repaired": repaired, "merged": merged, "token": uuid.uuid4().hex}
+
+
+def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, ranks, cancel):
+    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.imaging import to_uint8
+    from prism_gui.engine.data.shards import merge_shards, shard_dir, write_shard
+
+    total = len(items)
+    main = ranks.is_main
+    n_done = (cat.count(run=spec.run) if main else 0)
     try:
-        repaired = cat.repair()
-        existing = cat.run_spec(spec.run)
-        if existing is not None:  # settings added since the run was made take their defaults
-            existing = {**GenerateSpec(project=spec.project).to_dict(), **existing, "project": spec.project}
-        if existing is not None and {k: v for k, v in existing.items() if k != "images_per_class"} != \
-                {k: v for k, v in spec.to_dict().items() if k != "images_per_class"}:
-            raise ValueError(f"run '{spec.run}' exists with different settings: choose a new run name "
-                             "to generate with these settings")
-        cat.start_run(spec.run, "generate", spec.to_dict(),
-                      manifest(spec.to_dict(), {"base_seed": spec.seed, "item_seed": "seed * 10_000_000 + item"},
-                               prompts=prompts.meta, job="generate"))
-        done = cat.done_items(spec.run)
-        todo = [it for it in items if it[0] not in done]
-        total = len(items)
-        n_done = total - len(todo)
-        yield Event("generate", n_done, total, f"{n_done}/{total} images"
-                    + (f" (resumed; repaired {repaired})" if done else ""), {"resumed": bool(done)})
+        if main:
+            yield Event("generate", n_done, total, f"{n_done}/{total} images"
+                        + (f" (resumed; repaired {info['repaired']})" if info["resumed"] else "")
+                        + (f" on {ranks.world_size} processes" if ranks.world_size > 1 else ""),
+                        {"resumed": info["resumed"], "processes": ranks.world_size})
         guidance, note = fit_guidance(spec, comp, teacher, device)
-        if note:
+        if note and main:
             yield Event("generate", n_done, total, note["message"], {"memory": note})
         if spec.offload:
             comp.enable_offload(device)
@@ -157,19 +224,35 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
 
         def store(job):  # runs in the writer thread, beside the next batch's sampling
             batch, u8, scores = job
-            ids = [cat.add_image(spec.run, it[0], img, class_index=it[1], class_name=prompts.class_names[it[1]],
-                                 prompt=it[2], seed=it[4], generator=spec.generator, settings=settings, score=sc,
-                                 negative_prompt=it[3]) for it, img, sc in zip(batch, u8, scores, strict=True)]
-            return ids, float(np.mean([sc["energy"] for sc in scores]))
+            rows = [write_image_files(spec.project, spec.run, it[0], img, class_index=it[1],
+                                      class_name=prompts.class_names[it[1]], prompt=it[2], seed=it[4],
+                                      generator=spec.generator, settings=settings, score=sc, negative_prompt=it[3])
+                    for it, img, sc in zip(batch, u8, scores, strict=True)]
+            energies = [sc["energy"] for sc in scores]
+            if main:  # the one catalog writer; the other ranks' rows arrive in shards
+                ids = cat.insert_rows(rows, skip_existing=False)
+                merged = merge_shards(cat, spec.run)
+                return ids + merged, float(np.mean(energies + list(cat.column("energy", ids=merged))))
+            write_shard(spec.project, spec.run, ranks.rank, rows)
+            return [], float(np.mean(energies))
+
+        def merged_events():  # the other ranks' rows, while this process waits for them
+            merged = merge_shards(cat, spec.run)
+            mean = float(np.mean(cat.column("energy", ids=merged))) if merged else None
+            yield from stored_events([(merged, mean)])
 
         def stored_events(results):
             nonlocal n_done
             for ids, mean_energy in results:
+                if not main or (mean_energy is None and not ids):
+                    continue
                 n_done += len(ids)
                 rate = (n_done - first_done) / max(time.time() - t0, 1e-9)
                 eta = (total - n_done) / rate if rate > 0 else 0
-                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s",
-                            {"new_ids": ids, "mean_energy": mean_energy, "eta_s": eta})
+                data = {"new_ids": ids, "eta_s": eta}
+                if mean_energy is not None:
+                    data["mean_energy"] = mean_energy
+                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s", data)
 
         def sample_batch(batch):
             images = None
@@ -178,7 +261,7 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                                    negative_prompts=[it[3] for it in batch], cancel=cancel):
                 if "images" in ev.data:
                     images = ev.data["images"]
-                else:
+                elif main:
                     yield Event("generate", n_done, total, f"{n_done}/{total} images, step {ev.step}/{ev.total}",
                                 {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
                 yield from stored_events(writer.completed())
@@ -190,8 +273,8 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
         with BatchWriter(store, depth=2) as writer:
             try:
                 b = 0
-                while b < len(todo):
-                    batch = todo[b : b + batch_size]
+                while b < len(mine):
+                    batch = mine[b : b + batch_size]
                     try:
                         yield from sample_batch(batch)
                     except OUT_OF_MEMORY as e:
@@ -209,12 +292,33 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
             except BaseException:
                 writer.flush()  # keep what was finished: whole, scored images (a stopped batch was never submitted)
                 raise
-        cat.finish_run(spec.run)
+        if ranks.world_size > 1:  # the main process merges the others' shards until every rank is done
+            marker = shard_dir(spec.project, spec.run) / f"done-{info['token']}-rank{ranks.rank}"
+            if not main:
+                from prism_gui.engine.data.catalog import atomic_write_text
+
+                atomic_write_text(marker, "")
+            else:
+                others = [marker.with_name(f"done-{info['token']}-rank{r}") for r in range(1, ranks.world_size)]
+                while True:
+                    finished = all(m.exists() for m in others)  # checked before the merge that follows it
+                    yield from merged_events()
+                    if finished:
+                        break
+                    cancel.raise_if_cancelled()
+                    time.sleep(0.2)
+                for m in others:
+                    m.unlink(missing_ok=True)
+        if main:
+            cat.finish_run(spec.run)
     except BaseException:
-        cat.finish_run(spec.run, "interrupted")
+        if main:
+            with contextlib.suppress(Exception):  # rows the other ranks finished are kept
+                stored = merge_shards(cat, spec.run)
+                n_done += len(stored)
+            cat.finish_run(spec.run, "interrupted")
         raise
     finally:
-        cat.close()
         if spec.offload:
             comp.disable_offload()
 

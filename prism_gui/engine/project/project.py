@@ -124,6 +124,12 @@ class Project:
                 spec[key] = {**value, **spec.get(key, {})}
             else:
                 spec.setdefault(key, value)
+        from prism_gui.engine.scale.launch import merge_after  # light: the catalog loads only when rows wait
+
+        try:  # rows a multi-process or cluster run left waiting join the catalog
+            merge_after(str(root))
+        except OSError:  # a read-only project still opens (its waiting rows merge where it is writable)
+            pass
         return cls(root, spec)
 
     @classmethod

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from prism_gui.engine.data.datasets import TensorImages, catalog_dataset, make_loader
-from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.jobs import Cancelled, CancelToken, Event
 from prism_gui.engine.registry import Registry
 from prism_gui.engine.training.augment import augment_batch
 from prism_gui.engine.training.evaluate import eval_dataset, evaluate
@@ -66,6 +65,7 @@ class DistillSpec:
     eval_mapping: str | None = None  # optional folder -> class mapping file (JSON/CSV) for the eval folder
     workers: int = -1  # data-loading workers; -1: automatic (none on the CPU)
     eval_every: int = 1
+    checkpoint_every: int = 200  # steps between checkpoints (and at each epoch's end and on stop); 0: epochs only
     out_dir: str | None = None
     run: str = "distill"
     device: str = "auto"
@@ -86,6 +86,16 @@ class DistillSpec:
             raise ValueError(f"channels_last must be true, false or 'auto', not {self.channels_last!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, not {self.compile!r}")
+
+
+def load_distill_file(path) -> tuple[DistillSpec, object]:
+    """A ``prism distill`` spec file: (spec, the TeacherSpec)."""
+    from prism_gui.engine.specs import build, load_spec
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    s = load_spec(path)
+    tspec = TeacherSpec.take(s, path)
+    return build(DistillSpec, {**s, "teacher": tspec.to_value()}, path), tspec
 
 
 SPEED_KEYS = ("precision", "channels_last", "compile")  # settings a run may resume with changed
@@ -195,37 +205,64 @@ def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
     return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
-def _save_checkpoint(folder: Path, student, opt, sched, epoch: int, step: int, scaler=None) -> None:
+def _save_checkpoint(folder: Path, student, opt, sched, position: dict, scaler=None) -> None:
+    """The student (safetensors, the plain module's layout) and the trainer's state: optimizer,
+    scheduler, scaler, and ``position`` (epoch, step, batch within the epoch and the data-order
+    generator's states), so a resumed run continues the uninterrupted run's data order."""
+    import io
+
     import safetensors.torch
 
     from prism_gui.engine.data.catalog import atomic_write_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    atomic_write_bytes(folder / "student.safetensors", safetensors.torch.save(sd))
-    import io
-
     buf = io.BytesIO()
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step}
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **position,
+             "torch_rng": torch.get_rng_state()}
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     torch.save(state, buf)
+    # the state first: a run killed between the two files resumes from the previous student with
+    # the new state only if the student's write failed, which atomic_write_bytes never leaves half
+    atomic_write_bytes(folder / "student.safetensors", safetensors.torch.save(sd))
     atomic_write_bytes(folder / "trainer_state.pt", buf.getvalue())
 
 
-def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
-                     cancel: CancelToken | None = None) -> Iterator[Event]:
+def _ddp(student, device, ranks):
+    """``student`` for a multi-process run: BatchNorm synchronized across GPUs (SyncBatchNorm
+    needs CUDA: on CPUs each process normalizes its share), wrapped in DistributedDataParallel.
+    The teacher is never wrapped (it is frozen); the plain ``student`` stays the one saved."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
+        return student, DistributedDataParallel(student, device_ids=[device.index])
+    return student, DistributedDataParallel(student)
+
+
+def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: CancelToken | None = None,
+                     ranks=None) -> Iterator[Event]:
     """Yields ``Event("distill", step, total)`` with ``data['loss']`` per step, and with
     ``data['test_accuracy']``/``data['agreement']`` after each evaluation; the last event has
-    ``data['result']``."""
+    ``data['result']``.
+
+    On several processes (``ranks``: DDP), ``batch_size`` stays the global batch: each process
+    takes its share of every global batch, augments it with the whole batch's draws, and its loss
+    is weighted by its share, so the averaged gradient is the one-process gradient of the same
+    batch (up to BatchNorm, which on CPUs normalizes each share).  The main process logs, saves
+    and exports; evaluation is split over the processes and summed."""
     import safetensors.torch
 
-    from prism_gui.engine.devices import pick_device
+    from prism_gui.engine.data.datasets import PlannedBatches
+    from prism_gui.engine.jobs import SINGLE
     from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
-    device = pick_device(spec.device)
+    ranks = ranks or SINGLE
+    main, world = ranks.is_main, ranks.world_size
+    device = ranks.device(spec.device)
     speed = resolve_speed(spec, device)
     teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
     teacher.to(device).model.eval()
@@ -235,19 +272,22 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
         x = training_dataset(spec, teacher)
     else:
         x = TensorImages(images) if isinstance(images, torch.Tensor) else images
+    if spec.batch_size < world:
+        raise ValueError(f"batch_size {spec.batch_size} is smaller than the {world} processes: each process takes "
+                         "a share of every batch; raise batch_size")
     student = make_student(spec.student, teacher).to(device)
     scaler = torch.amp.GradScaler(device.type) if speed.dtype == torch.float16 else None
     eval_set = eval_dataset(spec.eval, teacher, spec.eval_mapping)
-    loader = make_loader(x, spec.batch_size, device=device, workers=spec.workers, generator=gen, shuffle=True)
-    steps_per_epoch = math.ceil(len(x) / spec.batch_size)
+    batches = PlannedBatches(spec.batch_size, ranks.rank, world)
+    loader = make_loader(x, spec.batch_size, device=device, workers=spec.workers, batch_sampler=batches)
+    steps_per_epoch = len(x) // spec.batch_size + (len(x) % spec.batch_size >= max(1, world))
     total = spec.epochs * steps_per_epoch
     opt = torch.optim.AdamW(student.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, total), pct_start=0.15)
     out = Path(spec.out_dir) if spec.out_dir else None
-    start_epoch, step = 0, 0
+    start_epoch, step, start_batch, resume_gen = 0, 0, 0, None
     log_f = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         ck = out / "checkpoint"
         spec_path = out / "spec.json"
         if (ck / "trainer_state.pt").exists() and spec_path.exists() and \
@@ -259,15 +299,23 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
-            for _ in range(start_epoch):  # keep the data order of an uninterrupted run
-                torch.randperm(len(x), generator=gen)
-        spec_path.write_text(json.dumps(dataclasses.asdict(spec), indent=2))
-        (out / "manifest.json").write_text(json.dumps(
-            manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x),
-                     device=str(device), speed=speed.describe()), indent=2))
-        log_f = open(out / "metrics.jsonl", "a")
+            if "order_state" in state:  # where in the epoch, and the generator's states there
+                start_batch = int(state["batch"])
+                gen.set_state(state["order_state"])
+                resume_gen = state["gen_state"]
+                torch.set_rng_state(state["torch_rng"])
+            else:  # a checkpoint of an older version (epoch ends only): replay the epochs' orders
+                for _ in range(start_epoch):
+                    torch.randperm(len(x), generator=gen)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            spec_path.write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+            (out / "manifest.json").write_text(json.dumps(
+                manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x),
+                         device=str(device), speed=speed.describe(), processes=world), indent=2))
+            log_f = open(out / "metrics.jsonl", "a")
     cat = None
-    if spec.project and spec.data == "catalog":
+    if main and spec.project and spec.data == "catalog":
         from prism_gui.engine.data.catalog import Catalog
 
         cat = Catalog(spec.project)
@@ -280,23 +328,41 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
         if cat is not None:
             cat.log_metrics(spec.run, step, values, epoch)
 
+    position = {}
+
+    def checkpoint():
+        if main and out is not None:
+            _save_checkpoint(out / "checkpoint", student, opt, sched, position, scaler)
+
     t0 = time.time()
     last_eval: dict = {}
     try:
         if speed.channels_last:  # the teacher is shared with the app: its layout is restored at the end
             student.to(memory_format=torch.channels_last)
             teacher.model.to(memory_format=torch.channels_last)
-        student_fwd = _compiled(student) if speed.compile else student
+        trained = student
+        if world > 1:
+            student, trained = _ddp(student, device, ranks)
+        student_fwd = _compiled(trained) if speed.compile else trained
         teacher_fwd = _compiled(teacher.model) if speed.compile else teacher.model
-        yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs", {"images": len(x)})
+        yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs"
+                    + (f", {world} processes" if world > 1 else ""), {"images": len(x), "processes": world})
         for epoch in range(start_epoch, spec.epochs):
             student.train()
-            seen = 0
-            for xb, _ in loader:  # the loader draws this epoch's order from gen, then augmentation draws
+            order_state = gen.get_state()
+            batches.order = torch.randperm(len(x), generator=gen)  # the epoch's order: the same on every rank
+            batches.start = start_batch if epoch == start_epoch else 0
+            if resume_gen is not None and epoch == start_epoch:
+                gen.set_state(resume_gen)  # the augmentation draws continue where the checkpoint left them
+            global_batches = batches.global_batches()
+            seen = sum(len(b) for b in global_batches[: batches.start])
+            for b, (xb, _) in enumerate(loader, start=batches.start):
                 cancel.raise_if_cancelled()
-                seen += len(xb)
+                n_global = len(global_batches[b])
+                offset, _ = batches.share(global_batches[b])
+                seen += n_global
                 if spec.augment:
-                    xb = augment_batch(xb, gen)
+                    xb = augment_batch(xb, gen, part=(offset, n_global))
                 xb = teacher.preprocess(xb.to(device, non_blocking=True))
                 if speed.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
@@ -305,38 +371,59 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None,
                         t_logits = teacher_fwd(xb)
                     s_logits = student_fwd(xb)
                 loss = kd_loss(s_logits, t_logits, spec.temperature, spec.alpha_ce)  # in float32
+                # DDP averages the processes' gradients: weighting each share's mean loss by its
+                # size makes that average the gradient of the whole batch's mean loss
+                scaled = loss * (len(xb) * world / n_global) if world > 1 else loss
                 opt.zero_grad(set_to_none=True)
                 if scaler is not None:
-                    scaler.scale(loss).backward()
+                    scaler.scale(scaled).backward()
                     scaler.step(opt)
                     scaler.update()
                 else:
-                    loss.backward()
+                    scaled.backward()
                     opt.step()
                 sched.step()
                 step += 1
                 lv = loss.item()
+                if world > 1:  # the whole batch's mean loss
+                    lv = float(ranks.all_sum([lv * len(xb)])[0]) / n_global
                 log({"loss": lv, "lr": sched.get_last_lr()[0]}, epoch + seen / len(x))
+                position = {"epoch": epoch, "step": step, "batch": b + 1, "order_state": order_state,
+                            "gen_state": gen.get_state()}
+                if spec.checkpoint_every and step % spec.checkpoint_every == 0:
+                    checkpoint()
                 yield Event("distill", step, total, f"epoch {epoch + 1}/{spec.epochs} loss {lv:.4f}",
                             {"loss": lv, "epoch": epoch + seen / len(x)})
             if eval_set is not None and ((epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs):
-                last_eval = evaluate(student, teacher, eval_set, workers=spec.workers)
+                last_eval = evaluate(student, teacher, eval_set, workers=spec.workers, ranks=ranks)
                 log({"test_accuracy": last_eval["test_accuracy"], "agreement": last_eval["agreement"]}, epoch + 1)
                 yield Event("distill", step, total,
                             f"epoch {epoch + 1}: accuracy {100 * last_eval['test_accuracy']:.1f}%",
                             {**last_eval, "epoch": epoch + 1})
-            if out is not None:
-                _save_checkpoint(out / "checkpoint", student, opt, sched, epoch + 1, step, scaler)
+            position = {"epoch": epoch + 1, "step": step, "batch": 0, "order_state": gen.get_state(),
+                        "gen_state": None}  # the next epoch's order is drawn first, then its augmentation
+            checkpoint()
         student.to(memory_format=torch.contiguous_format)  # the plain module in the standard layout, for export
         result = {"student": spec.student, "images": len(x), "epochs": spec.epochs,
                   "student_parameters": sum(p.numel() for p in student.parameters()),
-                  "seconds": round(time.time() - t0, 2), "speed": speed.describe(), **last_eval}
-        if out is not None:
+                  "seconds": round(time.time() - t0, 2), "speed": speed.describe(), "processes": world, **last_eval}
+        if world > 1:  # the module as one process trains it (no SyncBatchNorm), for export and the app
+            plain = make_student(spec.student, teacher)
+            plain.load_state_dict({k: v.cpu() for k, v in student.state_dict().items()})
+            student = plain.to(device)
+        if out is not None and main:
             export_student(student, teacher, out, onnx=spec.export_onnx)
             (out / "result.json").write_text(json.dumps(result, indent=2))
         if cat is not None:
             cat.finish_run(spec.run)
+        ranks.barrier()  # the export is on disk before any process reports the end
         yield Event("distill", total, total, "done", {"result": result, "student": student})
+    except Cancelled:
+        if position:  # stopped between steps: it resumes from the step it was at
+            checkpoint()
+        if cat is not None:
+            cat.finish_run(spec.run, "interrupted")
+        raise
     except BaseException:
         if cat is not None:
             cat.finish_run(spec.run, "interrupted")

@@ -20,12 +20,18 @@ def eval_dataset(name, teacher, mapping=None):
 
 @torch.no_grad()
 def evaluate(student, teacher, data, labels=None, *, batch_size: int = 512, workers: int | None = None,
-             per_class: bool = False) -> dict:
+             per_class: bool = False, ranks=None) -> dict:
     """``test_accuracy`` (the student's, or the teacher's when ``student`` is None), ``agreement``
     (top-1 equal to the teacher's) and ``teacher_accuracy``; ``data`` is a dataset or an image
-    tensor with ``labels``.  With ``per_class``, also accuracy per class (None for absent classes)."""
+    tensor with ``labels``.  With ``per_class``, also accuracy per class (None for absent classes).
+    On several processes (``ranks``) each evaluates every ``world_size``-th image and the counts
+    are summed over the processes, so every rank returns the whole set's numbers."""
     if labels is not None:
         data = TensorImages(data, labels)
+    if ranks is not None and ranks.world_size > 1:
+        from torch.utils.data import Subset
+
+        data = Subset(data, range(ranks.rank, len(data), ranks.world_size))
     dev = teacher.device
     if student is not None:
         student.eval()
@@ -46,6 +52,11 @@ def evaluate(student, teacher, data, labels=None, *, batch_size: int = 512, work
         np.add.at(correct_t, y.numpy(), (t == y).numpy().astype(np.int64))
         agree += int((s == t).sum())
         total += len(y)
+    if ranks is not None and ranks.world_size > 1:
+        summed = ranks.all_sum(np.concatenate([correct_s, correct_t, count, [agree, total]]))
+        summed = np.rint(summed).astype(np.int64)
+        correct_s, correct_t, count = summed[:n_cls], summed[n_cls : 2 * n_cls], summed[2 * n_cls : 3 * n_cls]
+        agree, total = int(summed[-2]), int(summed[-1])
     if total == 0:
         raise ValueError("the evaluation set holds no images")
     res = {"test_accuracy": float(correct_s.sum() / total), "agreement": float(agree / total),

@@ -73,6 +73,11 @@ def run_headless(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cli"]:  # `<app> cli COMMAND ...`: the CLI, e.g. torchrun's ranks re-executing a frozen app
+        from prism_gui.cli import main as cli_main
+
+        return cli_main(argv[1:])
     args = parse_args(argv)
     if args.headless or not has_display():
         return run_headless(args)

@@ -131,3 +131,20 @@ def test_guidance_memory_benchmark_runs_quick(root, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [x["setting"] for x in rows] == ["whole batch", "micro-batch 1", "micro-batch 1 + checkpointed decoder"]
     assert all(x["peak_mb"] >= x["base_mb"] > 0 for x in rows)
+
+
+def test_scale_out_counts_sd15_operations_and_projects_per_gpu(root):
+    """The operation count behind the projection in docs/SCALE_OUT.md (real SD 1.5 architectures on
+    the meta device; the 1 vs 2 process timings are the script's full run)."""
+    sys.path.insert(0, str(root))
+    from benchmarks.scale_out import GPUS, projection, sd15_flops
+
+    f = sd15_flops(steps=30, window=(0.5, 1.0))
+    assert f["guided_steps"] == 15
+    assert f["per_image"] == 30 * f["unet_step_with_cfg"] + 15 * f["guidance_step_tiny_decoder_resnet50"] + \
+        f["vae_decode"] + f["score_resnet50"]
+    assert 1.4e12 < f["unet_step_with_cfg"] < 1.8e12  # SD 1.5's UNet: ~0.8 TFLOP per 64x64 latent
+    p = projection(f)
+    assert set(p) == set(GPUS)
+    h100, a100 = p["NVIDIA H100 SXM"]["40% of peak"], p["NVIDIA A100 SXM"]["40% of peak"]
+    assert h100 == round(3600 * GPUS["NVIDIA H100 SXM"] * 0.4 / f["per_image"]) and h100 > a100

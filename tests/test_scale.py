@@ -208,6 +208,10 @@ def test_the_launcher_reports_a_ranks_error_and_stops_cleanly(prompts, tmp_path,
     from prism_gui.engine.scale.launch import launch_generation
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # started through the app's own entry point (`<app> cli ...`), as a frozen app re-executes itself
+    import prism_gui.engine.scale.launch as launch_module
+
+    monkeypatch.setattr(launch_module, "self_command", lambda: [sys.executable, "-m", "prism_gui", "cli"])
     project = tmp_path / "p"
     spec, _, _ = load_generate_file(gen_spec(tmp_path / "g.json", project, prompts, images_per_class=4,
                                              batch_size=2))

@@ -1,9 +1,10 @@
 """The project lock: one writer of images at a time per project folder.
 
-A job that adds or removes images (a generation, a shard merge, :meth:`Catalog.repair`) holds
-the project's lock for as long as it runs.  A second such job (another app window, a CLI run,
-a second cluster job) is refused at once with :class:`ProjectLocked`, whose message names the
-holder (command, process, host, user, since when) and what to do.
+A job that adds or removes images (a generation, DeepInversion, a shard merge,
+:meth:`Catalog.repair`) holds the project's lock for as long as it runs.  A second such job
+(another app window, a CLI run, a second cluster job) is refused at once with
+:class:`ProjectLocked`, whose message names the holder (command, process, host, user, since
+when) and what to do.
 
 The lock is an operating-system lock on ``<project>/.prism.lock`` (``filelock``: ``flock`` on
 Linux/macOS, ``LockFileEx`` on Windows), so it is released when its process ends however it

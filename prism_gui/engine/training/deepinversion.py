@@ -65,43 +65,46 @@ def run_deepinversion(spec: DeepInversionSpec, teacher=None, cancel: CancelToken
     c, h, w = teacher.input_size
     labels = [k for k in range(teacher.num_classes) for _ in range(spec.images_per_class)]
     total_batches = (len(labels) + spec.batch_size - 1) // spec.batch_size
-    cat = Catalog(spec.project)
-    cat.start_run(spec.run, "deepinversion", dataclasses.asdict(spec))
-    done = cat.done_items(spec.run)
-    try:
-        for b in range(total_batches):
-            items = [i for i in range(b * spec.batch_size, min(len(labels), (b + 1) * spec.batch_size))]
-            if all(i in done for i in items):
-                continue
-            gen = torch.Generator().manual_seed(spec.seed * 10_000_000 + b)
-            y = torch.tensor([labels[i] for i in items], device=teacher.device)
-            z = torch.randn(len(items), c, h, w, generator=gen).to(teacher.device).requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=spec.lr)
-            for it in range(spec.iterations):
-                cancel.raise_if_cancelled()
-                x = torch.tanh(z)
-                logits, bn = _batch_bn_loss(teacher, x)
-                tv = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()
-                loss = F.cross_entropy(logits, y) + spec.w_bn * bn + spec.w_tv * tv + spec.w_l2 * x.pow(2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if (it + 1) % 25 == 0:
-                    yield Event("deepinversion", b * spec.iterations + it + 1, total_batches * spec.iterations,
-                                f"batch {b + 1}/{total_batches} loss {loss.item():.3f}")
-            x = torch.tanh(z).detach()
-            scores = score_images(teacher, x, y.tolist(), EnergySpec({"class": 1.0}))
-            for i, img, sc in zip(items, to_uint8(x), scores, strict=True):
-                if i in done:
+    from prism_gui.engine.data.lock import project_lock
+
+    with project_lock(spec.project, f"DeepInversion (run '{spec.run}')"):  # it adds images: one writer
+        cat = Catalog(spec.project)
+        cat.start_run(spec.run, "deepinversion", dataclasses.asdict(spec))
+        done = cat.done_items(spec.run)
+        try:
+            for b in range(total_batches):
+                items = [i for i in range(b * spec.batch_size, min(len(labels), (b + 1) * spec.batch_size))]
+                if all(i in done for i in items):
                     continue
-                cat.add_image(spec.run, i, img, class_index=labels[i], class_name=teacher.class_names[labels[i]],
-                              prompt=f"deepinversion: {teacher.class_names[labels[i]]}",
-                              seed=spec.seed * 10_000_000 + i, generator="deepinversion",
-                              settings=dataclasses.asdict(spec), score=sc)
-        cat.finish_run(spec.run)
-        yield Event("deepinversion", total_batches * spec.iterations, total_batches * spec.iterations, "done")
-    except BaseException:
-        cat.finish_run(spec.run, "interrupted")
-        raise
-    finally:
-        cat.close()
+                gen = torch.Generator().manual_seed(spec.seed * 10_000_000 + b)
+                y = torch.tensor([labels[i] for i in items], device=teacher.device)
+                z = torch.randn(len(items), c, h, w, generator=gen).to(teacher.device).requires_grad_(True)
+                opt = torch.optim.Adam([z], lr=spec.lr)
+                for it in range(spec.iterations):
+                    cancel.raise_if_cancelled()
+                    x = torch.tanh(z)
+                    logits, bn = _batch_bn_loss(teacher, x)
+                    tv = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()
+                    loss = F.cross_entropy(logits, y) + spec.w_bn * bn + spec.w_tv * tv + spec.w_l2 * x.pow(2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    if (it + 1) % 25 == 0:
+                        yield Event("deepinversion", b * spec.iterations + it + 1, total_batches * spec.iterations,
+                                    f"batch {b + 1}/{total_batches} loss {loss.item():.3f}")
+                x = torch.tanh(z).detach()
+                scores = score_images(teacher, x, y.tolist(), EnergySpec({"class": 1.0}))
+                for i, img, sc in zip(items, to_uint8(x), scores, strict=True):
+                    if i in done:
+                        continue
+                    cat.add_image(spec.run, i, img, class_index=labels[i], class_name=teacher.class_names[labels[i]],
+                                  prompt=f"deepinversion: {teacher.class_names[labels[i]]}",
+                                  seed=spec.seed * 10_000_000 + i, generator="deepinversion",
+                                  settings=dataclasses.asdict(spec), score=sc)
+            cat.finish_run(spec.run)
+            yield Event("deepinversion", total_batches * spec.iterations, total_batches * spec.iterations, "done")
+        except BaseException:
+            cat.finish_run(spec.run, "interrupted")
+            raise
+        finally:
+            cat.close()

@@ -34,6 +34,8 @@ def parse_args(argv=None):
     p.add_argument("--screenshots", help="with --autoplay: save a PNG of every panel (and report.html) here")
     p.add_argument("--quit-when-done", action="store_true", help="with --autoplay: exit when the demo ends "
                    "(status 0 on success)")
+    p.add_argument("--startup-time", type=float, metavar="T0", help="print 'SHOWN <seconds>' from T0 (a time.time() "
+                   "taken by the caller before launching) to the window's first paint, then quit (benchmarks)")
     return p.parse_args(argv)
 
 
@@ -101,6 +103,14 @@ def main(argv=None) -> int:
     if args.demo and args.autoplay:
         QTimer.singleShot(300, lambda: win.play_demo(quick=args.quick, screenshots=args.screenshots,
                                                      quit_when_done=args.quit_when_done))
+    if args.startup_time:
+        import time
+
+        def shown():
+            print(f"SHOWN {time.time() - args.startup_time:.4f}", flush=True)
+            app.quit()
+
+        QTimer.singleShot(0, shown)
     if args.screenshot:
         def shoot():
             win.grab().save(args.screenshot)

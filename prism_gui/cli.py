@@ -273,6 +273,42 @@ def cmd_export(rest):
     return 0
 
 
+def cmd_doctor(rest):
+    p = argparse.ArgumentParser(prog="prism doctor", description="What this installation can do: versions, "
+                                "devices, the built-in resources, and whether diffusers and transformers see torch.")
+    p.parse_args(rest)
+    import importlib.metadata
+
+    import torch
+
+    from prism_gui.engine.versions import package_versions
+    from prism_gui.resources import resources_root
+
+    checks = {}
+    import diffusers.utils
+    import transformers.utils
+
+    checks["transformers sees torch"] = bool(transformers.utils.is_torch_available())
+    checks["diffusers sees torch"] = bool(diffusers.utils.is_torch_available())
+    checks["Digits world resources"] = (resources_root() / "digits_teacher").exists() and \
+        (resources_root() / "digits_prior").exists()
+    try:
+        version = importlib.metadata.version("prism-gui")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown (no installed metadata)"
+    report = {"prism-gui": version, "frozen": bool(getattr(sys, "frozen", False)), **package_versions(),
+              "cuda": torch.cuda.is_available(), "gpus": torch.cuda.device_count(),
+              "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+              "resources": str(resources_root()), "checks": checks}
+    print(json.dumps(report, indent=2))
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        print("prism doctor: failed: " + ", ".join(bad) + " (reinstall PRISM Studio, or rebuild the bundle)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _world(rest):
     from prism_gui.app import main as app_main
 
@@ -298,6 +334,7 @@ COMMANDS = {
     "metrics": cmd_metrics,
     "export": cmd_export,
     "cluster": cmd_cluster,
+    "doctor": cmd_doctor,
     "world": _world,
     "torchrun": _delegate("torch.distributed.run"),  # the launcher, also inside a frozen app (prism_gui.engine.scale)
     "train-teacher": _delegate("prism_gui.engine.digits.train_teacher"),

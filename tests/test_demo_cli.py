@@ -74,3 +74,28 @@ def test_deepinversion_baseline_stores_scored_images(tmp_path, digits_teacher):
     with Catalog(tmp_path) as cat:
         assert cat.count(run="deepinversion") == 20
         assert cat.get(1)["generator"] == "deepinversion"
+
+
+def test_doctor_reports_that_diffusers_and_transformers_see_torch(root):
+    r = run(root, "doctor")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["checks"] == {"transformers sees torch": True, "diffusers sees torch": True,
+                             "Digits world resources": True}
+    assert rep["frozen"] is False and rep["torch"] and rep["diffusers"]
+
+
+def test_the_app_reports_its_startup_time_and_the_cli_under_its_entry_point(root, tmp_path):
+    import os
+    import time
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "-m", "prism_gui", "--project", str(tmp_path / "p"), "--startup-time",
+                        repr(time.time())], cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shown = [ln for ln in r.stdout.splitlines() if ln.startswith("SHOWN")]
+    assert len(shown) == 1 and 0 < float(shown[0].split()[1]) < 300
+    # `<app> cli ...` is the command line (how a frozen app runs `prism` and torchrun's processes)
+    r = subprocess.run([sys.executable, "-m", "prism_gui", "cli", "doctor"], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["checks"]["diffusers sees torch"] is True

@@ -273,6 +273,25 @@ def cmd_export(rest):
     return 0
 
 
+def cmd_repair_catalog(rest):
+    p = argparse.ArgumentParser(prog="prism repair-catalog", description="Check a project's catalog and rebuild it "
+                                "from the images (each PNG carries its row), the runs' manifests and the curation "
+                                "journal. The old catalog file is kept beside the new one.")
+    p.add_argument("project")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when the catalog is damaged")
+    a = p.parse_args(rest)
+    from prism_gui.engine.data.recover import check_catalog, rebuild_catalog
+
+    if not Path(a.project).is_dir():
+        raise ValueError(f"'{a.project}' is not a folder: give a project folder")
+    problem = check_catalog(a.project)
+    print(f"catalog of {a.project}: " + ("ok" if problem is None else f"damaged ({problem})"))
+    if a.check:
+        return 0 if problem is None else 1
+    print(json.dumps(rebuild_catalog(a.project), indent=2))
+    return 0
+
+
 def cmd_doctor(rest):
     p = argparse.ArgumentParser(prog="prism doctor", description="What this installation can do: versions, "
                                 "devices, the built-in resources, and whether diffusers and transformers see torch.")
@@ -335,6 +354,7 @@ COMMANDS = {
     "export": cmd_export,
     "cluster": cmd_cluster,
     "doctor": cmd_doctor,
+    "repair-catalog": cmd_repair_catalog,
     "world": _world,
     "torchrun": _delegate("torch.distributed.run"),  # the launcher, also inside a frozen app (prism_gui.engine.scale)
     "train-teacher": _delegate("prism_gui.engine.digits.train_teacher"),

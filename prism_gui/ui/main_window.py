@@ -199,8 +199,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ projects
     def open_project(self, path: str | Path) -> Project | None:
+        from prism_gui.engine.data.catalog import CatalogDamaged
+
         try:
             project = Project.open_or_create(path)
+        except CatalogDamaged as e:
+            if not self.rebuild_catalog(path, str(e)):
+                return None
+            return self.open_project(path)
         except Exception as e:
             QMessageBox.warning(self, "Cannot open project", str(e))
             return None
@@ -211,6 +217,27 @@ class MainWindow(QMainWindow):
         self.project_label.setText(f"Project: {project.name} ({project.root})")
         self.setWindowTitle(f"PRISM Studio — {project.name}")
         return project
+
+    def rebuild_catalog(self, path, problem: str, ask: bool = True) -> bool:
+        """Offer to rebuild a damaged catalog from the project's images; True when rebuilt."""
+        from PySide6.QtWidgets import QApplication
+
+        from prism_gui.engine.data.recover import rebuild_catalog
+
+        if ask and QMessageBox.question(self, "Damaged catalog", problem + "\n\nRebuild the catalog now?") \
+                != QMessageBox.StandardButton.Yes:
+            return False
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            report = rebuild_catalog(path)
+        except Exception as e:
+            QMessageBox.warning(self, "Cannot rebuild the catalog", str(e))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"Catalog rebuilt: {report['images']} images, {report['runs']} runs, "
+                                     f"{report['curation_changes']} curation changes replayed", 10000)
+        return True
 
     def new_project(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Folder for the new project (empty)")

@@ -137,8 +137,10 @@ def write_image_files(root: str | Path, run: str, item: int, image_hwc: np.ndarr
     rel_t = Path("thumbs") / run / f"{item:07d}_{seed}.png"
     mode = "L" if image_hwc.shape[-1] == 1 else "RGB"
     img = Image.fromarray(image_hwc[..., 0] if mode == "L" else image_hwc, mode)
+    # everything the row holds, so a damaged catalog can be rebuilt from the images (data/recover.py)
     meta = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "class": class_name,
-            "generator": generator, "settings": settings, "run": run, "item": item}
+            "class_index": int(class_index), "generator": generator, "settings": settings, "run": run, "item": item,
+            "score": score or {}}
     atomic_write_bytes(root / rel, _png_bytes(img, {"prism": json.dumps(meta)}))
     thumb = img.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if img.width < THUMB_SIZE else Image.BILINEAR)
     atomic_write_bytes(root / rel_t, _png_bytes(thumb))
@@ -158,6 +160,21 @@ class CatalogError(RuntimeError):
     pass
 
 
+class CatalogDamaged(CatalogError):
+    """The catalog file cannot be read as a database (truncated, overwritten, not SQLite)."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = Path(path)
+        super().__init__(
+            f"the catalog {path} is damaged ({problem}). Your images are intact and each carries its prompt, seed, "
+            f"settings and scores: rebuild the catalog from them with `prism repair-catalog {Path(path).parent}` "
+            "(or File > Open in the app, which offers it); curation comes back from curation.jsonl. The damaged "
+            "file is kept beside the new one.")
+
+
+JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item), replayed by a rebuild
+
+
 class Catalog:
     """SQLite catalog of one project folder (thread-safe for one writer + readers)."""
 
@@ -170,13 +187,24 @@ class Catalog:
         self.db_path = self.root / "catalog.sqlite"
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
-        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._conn.commit()
+        try:
+            self._conn.row_factory = sqlite3.Row
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CatalogError(f"{self.db_path} was written by a newer PRISM Studio (catalog schema {version}, "
+                                   f"this version reads {SCHEMA_VERSION}): open the project with that version")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._conn.commit()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise CatalogDamaged(self.db_path, str(e)) from e
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -418,7 +446,28 @@ class Catalog:
                 [(action, i, o, status, label, now) for i, o in changed])
             self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
                                    [(status, now, i) for i, _ in changed])
+            keys = self._keys([i for i, _ in changed])
+        if changed:
+            self._journal({"time": now, "set": status, "items": [keys[i] for i, _ in changed if i in keys],
+                           "label": label})
         return action if changed else None
+
+    def _keys(self, ids: list[int]) -> dict[int, list]:
+        """id -> [run, item] (ids change when a catalog is rebuilt; run and item do not)."""
+        out = {}
+        for chunk in range(0, len(ids), 900):
+            part = ids[chunk : chunk + 900]
+            for r in self._conn.execute(f"SELECT id, run, item FROM images WHERE id IN ({','.join('?' * len(part))})",
+                                        part):
+                out[r[0]] = [r[1], r[2]]
+        return out
+
+    def _journal(self, entry: dict) -> None:
+        """Append one curation change to the journal (flushed to disk before returning)."""
+        with open(self.root / JOURNAL, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def undo(self) -> int | None:
         """Undo the latest curation action not yet undone; returns its id (None if nothing)."""
@@ -430,6 +479,9 @@ class Catalog:
             self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
                                    [(o, time.time(), i) for i, o in rows])
             self._conn.execute("UPDATE curation_log SET undone=1 WHERE action=?", (r,))
+            keys = self._keys([i for i, _ in rows])
+            restore = [[*keys[i], o] for i, o in rows if i in keys]
+        self._journal({"time": time.time(), "restore": restore})
         return int(r)
 
     def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True,

@@ -139,8 +139,11 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
 
     comp.to("cpu" if spec.offload else device, pick_dtype(device, spec.precision))
     if prompts.class_names != teacher.class_names:
-        raise ValueError(f"the prompt set's classes ({len(prompts.class_names)}) are not the teacher's "
-                         f"({teacher.num_classes}): regenerate the prompts for this teacher")
+        diff = next((f"class {k} is '{a}' in the prompts but '{b}' for the teacher" for k, (a, b) in
+                     enumerate(zip(prompts.class_names, teacher.class_names, strict=False)) if a != b),
+                    f"{len(prompts.class_names)} classes in the prompts, {teacher.num_classes} for the teacher")
+        raise ValueError(f"the prompt set's classes are not the teacher's ({diff}): regenerate the prompts for "
+                         "this teacher")
     issues = [i for i in prompts.validate(comp.tokenizer) if "over the generator's limit" in i or "empty" in i]
     if issues:
         raise ValueError("prompt problems:\n" + "\n".join(issues[:10]))

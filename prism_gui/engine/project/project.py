@@ -124,6 +124,9 @@ class Project:
                 spec[key] = {**value, **spec.get(key, {})}
             else:
                 spec.setdefault(key, value)
+        from prism_gui.engine.data.recover import open_checked
+
+        open_checked(root)  # a damaged catalog is named here, with the way to rebuild it
         from prism_gui.engine.scale.launch import merge_after  # light: the catalog loads only when rows wait
 
         try:  # rows a multi-process or cluster run left waiting join the catalog

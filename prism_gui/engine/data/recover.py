@@ -1,0 +1,165 @@
+"""A damaged catalog: detected on open, rebuilt from the images themselves.
+
+Every stored PNG carries, in its ``prism`` text chunk, what its catalog row holds: run, item,
+seed, class, prompt, negative prompt, generator, settings and (since this version) the teacher's
+scores.  Every curation change is appended to ``curation.jsonl`` by (run, item).  So the catalog
+is a cache of the project's files: :func:`rebuild_catalog` moves a damaged ``catalog.sqlite``
+aside (never deleting it), makes a new one from the images, the runs' manifests and the journal.
+
+What a rebuild cannot bring back: metrics rows of distillation runs (their ``metrics.jsonl`` in the
+run's output folder has them), and the scores of images written by versions before the scores
+went into the PNG (their energies stay empty; rescoring is one generation-free pass of the teacher).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from prism_gui.engine.data.catalog import JOURNAL, THUMB_SIZE, Catalog, CatalogDamaged, _png_bytes, atomic_write_bytes
+
+DB = "catalog.sqlite"
+
+
+def check_catalog(root) -> str | None:
+    """What is wrong with ``root``'s catalog (a sentence), or None when it reads (or does not exist
+    and no image would be lost without it).  Reads only: SQLite's ``quick_check``."""
+    root = Path(root)
+    db = root / DB
+    if not db.exists():
+        if any((root / "images").rglob("*.png")) if (root / "images").exists() else False:
+            return "it is missing, but the project has images"
+        return None
+    if db.stat().st_size == 0:
+        return "the file is empty"
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            conn.execute("SELECT COUNT(*) FROM images").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    if result != ["ok"]:
+        return "; ".join(result[:3])
+    return None
+
+
+def open_checked(root) -> None:
+    """Raise :class:`CatalogDamaged` when ``root``'s catalog is damaged (what the app does on open)."""
+    problem = check_catalog(root)
+    if problem is not None:
+        raise CatalogDamaged(Path(root) / DB, problem)
+
+
+def _row_from_png(root: Path, path: Path, class_names: list[str]) -> dict | None:
+    with Image.open(path) as im:
+        meta = json.loads(im.text.get("prism", "null") or "null") if hasattr(im, "text") else None
+        width, height = im.size
+    if not isinstance(meta, dict) or "run" not in meta or "item" not in meta:
+        return None
+    index = meta.get("class_index")
+    if index is None:  # written before the class index went into the PNG
+        if meta.get("class") not in class_names:
+            return None
+        index = class_names.index(meta["class"])
+    score = meta.get("score") or {}
+    en = score.get("energies", {})
+    rel = path.relative_to(root).as_posix()
+    thumb = Path("thumbs") / meta["run"] / path.name
+    now = time.time()
+    return {"run": meta["run"], "item": int(meta["item"]), "class_index": int(index),
+            "class_name": meta.get("class", str(index)), "prompt": meta.get("prompt", ""),
+            "negative_prompt": meta.get("negative_prompt", ""), "seed": int(meta["seed"]),
+            "generator": meta.get("generator", ""), "settings": json.dumps(meta.get("settings", {})),
+            "energy": score.get("energy"), "energy_class": en.get("class"), "energy_free": en.get("free"),
+            "energy_bn": en.get("bn"), "energies": json.dumps(en), "top5": json.dumps(score.get("top5", [])),
+            "confidence": score.get("confidence"), "entropy": score.get("entropy"),
+            "correct": None if "correct" not in score else int(score["correct"]), "path": rel,
+            "thumb": thumb.as_posix(), "width": width, "height": height, "created": path.stat().st_mtime,
+            "updated": now}
+
+
+def _class_names(root: Path) -> list[str]:
+    for f, key in (("project.json", ("teacher", "class_names")), ("prompts.json", ("class_names",))):
+        try:
+            d = json.loads((root / f).read_text())
+            for k in key:
+                d = d[k]
+            if d:
+                return list(d)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return []
+
+
+def rebuild_catalog(root) -> dict:
+    """Rebuild ``root``'s catalog from its images, run manifests and curation journal (under the
+    project lock).  The old file, if any, is renamed ``catalog.sqlite.damaged-<time>``."""
+    from prism_gui.engine.data.lock import project_lock
+
+    root = Path(root)
+    report = {"images": 0, "unreadable_images": 0, "runs": 0, "curation_changes": 0, "moved_aside": None}
+    with project_lock(root, "catalog rebuild"):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            f = root / (DB + suffix)
+            if f.exists():
+                f.rename(root / f"{DB}{suffix}.damaged-{stamp}")
+                if not suffix:
+                    report["moved_aside"] = f"{DB}.damaged-{stamp}"
+        names = _class_names(root)
+        with Catalog(root) as cat:
+            rows = []
+            for png in sorted((root / "images").rglob("*.png")) if (root / "images").exists() else []:
+                try:
+                    row = _row_from_png(root, png, names)
+                except (OSError, ValueError):
+                    row = None
+                if row is None:
+                    report["unreadable_images"] += 1
+                    continue
+                if not (root / row["thumb"]).exists():
+                    with Image.open(png) as im:
+                        thumb = im.resize((THUMB_SIZE, THUMB_SIZE),
+                                          Image.NEAREST if im.width < THUMB_SIZE else Image.BILINEAR)
+                        atomic_write_bytes(root / row["thumb"], _png_bytes(thumb))
+                rows.append(row)
+            report["images"] = len(cat.insert_rows(rows))
+            for manifest in sorted((root / "runs").glob("*/manifest.json")) if (root / "runs").exists() else []:
+                try:
+                    m = json.loads(manifest.read_text())
+                except (OSError, ValueError):
+                    continue
+                run = manifest.parent.name
+                cat.start_run(run, m.get("job", "generate"), m.get("spec", {}))
+                cat.finish_run(run, "recovered")
+                report["runs"] += 1
+            report["curation_changes"] = _replay_journal(cat, root / JOURNAL)
+    return report
+
+
+def _replay_journal(cat: Catalog, journal: Path) -> int:
+    """Apply the journal's changes in order, without journaling them again; returns how many."""
+    if not journal.exists():
+        return 0
+    ids = {(r["run"], r["item"]): r["id"] for r in cat.query(columns="id, run, item")}
+    n = 0
+    with cat._lock, cat._conn:
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:  # a line cut by a crash: the changes before it stand
+                continue
+            if "set" in e:
+                updates = [(e["set"], ids[(r, i)]) for r, i in e["items"] if (r, i) in ids]
+            else:
+                updates = [(s, ids[(r, i)]) for r, i, s in e.get("restore", []) if (r, i) in ids]
+            cat._conn.executemany("UPDATE images SET status=? WHERE id=?", updates)
+            n += 1
+    return n

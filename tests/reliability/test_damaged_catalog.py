@@ -151,3 +151,17 @@ def test_the_app_offers_the_rebuild_on_open_and_opens_the_project(curated, tmp_p
     assert len(asked) == 1 and "is damaged" in asked[0] and "Rebuild" in asked[0]
     assert "Catalog rebuilt: 40 images" in win.statusBar().currentMessage()
     assert state(root) == before
+
+
+def test_images_whose_rows_wait_in_shards_are_not_a_missing_catalog(tmp_path):
+    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.shards import write_shard
+
+    img = np.zeros((8, 8, 1), np.uint8)
+    rows = [write_image_files(tmp_path, "r", i, img, class_index=0, class_name="zero", prompt="p", seed=i,
+                              generator="g", settings={}) for i in range(3)]
+    write_shard(tmp_path, "r", 1, rows)  # a cluster run's rows, no catalog yet
+    assert check_catalog(tmp_path) is None
+    write_image_files(tmp_path, "r", 9, img, class_index=0, class_name="zero", prompt="p", seed=9, generator="g",
+                      settings={})  # an image nothing accounts for
+    assert check_catalog(tmp_path) == "it is missing, but the project has images"

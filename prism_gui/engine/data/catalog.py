@@ -92,18 +92,33 @@ SORT_COLUMNS = {"id", "energy", "energy_class", "energy_free", "energy_bn", "con
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``path`` whole or not at all (a temporary file, flushed, then renamed).  A failed
+    write (disk full, file too large, permissions) leaves the previous file as it was and raises
+    an ``OSError`` that names the file and what to do."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
+
+
+def write_error(path, e: OSError) -> OSError:
+    """``e`` as an error that names the file and the fix (the errno is kept)."""
+    return OSError(e.errno, f"cannot write '{path}': {e.strerror or e}. Free disk space or make the folder "
+                            "writable, then run again: what was written before is intact")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -186,7 +201,11 @@ class Catalog:
             self.root.mkdir(parents=True)
         self.db_path = self.root / "catalog.sqlite"
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        try:
+            self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        except sqlite3.OperationalError as e:  # a folder that cannot be written, a path that is a file
+            raise CatalogError(f"cannot open the catalog {self.db_path}: {e}. Check that the project folder exists "
+                               "and is writable") from e
         try:
             self._conn.row_factory = sqlite3.Row
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -199,12 +218,28 @@ class Catalog:
             self._conn.executescript(_SCHEMA)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.commit()
+        except sqlite3.OperationalError as e:  # locked, read-only, disk full: the file is not the problem
+            self._conn.close()
+            raise CatalogError(f"cannot open the catalog {self.db_path}: {e}. Check that the project folder is "
+                               "writable and the disk has space") from e
         except sqlite3.DatabaseError as e:
             self._conn.close()
             raise CatalogDamaged(self.db_path, str(e)) from e
         except BaseException:
             self._conn.close()
             raise
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write transaction; a failed commit (disk full, read-only file) rolls back and raises a
+        :class:`CatalogError` that says what to do: everything committed before stays."""
+        with self._lock:
+            try:
+                with self._conn:
+                    yield
+            except sqlite3.OperationalError as e:
+                raise CatalogError(f"cannot write the catalog {self.db_path}: {e}. Free disk space or make the "
+                                   "project folder writable, then run again: what was stored before is intact") from e
 
     def close(self) -> None:
         with self._lock:
@@ -219,7 +254,7 @@ class Catalog:
     # ------------------------------------------------------------------ runs
     def start_run(self, run: str, kind: str, spec: dict, manifest: dict | None = None) -> None:
         now = time.time()
-        with self._lock, self._conn:
+        with self._writing():
             self._conn.execute(
                 "INSERT INTO runs (id, kind, spec, manifest, status, created, updated) VALUES (?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET status='running', updated=excluded.updated",
@@ -228,7 +263,7 @@ class Catalog:
             atomic_write_text(self.root / "runs" / run / "manifest.json", json.dumps(manifest, indent=2))
 
     def finish_run(self, run: str, status: str = "finished") -> None:
-        with self._lock, self._conn:
+        with self._writing():
             self._conn.execute("UPDATE runs SET status=?, updated=? WHERE id=?", (status, time.time(), run))
 
     def runs(self, kind: str | None = None) -> list[dict]:
@@ -263,7 +298,7 @@ class Catalog:
         verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
         q = f"{verb} INTO images ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
         ids = []
-        with self._lock, self._conn:
+        with self._writing():
             for r in rows:
                 cur = self._conn.execute(q, [r[c] for c in cols])
                 if cur.rowcount:
@@ -433,7 +468,7 @@ class Catalog:
         if not ids:
             return None
         now = time.time()
-        with self._lock, self._conn:
+        with self._writing():
             action = (self._conn.execute("SELECT COALESCE(MAX(action), 0) + 1 FROM curation_log").fetchone()[0])
             old = []
             for chunk in range(0, len(ids), 900):
@@ -471,7 +506,7 @@ class Catalog:
 
     def undo(self) -> int | None:
         """Undo the latest curation action not yet undone; returns its id (None if nothing)."""
-        with self._lock, self._conn:
+        with self._writing():
             r = self._conn.execute("SELECT MAX(action) FROM curation_log WHERE undone=0").fetchone()[0]
             if r is None:
                 return None
@@ -509,7 +544,7 @@ class Catalog:
     # ------------------------------------------------------------------ metrics
     def log_metrics(self, run: str, step: int, values: dict[str, float], epoch: float | None = None) -> None:
         now = time.time()
-        with self._lock, self._conn:
+        with self._writing():
             self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
                                    [(run, step, epoch, k, float(v), now) for k, v in values.items()])
 
@@ -531,8 +566,11 @@ class Catalog:
         rows = self.query(statuses=statuses, **filters)
         for r in rows:
             rel = Path(r["class_name"].replace("/", "_")) / Path(r["path"]).name
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.root / r["path"], dest / rel)
+            try:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.root / r["path"], dest / rel)
+            except OSError as e:
+                raise write_error(dest / rel, e) from e
             lines.append(json.dumps({"file_name": str(rel), "label": r["class_name"], "class_index": r["class_index"],
                                      "prompt": r["prompt"], "seed": r["seed"], "energy": r["energy"],
                                      "energies": json.loads(r["energies"] or "{}"), "status": r["status"],

@@ -31,8 +31,12 @@ def check_catalog(root) -> str | None:
     root = Path(root)
     db = root / DB
     if not db.exists():
-        if any((root / "images").rglob("*.png")) if (root / "images").exists() else False:
-            return "it is missing, but the project has images"
+        if (root / "images").exists():
+            from prism_gui.engine.data.shards import pending_paths
+
+            waiting = pending_paths(root)  # images whose rows wait in shards (a cluster run) are accounted for
+            if any(f.relative_to(root).as_posix() not in waiting for f in (root / "images").rglob("*.png")):
+                return "it is missing, but the project has images"
         return None
     if db.stat().st_size == 0:
         return "the file is empty"

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from prism_gui.engine.data.recover import JOURNAL  # the curation journal, replayed by a rebuild
+
 STATUSES = ("unreviewed", "keep", "reject")
 THUMB_SIZE = 96
 SCHEMA_VERSION = 1
@@ -187,7 +189,6 @@ class CatalogDamaged(CatalogError):
             "file is kept beside the new one.")
 
 
-JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item), replayed by a rebuild
 
 
 class Catalog:
@@ -486,6 +487,13 @@ class Catalog:
             self._journal({"time": now, "set": status, "items": [keys[i] for i, _ in changed if i in keys],
                            "label": label})
         return action if changed else None
+
+    def restore_statuses(self, changes: list[tuple[str, str, int]]) -> int:
+        """Set ``(status, run, item)`` without journaling them (a rebuild replaying the journal);
+        returns how many rows matched."""
+        with self._writing():
+            cur = self._conn.executemany("UPDATE images SET status=? WHERE run=? AND item=?", changes)
+        return cur.rowcount
 
     def _keys(self, ids: list[int]) -> dict[int, list]:
         """id -> [run, item] (ids change when a catalog is rebuilt; run and item do not)."""

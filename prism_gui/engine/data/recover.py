@@ -18,11 +18,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from PIL import Image
-
-from prism_gui.engine.data.catalog import JOURNAL, THUMB_SIZE, Catalog, CatalogDamaged, _png_bytes, atomic_write_bytes
-
 DB = "catalog.sqlite"
+JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item), replayed by a rebuild
+# (this module imports neither the catalog nor PIL at import: the app runs check_catalog on open)
 
 
 def check_catalog(root) -> str | None:
@@ -58,10 +56,14 @@ def open_checked(root) -> None:
     """Raise :class:`CatalogDamaged` when ``root``'s catalog is damaged (what the app does on open)."""
     problem = check_catalog(root)
     if problem is not None:
+        from prism_gui.engine.data.catalog import CatalogDamaged
+
         raise CatalogDamaged(Path(root) / DB, problem)
 
 
 def _row_from_png(root: Path, path: Path, class_names: list[str]) -> dict | None:
+    from PIL import Image
+
     with Image.open(path) as im:
         meta = json.loads(im.text.get("prism", "null") or "null") if hasattr(im, "text") else None
         width, height = im.size
@@ -105,6 +107,9 @@ def _class_names(root: Path) -> list[str]:
 def rebuild_catalog(root) -> dict:
     """Rebuild ``root``'s catalog from its images, run manifests and curation journal (under the
     project lock).  The old file, if any, is renamed ``catalog.sqlite.damaged-<time>``."""
+    from PIL import Image
+
+    from prism_gui.engine.data.catalog import THUMB_SIZE, Catalog, _png_bytes, atomic_write_bytes
     from prism_gui.engine.data.lock import project_lock
 
     root = Path(root)
@@ -148,22 +153,19 @@ def rebuild_catalog(root) -> dict:
     return report
 
 
-def _replay_journal(cat: Catalog, journal: Path) -> int:
+def _replay_journal(cat, journal: Path) -> int:
     """Apply the journal's changes in order, without journaling them again; returns how many."""
     if not journal.exists():
         return 0
-    ids = {(r["run"], r["item"]): r["id"] for r in cat.query(columns="id, run, item")}
     n = 0
-    with cat._lock, cat._conn:
-        for line in journal.read_text(encoding="utf-8").splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:  # a line cut by a crash: the changes before it stand
-                continue
-            if "set" in e:
-                updates = [(e["set"], ids[(r, i)]) for r, i in e["items"] if (r, i) in ids]
-            else:
-                updates = [(s, ids[(r, i)]) for r, i, s in e.get("restore", []) if (r, i) in ids]
-            cat._conn.executemany("UPDATE images SET status=? WHERE id=?", updates)
-            n += 1
+    for line in journal.read_text(encoding="utf-8").splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:  # a line cut by a crash: the changes before it stand
+            continue
+        if "set" in e:
+            cat.restore_statuses([(e["set"], r, i) for r, i in e["items"]])
+        else:
+            cat.restore_statuses([(s, r, i) for r, i, s in e.get("restore", [])])
+        n += 1
     return n

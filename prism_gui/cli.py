@@ -1,12 +1,13 @@
 """``prism``: the headless command line of PRISM Studio.
 
     prism demo [--quick] [--json FILE]   the whole method on the Digits world, with baselines
-    prism prompts SPEC                   build a prompt set (DPE) and save it
+    prism prompts SPEC                   build a prompt set (DPE), optionally pilot-score it, and save it
     prism generate SPEC                  guided generation into a project's catalog (resumable)
     prism distill SPEC                   distill a student on a project's curated images
     prism evaluate SPEC                  accuracy of an exported student on a real held-out set
     prism metrics SPEC                   precision/recall/density/coverage of a synthetic set
     prism export PROJECT DEST            export a project's curated images as an ImageFolder
+    prism report PROJECT [--out FILE]    the project's stakeholder report as one HTML file
     prism world                          sample the Digits prior and score it with the teacher
     prism train-teacher | train-prior | evaluate-prior   rebuild the Digits world
 
@@ -53,11 +54,13 @@ def cmd_prompts(rest):
                                 "[descriptions, axes, plain_only, llm_model]")
     a = p.parse_args(rest)
     from prism_gui.engine.prompts import class_phrases, expand, llm_expand, load_bank, plain_prompts
-    from prism_gui.engine.specs import load_spec
+    from prism_gui.engine.specs import check_settings, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = load_spec(a.spec)
-    teacher = TeacherSpec.take(s, a.spec).load()
+    tspec = TeacherSpec.take(s, a.spec)
+    s = check_settings(s, PROMPTS_SETTINGS, a.spec, also=" plus the teacher's keys")
+    teacher = tspec.load()
     bank = load_bank(s.get("bank", "digits"))
     phrases = class_phrases(teacher.class_names, teacher.class_descriptions, bank.get("disambiguation", "name"),
                             s.get("descriptions"))
@@ -70,12 +73,68 @@ def cmd_prompts(rest):
         ps = expand(teacher.class_names, bank, per_class=s.get("per_class", 20), seed=s.get("seed", 0),
                     phrases=phrases, axes=s.get("axes"))
     out = Path(s.get("output", "prompts.json"))
+    if s.get("score"):
+        ps = _score(ps, s["score"], teacher, a.spec)
     ps.save(out)
-    print(f"{len(ps.prompts)} prompts for {len(ps.class_names)} classes -> {out}")
+    print(f"{len(ps.prompts)} prompts for {len(ps.class_names)} classes -> {out}"
+          + (f" ({len(ps.active())} kept by pilot scoring)" if s.get("score") else ""))
     for issue in ps.validate():
         print("warning:", issue)
     return 0
 
+
+SCORE_KEYS = {"generator": "digits", "pilot_per_prompt": 1, "keep_fraction": 0.7, "steps": 15, "cfg": 3.0,
+              "scheduler": "ddim", "batch": 100, "seed": 0}
+
+
+def _score(ps, settings, teacher, source):
+    """Precision-aware diversity (``score`` in a prompts spec: true, or a table of SCORE_KEYS):
+    pilot samples per prompt, scored by the teacher's class energy; the worst prompts are disabled."""
+    from prism_gui.engine.generation.load import load_generator
+    from prism_gui.engine.generation.sampler import SamplerSettings
+    from prism_gui.engine.prompts import score_prompts
+    from prism_gui.engine.specs import SpecError, check_keys
+
+    if settings is True:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise SpecError(f"{source}: 'score' must be true or a table of settings ({', '.join(SCORE_KEYS)})")
+    check_keys(settings, SCORE_KEYS, source, "score")
+    o = {**SCORE_KEYS, **settings}
+    kf = o["keep_fraction"]
+    if isinstance(kf, bool) or not isinstance(kf, (int, float)) or not 0 < kf <= 1:
+        raise SpecError(f"{source}: score.keep_fraction must be a number in (0, 1], not {kf!r}")
+    for k in ("pilot_per_prompt", "steps", "batch"):
+        if isinstance(o[k], bool) or not isinstance(o[k], int) or o[k] < 1:
+            raise SpecError(f"{source}: score.{k} must be a whole number of at least 1, not {o[k]!r}")
+    events = _progress(score_prompts(ps, load_generator(o["generator"]), teacher,
+                                     pilot_per_prompt=o["pilot_per_prompt"], keep_fraction=kf,
+                                     sampler=SamplerSettings(steps=o["steps"], cfg=float(o["cfg"]),
+                                                             scheduler=o["scheduler"]),
+                                     batch_size=o["batch"], seed=o["seed"]))
+    return events[-1].data["prompts"]
+
+
+def cmd_report(rest):
+    p = argparse.ArgumentParser(prog="prism report", description="Write a project's stakeholder report (HTML).")
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--out", type=Path, help="the HTML file (default: PROJECT/report.html)")
+    a = p.parse_args(rest)
+    from prism_gui.engine.project.report import build_report
+
+    events = _progress(build_report(a.project))
+    out = events[-1].data["report"].save_html(a.out or a.project / "report.html")
+    print(f"report -> {out}")
+    return 0
+
+
+PROMPTS_SETTINGS = {"bank": str, "per_class": int, "seed": int, "axes": list[str] | None,
+                    "descriptions": dict[str, str],
+                    "plain_only": bool, "llm_model": str, "output": str, "score": bool | dict}
+EVALUATE_SETTINGS = {"student_dir": str, "student": str | None, "eval": str, "eval_mapping": str | None,
+                     "per_class": bool, "output": str, "batch_size": int, "workers": int | None, "device": str}
+METRICS_SETTINGS = {"project": str, "runs": list[str] | str | None, "reference": str, "statuses": list[str], "k": int,
+                    "mapping": str | None, "max_real": int | None, "seed": int, "output": str}
 
 PROCESSES_HELP = ("processes on this machine, one per GPU (torchrun starts them; 1: this process). Under "
                   "torchrun / accelerate launch leave it out: each started process runs its share")
@@ -109,7 +168,7 @@ def cmd_generate(rest):
     teacher = tspec.load()
     if a.estimate:
         return _print_estimate(spec, teacher)
-    prompts = PromptSet.load(prompts_path, teacher.class_names)
+    prompts = PromptSet.load(prompts_path, teacher.class_names, match_classes=True)
     if launched():
         from prism_gui.engine.scale.worker import run_rank
 
@@ -199,15 +258,14 @@ def cmd_evaluate(rest):
                                 "[student_dir, eval_mapping, per_class, output, batch_size, workers, device]")
     a = p.parse_args(rest)
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.specs import SpecError, check_keys, load_spec
+    from prism_gui.engine.specs import SpecError, check_settings, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
     from prism_gui.engine.training.distill import load_student
     from prism_gui.engine.training.evaluate import eval_dataset, evaluate
 
     s = load_spec(a.spec)
     tspec = TeacherSpec.take(s, a.spec)
-    check_keys(s, {"student_dir", "student", "eval", "eval_mapping", "per_class", "output", "batch_size", "workers",
-                   "device"}, a.spec, also=" plus the teacher's keys")
+    s = check_settings(s, EVALUATE_SETTINGS, a.spec, also=" plus the teacher's keys")
     teacher = tspec.load()
     device = pick_device(s.get("device", "auto"))
     teacher.to(device)
@@ -237,13 +295,12 @@ def cmd_metrics(rest):
                                 "[runs, statuses, k, mapping, max_real, seed, output]")
     a = p.parse_args(rest)
     from prism_gui.engine.analysis.prdc import catalog_prdc
-    from prism_gui.engine.specs import SpecError, check_keys, load_spec
+    from prism_gui.engine.specs import SpecError, check_settings, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
 
     s = load_spec(a.spec)
     tspec = TeacherSpec.take(s, a.spec)
-    check_keys(s, {"project", "runs", "reference", "statuses", "k", "mapping", "max_real", "seed", "output"}, a.spec,
-               also=" plus the teacher's keys")
+    s = check_settings(s, METRICS_SETTINGS, a.spec, also=" plus the teacher's keys")
     if "project" not in s:
         raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
     teacher = tspec.load()
@@ -352,6 +409,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "metrics": cmd_metrics,
     "export": cmd_export,
+    "report": cmd_report,
     "cluster": cmd_cluster,
     "doctor": cmd_doctor,
     "repair-catalog": cmd_repair_catalog,

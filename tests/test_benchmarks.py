@@ -1,9 +1,12 @@
-"""Each benchmark script still runs (tiny configuration); timings are never asserted here."""
+"""Each benchmark script still runs (tiny configuration); timings are never asserted here.  The
+longer ones are marked ``long`` (CI runs them in its second stage)."""
 
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 
 def test_digits_world_benchmark_runs_quick(root, tmp_path):
@@ -17,6 +20,7 @@ def test_digits_world_benchmark_runs_quick(root, tmp_path):
         assert res[key] > 0
 
 
+@pytest.mark.long
 def test_perf_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "perf.json"
     r = subprocess.run([sys.executable, "benchmarks/perf.py", "--quick", "--out", str(out)], cwd=root,
@@ -47,6 +51,7 @@ def test_perf_distill_bench_runs_quick_with_speed_options(root, tmp_path):
     assert all(v > 0 for v in digits["images_per_s"].values()) and digits["over_fp32"]["fp32"] == 1.0
     assert "resnet18_224" not in res["speed_options"]
 
+@pytest.mark.long
 def test_ablation_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "ablation.json"
     r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"),
@@ -63,6 +68,7 @@ def test_ablation_benchmark_runs_quick(root, tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 10_000
 
 
+@pytest.mark.long
 def test_app_perf_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "app.json"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
@@ -78,6 +84,7 @@ def test_app_perf_benchmark_runs_quick(root, tmp_path):
     assert t["classes"] == 1000 and t["prompts"] == 4000 and len(t["prompts_class_filter_ms"]) == 4
 
 
+@pytest.mark.long
 def test_ablation_sweeps_run_quick(root, tmp_path):
     out = tmp_path / "sweeps.json"
     r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--sweeps", "--quick", "--budgets", "3",
@@ -90,6 +97,7 @@ def test_ablation_sweeps_run_quick(root, tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 10_000
 
 
+@pytest.mark.long
 def test_ablation_candidates_run_quick_and_resume(root, tmp_path):
     out = tmp_path / "candidates.json"
     cmd = [sys.executable, "benchmarks/ablation.py", "--candidates", "--quick", "--budgets", "3", "--seeds", "0",
@@ -111,6 +119,7 @@ def test_ablation_candidates_run_quick_and_resume(root, tmp_path):
     assert "seed 0" not in r.stdout
 
 
+@pytest.mark.long
 def test_memory_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "memory.json"
     r = subprocess.run([sys.executable, "benchmarks/memory.py", "--quick", "--out", str(out)], cwd=root,
@@ -123,6 +132,7 @@ def test_memory_benchmark_runs_quick(root, tmp_path):
     assert [(p["real"], p["fake"]) for p in res["prdc"]] == [(200, 400), (400, 800)]
 
 
+@pytest.mark.long
 def test_guidance_memory_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "g.json"
     r = subprocess.run([sys.executable, "benchmarks/guidance_memory.py", "--quick", "--out", str(out)], cwd=root,

@@ -70,6 +70,28 @@ def test_a_killed_run_resumes_from_its_last_step_checkpoint(tmp_path, digits_tea
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_teacher_giving_nan_stops_the_run_before_a_checkpoint_holds_nan(tmp_path):
+    """A degenerate teacher in memory (a file one is refused on load): the run stops at the first
+    non-finite loss with the reason, and the checkpoint on disk stays finite."""
+    import safetensors.torch
+
+    from prism_gui.engine.teachers.load import load_teacher
+
+    teacher = load_teacher("digits")
+    spec = DistillSpec(data="digits-train", epochs=1, out_dir=str(tmp_path / "d"), eval="", checkpoint_every=3)
+    events = run_distillation(spec, teacher=teacher)
+    for ev in events:
+        if ev.step == 4:
+            break
+    bn = next(m for m in teacher.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        bn.running_var.fill_(-1.0)  # sqrt of a negative variance: NaN outputs from here on
+    with pytest.raises(ValueError, match="loss is not finite at step 5"):
+        list(events)
+    ck = safetensors.torch.load_file(str(tmp_path / "d" / "checkpoint" / "student.safetensors"))
+    assert all(torch.isfinite(v).all() for v in ck.values())
+
+
 def test_catalog_training_respects_curation_and_energy_threshold(tmp_path, digits_teacher):
     from prism_gui.engine.data.catalog import Catalog
 

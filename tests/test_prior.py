@@ -54,7 +54,7 @@ def test_uncached_hub_id_is_refused_offline_not_downloaded():
         load_generator("prism-test/definitely-not-cached")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_prior_quality_bar_on_shipped_weights():
     """200 plain-prompt samples per class: judged as prompted >= 90% per class; the teacher's
     accuracy on them within 10 points of its accuracy on renders; bold carries more ink than thin."""

@@ -31,3 +31,31 @@ def test_report_builds_and_exports_self_contained_html(qtbot, tmp_path):
     from PIL import Image
 
     assert Image.open(page).height > 600
+
+
+def test_a_project_with_many_runs_gets_a_readable_report(tmp_path, recwarn):
+    """Found by the soak: one legend row per run outgrew the figure (matplotlib's "Tight layout not
+    applied", an error under this suite's warning filters).  The latest runs are drawn, and said."""
+    import numpy as np
+
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.jobs import run_to_completion
+    from prism_gui.engine.project.project import Project
+    from prism_gui.engine.project.report import MAX_HIST_RUNS, build_report
+
+    root = Project.create(tmp_path / "p").root
+    with Catalog(root) as cat:
+        for r in range(12):
+            cat.start_run(f"generation-run-{r}", "generate", {})
+            for i in range(3):
+                cat.add_image(f"generation-run-{r}", i, np.zeros((8, 8, 3), np.uint8), class_index=i,
+                              class_name="zero", prompt="p", seed=i, generator="g", settings={},
+                              score={"energy": 1.0 + i + r, "confidence": 0.5})
+        for d in range(9):
+            cat.start_run(f"distillation-run-{d}", "distill", {})
+            for step in range(1, 4):
+                cat.log_metrics(f"distillation-run-{d}", step, {"test_accuracy": 0.5 + 0.1 * step, "loss": 1 / step})
+    html = run_to_completion(build_report(root))[-1].data["report"].to_html()
+    assert f"The histograms show the latest {MAX_HIST_RUNS} runs" in html
+    assert f"The latest {MAX_HIST_RUNS} of 9 runs" in html
+    assert not [w for w in recwarn if "layout" in str(w.message).lower()]

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.ui.worker import Job, JobQueue
 
@@ -19,6 +21,15 @@ def slow_job(n, delay=0.01, fail_at=None, gate: threading.Event | None = None):
             yield Event("work", i + 1, n)
 
     return factory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def engine_imported():
+    """A job imports the engine before it runs (``import_engine``): done once here, so the
+    tests' timeouts measure the worker, not torch's import on a loaded machine."""
+    from prism_gui.engine.preload import import_engine
+
+    import_engine()
 
 
 def test_job_runs_to_completion_with_progress(qtbot):
@@ -98,3 +109,31 @@ def test_cancelling_a_queued_job_never_starts_it(qtbot):
     with qtbot.waitSignal(a.finished, timeout=10000):
         gate.set()
     assert b.last_event is None
+
+
+def test_an_ended_job_keeps_what_it_said_not_what_it_made(qtbot):
+    """Found by the soak: the session's job list kept every job's last event, with its images and
+    students, so memory grew with every job.  Listeners get the full event; the list keeps the
+    plain data."""
+    import weakref
+
+    import torch
+
+    made = [torch.zeros(1000, 1000)]
+    ref = weakref.ref(made[0])
+
+    def job_fn(token):
+        yield Event("make", 1, 1, "done", {"images": made.pop(), "result": {"accuracy": 0.9}})
+
+    got = []
+    job = Job("make", job_fn)
+    job.finished.connect(lambda ev: got.append(ev.data["images"].shape))
+    with qtbot.waitSignal(job.ended, timeout=5000):
+        job.start()
+    assert got == [(1000, 1000)]  # the listener had the tensor
+    assert job.last_event.message == "done" and job.last_event.data == {"result": {"accuracy": 0.9}}
+    del job_fn
+    import gc
+
+    gc.collect()
+    assert ref() is None  # nothing of the job holds the tensor any more

@@ -124,9 +124,41 @@ class PromptSet:
             fields = {f.name for f in dataclasses.fields(Prompt)}
             prompts = [Prompt(**{k: v for k, v in p.items() if k in fields}) for p in obj["prompts"]]
             return cls(class_names=list(obj["class_names"]), prompts=prompts, meta=obj.get("meta", {}))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise PromptError(f"{source}: not a PRISM prompt file ({type(e).__name__}: {e}). Expected JSON "
                               "with 'class_names' and 'prompts' [{class_index, text, ...}].") from e
+
+    def check(self, source: str = "prompts", class_names: Sequence[str] | None = None, *, rows: bool = True) -> None:
+        """Refuse what no generator can use, naming the row and the fix: prompts for other classes
+        than ``class_names`` (the teacher's), and with ``rows`` every prompt that is empty, over
+        :data:`MAX_PROMPT_CHARS` long, holds control characters or names an unknown class.  The
+        app's own project file is read with ``rows=False`` (a prompt being edited may be empty)."""
+        if not all(isinstance(n, str) for n in self.class_names):
+            raise PromptError(f"{source}: 'class_names' must be a list of names.")
+        if class_names is not None and list(class_names) and list(self.class_names) != list(class_names):
+            theirs, ours = list(self.class_names), list(class_names)
+            diff = (f"{len(theirs)} classes, the teacher has {len(ours)}" if len(theirs) != len(ours) else
+                    next(f"class {k} is '{a}' in the file but '{b}' for the teacher"
+                         for k, (a, b) in enumerate(zip(theirs, ours, strict=True)) if a != b))
+            raise PromptError(f"{source}: the prompts were made for other classes ({diff}). Make the prompts for "
+                              "this teacher (Prompts > Expand, or `prism prompts`), or load its teacher first.")
+        n = len(self.class_names)
+        for i, p in enumerate(self.prompts, start=1):
+            if isinstance(p.class_index, bool) or not isinstance(p.class_index, int) or not 0 <= p.class_index < n:
+                raise PromptError(f"{source}, prompt {i}: unknown class {p.class_index!r}; a class index must be "
+                                  f"0..{n - 1} (the file's classes). Fix or delete the row.")
+            if not isinstance(p.text, str) or not isinstance(p.negative, str):
+                raise PromptError(f"{source}, prompt {i}: the text must be a string, not {p.text!r}.")
+            if isinstance(p.weight, bool) or not isinstance(p.weight, (int, float)) or not p.weight >= 0 or \
+                    p.weight == float("inf"):
+                raise PromptError(f"{source}, prompt {i}: weight {p.weight!r} must be a number >= 0 (0 switches the "
+                                  "prompt off).")
+            if not rows:
+                continue
+            problem = prompt_text_problem(p.text) or (prompt_text_problem(p.negative, "negative prompt")
+                                                      if p.negative else None)
+            if problem:
+                raise PromptError(f"{source}, prompt {i} ({self.class_names[p.class_index]}): {problem}")
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -140,20 +172,28 @@ class PromptSet:
     @classmethod
     def from_csv(cls, text: str, class_names: Sequence[str], source: str = "prompts.csv") -> PromptSet:
         """CSV with a header; columns ``class`` (name or index) and ``text`` are required."""
-        rows = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(text))
+        rows = []
+        for r in reader:
+            r["_line"] = reader.line_num
+            rows.append(r)
         if not rows or "class" not in rows[0] or "text" not in rows[0]:
             raise PromptError(f"{source}: needs a header with at least the columns 'class' and 'text'.")
         index = {n: i for i, n in enumerate(class_names)}
         prompts = []
-        for line, r in enumerate(rows, start=2):
-            c = r["class"].strip()
+        for r in rows:
+            line = r["_line"]
+            c = (r["class"] or "").strip()
             k = index.get(c, int(c) if c.isdigit() else None)
             if k is None or not (0 <= k < len(class_names)):
                 raise PromptError(f"{source}, line {line}: unknown class '{c}'; use one of the teacher's class "
                                   "names or an index.")
-            score = r.get("score") or ""
-            prompts.append(Prompt(k, r["text"], r.get("negative") or "", float(r.get("weight") or 1.0),
-                                  float(score) if score else None, r.get("source") or "user"))
+            try:
+                score = r.get("score") or ""
+                prompts.append(Prompt(k, r["text"] or "", r.get("negative") or "", float(r.get("weight") or 1.0),
+                                      float(score) if score else None, r.get("source") or "user"))
+            except ValueError as e:
+                raise PromptError(f"{source}, line {line}: {e}; 'weight' and 'score' must be numbers.") from e
         return cls(class_names=list(class_names), prompts=prompts)
 
     def save(self, path: str | Path) -> None:
@@ -163,16 +203,48 @@ class PromptSet:
         atomic_write_text(path, self.to_csv() if path.suffix.lower() == ".csv" else self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path, class_names: Sequence[str] | None = None) -> PromptSet:
+    def load(cls, path: str | Path, class_names: Sequence[str] | None = None, *, check_rows: bool = True,
+             match_classes: bool = False) -> PromptSet:
+        """A prompt file (PRISM JSON, or CSV read with the teacher's ``class_names``), checked (see
+        :meth:`check`) row by row unless ``check_rows`` is False; with ``match_classes``, a JSON file
+        made for other classes than ``class_names`` is refused too."""
+        from prism_gui.engine.specs import read_text_file
+
         path = Path(path)
-        if not path.exists():
-            raise PromptError(f"Prompt file '{path}' does not exist.")
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise PromptError(f"Prompt file '{path}' " + ("is a folder: give a .json or .csv prompt file."
+                                                           if path.is_dir() else "does not exist."))
+        text = read_text_file(path, "Prompt file", PromptError)
+        if not text.strip():
+            raise PromptError(f"Prompt file '{path}' is empty: make prompts with Prompts > Expand or `prism prompts`, "
+                              "or write a CSV with the columns class,text.")
         if path.suffix.lower() == ".csv":
             if class_names is None:
                 raise PromptError(f"{path}: a CSV prompt file needs the teacher's class names to be read.")
-            return cls.from_csv(text, class_names, str(path))
-        return cls.from_json(text, str(path))
+            ps = cls.from_csv(text, class_names, str(path))
+        else:
+            ps = cls.from_json(text, str(path))
+        ps.check(str(path), class_names if match_classes else None, rows=check_rows)
+        return ps
+
+
+MAX_PROMPT_CHARS = 1000  # far beyond any text encoder: CLIP reads 77 tokens, about 300 characters
+
+
+def prompt_text_problem(text: str, what: str = "prompt") -> str | None:
+    """Why a prompt's text cannot be used, with the fix, or None."""
+    import unicodedata
+
+    if not text.strip():
+        return f"the {what} is empty: write one or delete the row."
+    if len(text) > MAX_PROMPT_CHARS:
+        return (f"the {what} is {len(text):,} characters long, over the limit of {MAX_PROMPT_CHARS:,} (text encoders "
+                "read 77 tokens, about 300 characters): shorten it.")
+    bad = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        return (f"the {what} holds a control character (U+{ord(bad):04X}) at position {text.index(bad) + 1}: remove it "
+                "(a prompt is one line of plain text).")
+    return None
 
 
 # ----------------------------------------------------------------------------- banks

@@ -36,7 +36,18 @@ class Settings:
 
     def __init__(self, path: Path | None = None):
         path = path or studio_config_dir() / "settings.ini"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.problem: str | None = None  # why settings will not be kept (shown in the status bar)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a"):
+                pass
+        except OSError as e:
+            import tempfile
+
+            self.problem = (f"Settings cannot be saved in '{path.parent}' ({e.strerror or e}): this session's "
+                            "settings will not be kept. Make that folder writable, or set PRISM_STUDIO_HOME to "
+                            "a writable folder.")
+            path = Path(tempfile.mkdtemp(prefix="prism-settings-")) / "settings.ini"
         self.q = QSettings(str(path), QSettings.Format.IniFormat)
 
     def str(self, key: str, default: str = "") -> str:
@@ -61,6 +72,9 @@ class Settings:
 
     def sync(self) -> None:
         self.q.sync()
+        if self.q.status() != QSettings.Status.NoError and self.problem is None:
+            self.problem = (f"Settings could not be saved to '{self.q.fileName()}' ({self.q.status().name}). "
+                            "Free disk space or make the folder writable.")
 
     # recent projects
     def recent_projects(self) -> list[str]:
@@ -70,6 +84,22 @@ class Settings:
         p = str(Path(path))
         recent = [p] + [r for r in self.list("projects/recent") if r != p]
         self.set("projects/recent", recent[:limit])
+
+
+# ------------------------------------------------------------------------------ drag and drop
+class DropTarget:
+    """A panel that takes a file or folder dropped on it: mix in before ``QWidget``, call
+    ``setAcceptDrops(True)`` and define ``accept_drop(path)`` (what the panel's own button does)."""
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and urls[0].isLocalFile():
+            self.accept_drop(urls[0].toLocalFile())
+            event.acceptProposedAction()
 
 
 # ------------------------------------------------------------------------------ context
@@ -84,6 +114,7 @@ class Studio(QObject):
     engine_ready = Signal()  # heavy engine modules imported (registries can be read)
     job_failed = Signal(str, str, str)  # job name, message, details
     status = Signal(str)
+    warning = Signal(str, str)  # title, message: something the user must know, the app carries on
 
     def __init__(self, jobs: JobQueue | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -112,7 +143,11 @@ class Studio(QObject):
         self.close_catalog()
         self.project = project
         self.teacher = None
-        self.prompts = project.load_prompts()
+        try:
+            self.prompts = project.load_prompts()
+        except (ValueError, OSError) as e:  # a damaged prompt file must not keep the project closed
+            self.prompts = None
+            self.warning.emit("Prompts not loaded", project.keep_damaged_prompts(e))
         self.project_changed.emit(project)
         if self.prompts is not None:
             self.prompts_changed.emit(self.prompts)

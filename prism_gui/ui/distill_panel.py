@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import EvalSetField, Studio, button, dspin, error_label, pg, show_error, spin
+from prism_gui.ui.common import DropTarget, EvalSetField, Studio, button, dspin, error_label, pg, show_error, spin
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 STUDENT_NAMES = ["digits_student"]  # the rest come from engine.distill.STUDENTS once the engine is imported
@@ -100,7 +100,7 @@ class RunCurves:
         self.items: dict = {}
 
 
-class DistillPanel(QWidget):
+class DistillPanel(DropTarget, QWidget):
     finished = Signal(dict)
 
     def __init__(self, studio: Studio, parent: QWidget | None = None):
@@ -221,6 +221,8 @@ class DistillPanel(QWidget):
         self.timer.setInterval(200)  # 5 Hz redraw from the buffers, never per batch
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
+        self.setAcceptDrops(True)  # a folder of real images dropped here becomes the evaluation set
+        self.folder_job = None
         studio.project_changed.connect(self._on_project)
         studio.catalog_changed.connect(self._fill_runs)
         studio.engine_ready.connect(self._fill_students)
@@ -325,6 +327,41 @@ class DistillPanel(QWidget):
                 "precision": self.precision.currentText(),
                 "channels_last": CHANNELS_LAST[self.channels_last.currentText()], "compile": self.compile.isChecked(),
                 "processes": self.processes.value()}
+
+    # ---- drag and drop (DropTarget): an evaluation folder, checked before it replaces the current set
+    def accept_drop(self, path: str) -> None:
+        self.accept_folder(path)
+
+    def accept_folder(self, path: str):
+        """Check ``path`` as the evaluation set (a job); it replaces the current set only when
+        every subfolder is a class and every image file an image, else the error says why."""
+        from prism_gui.engine.project.actions import check_image_folder_job
+
+        p = Path(path)
+        if not p.is_dir():
+            show_error(self.error, f"'{p.name}' is not a folder: drop a folder of real images with one subfolder "
+                                   "per class to evaluate the student on.")
+            return None
+        names = self.studio.class_names()
+        if not names:
+            show_error(self.error, "Load a teacher first: the folder's subfolders are matched to its classes.")
+            return None
+        t = self.studio.teacher
+        ids = getattr(t, "class_ids", None) if t is not None else \
+            (self.studio.project.spec.get("teacher", {}).get("class_ids") if self.studio.project else None)
+        show_error(self.error, "")
+        self.folder_job = self.studio.submit("Check evaluation folder", lambda token: check_image_folder_job(
+            str(p), names, ids, cancel=token))
+        self.folder_job.finished.connect(self._folder_checked)
+        self.folder_job.failed.connect(lambda msg, _d: show_error(self.error, msg.split(": ", 1)[-1]))
+        return self.folder_job
+
+    def _folder_checked(self, ev) -> None:
+        folder = ev.data["folder"]
+        self.eval_set.set_value(folder, None)
+        self.eval_set._changed()  # saved with the project
+        self.result.setText(f"Evaluation set: {ev.data['images']:,} images in {ev.data['classes']} classes "
+                            f"({Path(folder).name})")
 
     # ---- the job
     def start(self):

@@ -3,6 +3,7 @@ Report as tabs (after the Digits-world overview), menus, toolbar, jobs dock and 
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow):
         self.curate.regenerate.connect(self._regenerate)
         self.generate.images_added.connect(lambda _ids: self._maybe_refresh_gallery())
         self.studio.job_failed.connect(self._show_error)
+        self.studio.warning.connect(self._warn)
         self.studio.engine_ready.connect(self._engine_ready)
 
         self._build_status_bar()
@@ -82,6 +84,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._restore()
         QTimer.singleShot(0, lambda: self.open_project(project or self._initial_project()))
+        if self.settings.problem:  # the app works; what it cannot do is keep its settings
+            print(f"PRISM Studio: {self.settings.problem}", file=sys.stderr)
+            QTimer.singleShot(0, lambda: self.statusBar().showMessage(self.settings.problem))
         if warm_up:
             QTimer.singleShot(50, self.studio.warm_up)
 
@@ -196,6 +201,10 @@ class MainWindow(QMainWindow):
         for p in self.settings.recent_projects():
             self.recent_menu.addAction(self._action(p, lambda _c=False, p=p: self.open_project(p)))
         self.recent_menu.setEnabled(bool(self.recent_menu.actions()))
+
+    def _warn(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(message, 20000)
+        QMessageBox.warning(self, title, message)
 
     # ------------------------------------------------------------------ projects
     def open_project(self, path: str | Path) -> Project | None:

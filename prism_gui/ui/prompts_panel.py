@@ -3,6 +3,8 @@ inline editing, import/export and counts per class."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRegularExpression, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
@@ -26,7 +28,7 @@ from PySide6.QtWidgets import (
 from prism_gui.engine.project.demo_settings import QUICK
 from prism_gui.engine.prompts import Prompt, PromptSet, load_bank
 from prism_gui.resources import resource_path
-from prism_gui.ui.common import Studio, dspin, error_label, show_error, spin
+from prism_gui.ui.common import DropTarget, Studio, dspin, error_label, show_error, spin
 
 COLUMNS = ("Class", "Prompt", "Active", "Weight", "Score", "Source")
 
@@ -140,7 +142,7 @@ def bank_names() -> list[str]:
     return sorted(p.stem for p in resource_path("prompt_banks").glob("*.json"))
 
 
-class PromptsPanel(QWidget):
+class PromptsPanel(DropTarget, QWidget):
     def __init__(self, studio: Studio, parent: QWidget | None = None):
         super().__init__(parent)
         self.studio = studio
@@ -260,6 +262,7 @@ class PromptsPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self.set_bank(self.bank_combo.currentText())
+        self.setAcceptDrops(True)  # a prompt file (.json/.csv) dropped here is imported
         studio.project_changed.connect(self._on_project)
         studio.prompts_changed.connect(self._on_prompts)
         studio.teacher_changed.connect(lambda _t: self._fill_classes())
@@ -276,7 +279,7 @@ class PromptsPanel(QWidget):
         for a, cb in self.axis_checks.items():
             cb.setChecked(axes is None or a in axes)
         self._fill_classes()
-        if project.load_prompts() is None:
+        if self.studio.prompts is None:  # the project has none, or its file could not be read (Studio says)
             self.model.set_prompts(None)
             self._changed()
 
@@ -367,13 +370,26 @@ class PromptsPanel(QWidget):
         if not path:
             return False
         try:
-            ps = PromptSet.load(path, self.studio.class_names())
+            ps = PromptSet.load(path, self.studio.class_names(), match_classes=True)
         except Exception as e:
             show_error(self.error, str(e))
             return False
         show_error(self.error, "")
         self.studio.set_prompts(ps)
         return True
+
+    # ---- drag and drop (DropTarget): a prompt file, imported as with Import…
+    def accept_drop(self, path: str) -> None:
+        self.accept_file(path)
+
+    def accept_file(self, path: str) -> bool:
+        """Import a dropped prompt file; anything else is refused with what to drop instead."""
+        p = Path(path)
+        if p.suffix.lower() not in (".json", ".csv"):
+            show_error(self.error, f"'{p.name}' is not a prompt file: drop a PRISM .json or a .csv with the columns "
+                                   "class,text.")
+            return False
+        return self.import_file(str(p))
 
     def export_file(self, path: str | None = None) -> bool:
         if self.model.ps is None:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import OK_STYLE, Studio, error_label, show_error
+from prism_gui.ui.common import OK_STYLE, DropTarget, Studio, error_label, show_error
 
 KINDS = {
     "digits": "Built-in Digits teacher",
@@ -38,7 +38,7 @@ CHECKPOINT_EXT = (".safetensors", ".pth", ".pt", ".bin")
 TORCHSCRIPT_EXT = (".torchscript", ".ts")
 
 
-class TeacherPanel(QWidget):
+class TeacherPanel(DropTarget, QWidget):
     def __init__(self, studio: Studio, parent: QWidget | None = None):
         super().__init__(parent)
         self.studio = studio
@@ -209,6 +209,9 @@ class TeacherPanel(QWidget):
         self.names.setPlainText("\n".join(names))
 
     # ---- drag and drop
+    def accept_drop(self, path: str) -> None:
+        self.accept_file(path)
+
     def accept_file(self, path: str) -> bool:
         p = Path(path)
         if p.suffix.lower() in TORCHSCRIPT_EXT:
@@ -229,16 +232,6 @@ class TeacherPanel(QWidget):
             return False
         show_error(self.error, "")
         return True
-
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile():
-            self.accept_file(urls[0].toLocalFile())
-            event.acceptProposedAction()
 
     # ---- loading (a job)
     def load(self):

@@ -34,6 +34,7 @@ class _Runner(QObject):
         try:
             self._run()
         finally:
+            self._factory = None  # what the job's closure holds (a teacher, prompts, images) goes with it
             # end the thread's event loop from inside, so ``Job.wait`` returns even while the GUI
             # thread is blocked in it (closing the app with a running job)
             QThread.currentThread().quit()
@@ -139,6 +140,26 @@ class Job(QObject):
         elif outcome == "cancelled":
             self.cancelled.emit()
         self.ended.emit(outcome)
+        # the job stays in the session's list: keep what it said, not what it made (images, a
+        # student, a report's figures), which its listeners have taken by now
+        self.last_event = _light(self.last_event)
+        self._factory = None
+
+
+def _light(ev: Event | None, limit: int = 100_000) -> Event | None:
+    """``ev`` without the data values that are large or not plain data (tensors, models, images)."""
+    import json
+
+    if ev is None:
+        return None
+    data = {}
+    for k, v in ev.data.items():
+        try:
+            if len(json.dumps(v)) <= limit:
+                data[k] = v
+        except (TypeError, ValueError):
+            pass
+    return Event(ev.stage, ev.step, ev.total, ev.message, data, ev.time)
 
 
 class JobQueue(QObject):

@@ -165,3 +165,26 @@ def test_images_whose_rows_wait_in_shards_are_not_a_missing_catalog(tmp_path):
     write_image_files(tmp_path, "r", 9, img, class_index=0, class_name="zero", prompt="p", seed=9, generator="g",
                       settings={})  # an image nothing accounts for
     assert check_catalog(tmp_path) == "it is missing, but the project has images"
+
+
+def test_a_damaged_project_prompt_file_is_kept_aside_and_the_project_opens(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from prism_gui.engine.project.project import Project
+    from prism_gui.ui.main_window import MainWindow
+
+    monkeypatch.setenv("PRISM_STUDIO_HOME", str(tmp_path / "home"))
+    project = Project.create(tmp_path / "p")
+    damaged = b'{"class_names": ["zero"], "prompts": [{"class_ind'  # cut by a crash of another program
+    project.prompts_path.write_bytes(damaged)
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text, *a, **k: warnings.append((title, text)))
+    win = MainWindow(project=project.root, warm_up=False)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.studio.project is not None and bool(warnings), timeout=5000)
+    assert win.studio.prompts is None  # the project is open, without prompts
+    title, text = warnings[0]
+    assert title == "Prompts not loaded" and "cannot be read" in text and "A copy is kept as" in text
+    copies = list(project.root.glob("prompts.json.damaged-*"))
+    assert len(copies) == 1 and copies[0].read_bytes() == damaged and copies[0].name in text
+    assert project.prompts_path.read_bytes() == damaged  # nothing was changed in place

@@ -60,8 +60,9 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one_and_training_resumes
                                 "checkpoint_every": 5}))
     r = cli("distill", spec, limit=40_000)  # the student's checkpoint (~60 kB) does not fit
     assert r.returncode == 1
-    assert "cannot write" in r.stderr and "student.safetensors" in r.stderr and "Traceback" not in r.stderr
-    assert not list(out.rglob("*.tmp"))  # no half-written file left behind
+    # the new student is written beside the last checkpoint's (student.next.safetensors) and fails
+    assert "cannot write" in r.stderr and "student.next.safetensors" in r.stderr and "Traceback" not in r.stderr
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("student.next.*"))  # nothing half-written left
     r = cli("distill", spec)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "result.json").read_text())["epochs"] == 2
@@ -85,3 +86,74 @@ def test_a_project_path_that_is_a_file_is_a_clear_error(tmp_path):
     with pytest.raises((CatalogError, OSError)) as e:
         Catalog(f / "sub")
     assert "not-a-folder" in str(e.value)
+
+
+CURATOR = """
+import resource, sys, json
+from prism_gui.engine.data.catalog import Catalog, CatalogError
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+done = 0
+with Catalog(sys.argv[1]) as cat:
+    ids = cat.ids()
+    try:
+        for i in range(100000):
+            cat.set_status([ids[i % len(ids)]], "reject" if i % 2 == 0 else "keep", label="x" * 2000)
+            done += 1
+    except CatalogError as e:
+        print(json.dumps({{"done": done, "error": str(e)}}))
+"""
+
+
+def test_a_full_disk_during_curation_keeps_every_acknowledged_change(tmp_path):
+    import numpy as np
+
+    from prism_gui.engine.data.recover import check_catalog, rebuild_catalog
+
+    root = tmp_path / "p"
+    with Catalog(root) as cat:
+        for i in range(20):
+            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
+                          seed=i, generator="g", settings={})
+    r = subprocess.run([sys.executable, "-c", CURATOR.format(limit=300_000), str(root)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["done"] > 10 and "Free disk space" in out["error"]  # catalog or journal: the file is named
+    assert "catalog.sqlite" in out["error"] or "curation.jsonl" in out["error"]
+    assert check_catalog(root) is None
+    def statuses():
+        with Catalog(root) as cat:
+            return {r["item"]: r["status"] for r in cat.query()}
+
+    def after(n):  # the statuses after the first n changes
+        st = dict.fromkeys(range(20), "unreviewed")
+        for i in range(n):
+            st[i % 20] = "reject" if i % 2 == 0 else "keep"
+        return st
+
+    assert statuses() == after(out["done"])  # every acknowledged change is there, the failed one is not
+    rebuild_catalog(root)
+    # the journal is written before the commit: it holds the acknowledged changes, and the failed
+    # one when the catalog's commit (not the journal) ran out of space
+    assert statuses() in (after(out["done"]), after(out["done"] + 1))
+
+
+def test_a_report_that_does_not_fit_keeps_the_previous_one(tmp_path):
+    from prism_gui.engine.project.project import Project
+
+    project = Project.create(tmp_path / "p")
+    with Catalog(project.root) as cat:
+        import numpy as np
+
+        for i in range(10):
+            cat.add_image("r", i, np.random.default_rng(i).integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                          class_index=i % 10, class_name="zero", prompt="p", seed=i, generator="g", settings={})
+        cat.start_run("r", "generate", {})
+    old = "<html><body>the previous report</body></html>"
+    (project.root / "report.html").write_text(old)
+    # the report (~70 kB, its figures embedded) does not fit; the catalog's 32 kB shared-memory file does
+    r = cli("report", project.root, limit=40_000)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "cannot write" in r.stderr and "report.html" in r.stderr
+    assert (project.root / "report.html").read_text() == old
+    assert not list(project.root.glob(".*.tmp"))

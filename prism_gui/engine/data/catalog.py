@@ -483,9 +483,9 @@ class Catalog:
             self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
                                    [(status, now, i) for i, _ in changed])
             keys = self._keys([i for i, _ in changed])
-        if changed:
-            self._journal({"time": now, "set": status, "items": [keys[i] for i, _ in changed if i in keys],
-                           "label": label})
+            if changed:  # journaled before the commit: a change the catalog holds is in the journal
+                self._journal({"time": now, "set": status, "items": [keys[i] for i, _ in changed if i in keys],
+                               "label": label})
         return action if changed else None
 
     def restore_statuses(self, changes: list[tuple[str, str, int]]) -> int:
@@ -506,11 +506,21 @@ class Catalog:
         return out
 
     def _journal(self, entry: dict) -> None:
-        """Append one curation change to the journal (flushed to disk before returning)."""
-        with open(self.root / JOURNAL, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one curation change to the journal (flushed to disk before returning).  A line
+        a crash or a full disk cut short is closed first, so it costs only itself."""
+        path = self.root / JOURNAL
+        try:
+            with open(path, "a+b") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                f.write((json.dumps(entry) + "\n").encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise CatalogError(f"cannot write the curation journal {path}: {e.strerror or e}. Free disk space or "
+                               "make the project folder writable, then repeat the change: nothing was changed") from e
 
     def undo(self) -> int | None:
         """Undo the latest curation action not yet undone; returns its id (None if nothing)."""
@@ -523,8 +533,7 @@ class Catalog:
                                    [(o, time.time(), i) for i, o in rows])
             self._conn.execute("UPDATE curation_log SET undone=1 WHERE action=?", (r,))
             keys = self._keys([i for i, _ in rows])
-            restore = [[*keys[i], o] for i, o in rows if i in keys]
-        self._journal({"time": time.time(), "restore": restore})
+            self._journal({"time": time.time(), "restore": [[*keys[i], o] for i, o in rows if i in keys]})
         return int(r)
 
     def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True,
@@ -555,6 +564,18 @@ class Catalog:
         with self._writing():
             self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
                                    [(run, step, epoch, k, float(v), now) for k, v in values.items()])
+
+    def replace_metrics(self, run: str, lines: list[dict]) -> None:
+        """Make ``run``'s metrics exactly ``lines`` (``metrics.jsonl`` records: step, epoch,
+        time and values), in one transaction: a resumed distillation's curves lose the steps
+        it will redo."""
+        rows = [(run, int(r["step"]), r.get("epoch"), k, float(v), r.get("time", 0.0))
+                for r in lines for k, v in r.items() if k not in ("step", "epoch", "time")
+                and isinstance(v, (int, float))]
+        with self._writing():
+            self._conn.execute("DELETE FROM metrics WHERE run=?", (run,))
+            self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
+                                   rows)
 
     def metrics(self, run: str, key: str) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:

@@ -122,11 +122,29 @@ class FolderImages(Dataset):
 
         try:
             with Image.open(self.files[i]) as im:
-                im = im.convert(self.mode)
+                im = to_mode(im, self.mode)
                 x = self.transform(im)
-        except OSError as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise OSError(f"cannot read image '{self.files[i]}': {e}. Remove or replace the file.") from e
         return x, int(self.labels[i])
+
+
+def to_mode(im, mode: str):
+    """``im`` as an 8-bit ``L`` or ``RGB`` image: CMYK, palette and alpha images convert as timm's
+    and torchvision's loaders do (alpha dropped); 16- and 32-bit images are scaled to 8 bits
+    (PIL's own conversion clips them, turning a 16-bit photo white)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16"):
+            top = 65535.0
+        elif im.mode == "F":
+            top = 1.0 if a.size and a.max() <= 1.0 else 255.0
+        else:  # 32-bit integers: 16-bit data as PIL opens some PNGs and TIFFs, else 8-bit
+            top = 65535.0 if a.size and a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    return im if im.mode == mode else im.convert(mode)
 
 
 def folder_dataset(root: str | Path, teacher, mapping=None) -> FolderImages:

@@ -30,7 +30,9 @@ def read_mapping(path: str | Path, class_names: list[str]) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise FolderError(f"Mapping file '{path}' does not exist.")
-    text = path.read_text(encoding="utf-8")
+    from prism_gui.engine.specs import read_text_file
+
+    text = read_text_file(path, "Mapping file", FolderError)
     if path.suffix.lower() == ".json":
         try:
             raw = json.loads(text)
@@ -112,16 +114,53 @@ def label_folders(root: str | Path, class_names: list[str], class_ids: list[str]
     return out
 
 
+# the first bytes of every format in IMAGE_SUFFIXES
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+          b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+
+
+def image_file_problem(path: Path) -> str | None:
+    """Why a file with an image suffix is not an image (read from its first bytes), or None."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "is empty (0 bytes)"
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    return "is not an image (its bytes are not PNG, JPEG, GIF, BMP, TIFF, WebP or PPM)"
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Files the system leaves beside images (``.DS_Store``, macOS's ``._name.png``, folders
+    such as ``.ipynb_checkpoints``): never images, never counted."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def folder_items(root: str | Path, class_names: list[str], class_ids: list[str] | None = None,
                  mapping=None) -> list[tuple[Path, int]]:
-    """Every image under ``root/<subfolder>/`` with its class index, in a fixed order."""
+    """Every image under ``root/<subfolder>/`` with its class index, in a fixed order.  Files of
+    other types (notes, ``Thumbs.db``) and hidden files are left out; an empty file, or one with an
+    image suffix that is not an image, is refused up front (with every such file named), so an
+    evaluation never stops half-way through."""
     root = Path(root).expanduser()
     labels = label_folders(root, class_names, class_ids, mapping)
-    items = []
+    items, bad = [], []
     for d, k in labels.items():
         for f in sorted((root / d).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-                items.append((f, k))
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not _hidden(f, root):
+                problem = image_file_problem(f)
+                if problem:
+                    bad.append(f"'{f.relative_to(root)}' {problem}")
+                else:
+                    items.append((f, k))
+    if bad:
+        raise FolderError(f"Image folder '{root}': {len(bad)} file(s) cannot be used: {'; '.join(bad[:5])}"
+                          f"{' …' if len(bad) > 5 else ''}. Remove or replace them, then try again.")
     if not items:
-        raise FolderError(f"Image folder '{root}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        raise FolderError(f"Image folder '{root}' holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class "
+                          "subfolders: put each class's images in its subfolder.")
     return items

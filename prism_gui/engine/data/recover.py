@@ -23,6 +23,9 @@ JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item),
 # (this module imports neither the catalog nor PIL at import: the app runs check_catalog on open)
 
 
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # the primary result codes that mean a damaged file
+
+
 def check_catalog(root) -> str | None:
     """What is wrong with ``root``'s catalog (a sentence), or None when it reads (or does not exist
     and no image would be lost without it).  Reads only: SQLite's ``quick_check``."""
@@ -46,6 +49,10 @@ def check_catalog(root) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", SQLITE_CORRUPT) & 0xFF not in (SQLITE_CORRUPT, SQLITE_NOTADB):
+            # a full disk, a read-only folder, a lock: the file may be fine, and a rebuild is not the fix
+            raise OSError(f"cannot read the catalog {db}: {e}. Free disk space or make the project folder "
+                          "writable, then open the project again: the catalog is not known to be damaged") from e
         return str(e)
     if result != ["ok"]:
         return "; ".join(result[:3])
@@ -113,7 +120,8 @@ def rebuild_catalog(root) -> dict:
     from prism_gui.engine.data.lock import project_lock
 
     root = Path(root)
-    report = {"images": 0, "unreadable_images": 0, "runs": 0, "curation_changes": 0, "moved_aside": None}
+    report = {"images": 0, "unreadable_images": 0, "runs": 0, "curation_changes": 0, "metrics_runs": 0,
+              "moved_aside": None}
     with project_lock(root, "catalog rebuild"):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for suffix in ("", "-wal", "-shm"):
@@ -149,8 +157,36 @@ def rebuild_catalog(root) -> dict:
                 cat.start_run(run, m.get("job", "generate"), m.get("spec", {}))
                 cat.finish_run(run, "recovered")
                 report["runs"] += 1
+            report["metrics_runs"] = _restore_metrics(cat, root, {r["id"] for r in cat.runs()})
             report["curation_changes"] = _replay_journal(cat, root / JOURNAL)
     return report
+
+
+def _restore_metrics(cat, root: Path, known: set[str]) -> int:
+    """A distillation's curves from the ``metrics.jsonl`` in its output folder (``runs/<run>/``
+    or the app's ``runs/<run>/student/``), recording the run from the manifest beside it if
+    no run manifest did; returns how many runs got curves."""
+    n = 0
+    runs = root / "runs"
+    for path in sorted(runs.glob("*/metrics.jsonl")) + sorted(runs.glob("*/student/metrics.jsonl")):
+        run = path.relative_to(root / "runs").parts[0]
+        lines = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:  # a line cut by a crash
+                continue
+        if run not in known:
+            try:
+                m = json.loads((path.parent / "manifest.json").read_text())
+            except (OSError, ValueError):
+                m = {}
+            cat.start_run(run, m.get("job", "distill"), m.get("spec", {}))
+            cat.finish_run(run, "recovered")
+            known.add(run)
+        cat.replace_metrics(run, [r for r in lines if isinstance(r, dict) and "step" in r])
+        n += 1
+    return n
 
 
 def _replay_journal(cat, journal: Path) -> int:

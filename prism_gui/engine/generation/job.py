@@ -146,7 +146,8 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                          "this teacher")
     issues = [i for i in prompts.validate(comp.tokenizer) if "over the generator's limit" in i or "empty" in i]
     if issues:
-        raise ValueError("prompt problems:\n" + "\n".join(issues[:10]))
+        raise ValueError(f"{len(issues)} prompt problem(s) with generator '{spec.generator}'; fix these prompts in the "
+                         "Prompts tab or the prompt file, then run again:\n" + "\n".join(issues[:10]))
     items = plan(prompts, spec.images_per_class, spec.seed)
     with contextlib.ExitStack() as stack:
         cat = None

@@ -156,6 +156,11 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
                 raise GeneratorLoadError(
                     f"'{path}' is not a diffusers folder: it has no unet/ subfolder. Point to the "
                     "folder that holds model_index.json.")
+            from prism_gui.engine.generation.local_models import describe_path
+
+            problem = describe_path(path).problem  # what the app's menu says: missing, damaged or other parts
+            if problem:
+                raise GeneratorLoadError(f"Generator folder '{path}' cannot be used: {problem}")
             if (path / "model_index.json").exists():
                 index = json.loads((path / "model_index.json").read_text())
         else:
@@ -179,7 +184,7 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
             vae = AutoencoderKL.from_pretrained(where, subfolder="vae", **kw)
     except GeneratorLoadError:
         raise
-    except OSError as e:
+    except (OSError, ValueError, RuntimeError) as e:  # incl. damaged JSON and weights the checks above miss
         hint = ("It is not in the local Hugging Face cache and downloads are off: download it "
                 "once with `huggingface-cli download ID` or point to a local folder."
                 if not local else "The folder is incomplete or corrupt: re-save it with "

@@ -198,7 +198,10 @@ def _describe_diffusers(folder: Path, source: str, label: str, where: str, size:
 
     base = GeneratorEntry(source, label, where, size_bytes=size)
     if index is None:
-        index = _read_json(folder / "model_index.json") or {}
+        index = _read_json(folder / "model_index.json")
+        if index is None and (folder / "model_index.json").is_file():
+            return dataclasses.replace(base, problem=_damaged(["model_index.json is not valid JSON"], repo_id))
+        index = index or {}
     if index and not is_text_to_image(index):
         return dataclasses.replace(base, problem=f"it is a {index.get('_class_name', 'diffusers')} pipeline, not "
                                                  "a text-to-image generator.")
@@ -208,7 +211,9 @@ def _describe_diffusers(folder: Path, source: str, label: str, where: str, size:
             "text_encoder/, tokenizer/ and scheduler/." if where != "cache" else _incomplete(["unet/"], repo_id)))
     unet = _read_json(folder / "unet" / "config.json")
     if unet is None:
-        return dataclasses.replace(base, problem=_incomplete(["unet/config.json"], repo_id))
+        return dataclasses.replace(base, problem=_damaged(["unet/config.json is not valid JSON"], repo_id)
+                                   if (folder / "unet" / "config.json").is_file()
+                                   else _incomplete(["unet/config.json"], repo_id))
     sched = _read_json(folder / "scheduler" / "scheduler_config.json") or {}
     vae = _read_json(folder / "vae" / "config.json")
     latent = (index.get("vae") or [None])[0] is not None if index else (folder / "vae").is_dir()
@@ -240,7 +245,7 @@ def _folder_problem(folder: Path, index: dict, unet: dict, latent: bool, repo_id
         wanted = ["unet", "text_encoder", "tokenizer", "scheduler"] + (["vae"] if latent else [])
     if unet.get("addition_embed_type") == "text_time" and "text_encoder_2" not in wanted:
         return "it has an SDXL UNet but no text_encoder_2/: SDXL needs both text encoders."
-    missing, variant_only = [], set()
+    missing, damaged, variant_only = [], [], set()
     for comp in wanted:
         sub, cfg = folder / comp, CONFIG_FILES[comp]
         if not sub.is_dir():
@@ -249,16 +254,24 @@ def _folder_problem(folder: Path, index: dict, unet: dict, latent: bool, repo_id
             missing.append(f"{comp}/{cfg}")
         elif cfg is None and not any(sub.iterdir()):
             missing.append(f"{comp} files")
-        elif comp in WEIGHT_STEMS:
-            weights, variants = _weight_files(sub, WEIGHT_STEMS[comp])
-            if not weights and variants:
-                variant_only |= set(variants)
-            elif not weights:
-                missing.append(f"{comp} weights")
-            elif not _shards_complete(sub, WEIGHT_STEMS[comp]):
-                missing.append(f"{comp} weight shards")
+        else:
+            if cfg is not None and _read_json(sub / cfg) is None:
+                damaged.append(f"{comp}/{cfg} is not valid JSON")
+            if comp in WEIGHT_STEMS:
+                weights, variants = _weight_files(sub, WEIGHT_STEMS[comp])
+                if not weights and variants:
+                    variant_only |= set(variants)
+                elif not weights:
+                    missing.append(f"{comp} weights")
+                elif not _shards_complete(sub, WEIGHT_STEMS[comp]):
+                    missing.append(f"{comp} weight shards")
+                else:
+                    damaged += [f"{comp}/{f.name} {problem}" for f in weights
+                                if (problem := safetensors_problem(f)) is not None]
     if missing:
         return _incomplete(missing, repo_id)
+    if damaged:
+        return _damaged(damaged, repo_id)
     if variant_only:
         names = "/".join(sorted(variant_only))
         return (f"only the {names} variant of its weights is here (*.{names}.safetensors) and PRISM loads the "
@@ -272,6 +285,35 @@ def _incomplete(missing: list[str], repo_id: str | None) -> str:
     if repo_id:
         return f"incomplete download (missing {what}): finish it with `huggingface-cli download {repo_id}`."
     return f"incomplete folder (missing {what}): save the whole pipeline again with save_pretrained."
+
+
+def _damaged(problems: list[str], repo_id: str | None) -> str:
+    what = "; ".join(problems)
+    if repo_id:
+        return f"damaged download ({what}): download it again with `huggingface-cli download {repo_id}`."
+    return f"damaged folder ({what}): copy it again, or save the whole pipeline again with save_pretrained."
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a ``.safetensors`` file cannot be whole (read from its header and size), or None;
+    ``.bin`` files are not checked."""
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size == 0:
+                return "is empty (0 bytes)"
+            if not 0 < n <= min(MAX_HEADER, size - 8):
+                return f"is truncated or not safetensors (its header says {n:,} bytes, the file has {size:,})"
+            header = json.loads(f.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "has an unreadable safetensors header"
+    if 8 + n + end > size:
+        return f"is truncated ({size:,} of {8 + n + end:,} bytes)"
+    return None
 
 
 def _weight_files(folder: Path, stem: str) -> tuple[list[Path], dict[str, list[Path]]]:

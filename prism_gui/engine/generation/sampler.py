@@ -298,6 +298,16 @@ def score_images(teacher, images: torch.Tensor, targets: Sequence[int], energy: 
         tg = torch.as_tensor(list(targets[i : i + batch_size]), device=dev)
         with torch.enable_grad():  # some terms (bn) use hooks; no grad is taken
             total, terms, logits = compute_energies(teacher, x, tg, energy, all_terms=True)
+        bad = ~torch.isfinite(total.detach())
+        if bool(bad.any()):  # NaN sorts as nothing and would be stored as "no energy": never score it as best
+            from prism_gui.engine.teachers.load import TeacherLoadError
+
+            what = "the images are NaN (the guidance diverged)" if not bool(torch.isfinite(x).all()) else \
+                "its outputs are NaN or infinite on these images"
+            raise TeacherLoadError(
+                f"The teacher '{getattr(teacher, 'source', '') or 'teacher'}' gave non-finite energies for "
+                f"{int(bad.sum())} of {len(x)} images ({what}): the teacher is degenerate or the guidance scale too "
+                "high. Nothing of this batch was stored; check the teacher's checkpoint, or lower the guidance scale.")
         probs = logits.softmax(-1)
         top_p, top_i = probs.topk(min(5, probs.shape[-1]), dim=-1)
         ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1)

@@ -103,6 +103,21 @@ def load_teacher_job(kind: str, source: str = "", checkpoint: str | None = None,
 
 
 # ---------------------------------------------------------------------------- prompts
+def check_image_folder_job(root: str | Path, class_names: list[str], class_ids: list[str] | None = None,
+                           mapping: str | None = None, cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Check a labelled image folder (an evaluation or reference set) before it is used: every
+    subfolder a class, every file with an image suffix an image (see
+    :func:`~prism_gui.engine.data.folders.folder_items`).  The last event carries
+    ``data['folder']``, ``data['images']`` and ``data['classes']``."""
+    yield Event("folder", 0, 1, f"checking {root}")
+    from prism_gui.engine.data.folders import folder_items
+
+    items = folder_items(root, list(class_names), class_ids, mapping)
+    classes = len({k for _, k in items})
+    yield Event("folder", 1, 1, f"{len(items)} images in {classes} classes",
+                {"folder": str(root), "images": len(items), "classes": classes})
+
+
 def expand_prompts_job(class_names: list[str], bank: str = "digits", per_class: int = 6, seed: int = 0,
                        axes: list[str] | None = None, disambiguation: str = "name",
                        descriptions: list[str] | None = None, include_plain: bool = True, plain: bool = False,

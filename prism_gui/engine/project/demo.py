@@ -69,6 +69,11 @@ def run_demo(spec: DemoSpec, cancel: CancelToken | None = None) -> Iterator[Even
     cancel = cancel or CancelToken()
     t_all = time.time()
     project = Path(spec.project or tempfile.mkdtemp(prefix="prism-demo-"))
+    try:  # before minutes of work: a folder that cannot be made is said at once
+        project.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the demo's project folder '{project}': {e.strerror or e}. Give --project a "
+                      "folder you can write to") from e
     teacher = load_teacher("digits")
     comp = load_generator("digits")
     bank = load_bank("digits")

@@ -81,6 +81,78 @@ def default_spec(name: str = "Digits") -> dict:
     }
 
 
+def check_spec(spec, path: Path) -> None:
+    """Refuse a ``project.json`` this version cannot use without losing something: one written by
+    a newer version (saving it here would drop what that version added), or settings of the wrong
+    type (NaN, a text for a count, a negative count), naming the setting and the fix.  The file is
+    never changed."""
+    import math
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings, not a {type(spec).__name__}; restore it from "
+                         "a backup or delete it to start the project's settings afresh.")
+    version = spec.get("version", SPEC_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path}: 'version' is {version!r}, not a whole number; set it to {SPEC_VERSION}.")
+    if version > SPEC_VERSION:
+        raise ValueError(f"{path} was written by a newer PRISM Studio (project version {version}, this version reads "
+                         f"{SPEC_VERSION}): open the project with that version or a newer one. Nothing was changed.")
+    base = default_spec()
+    for section, defaults in base.items():
+        if not isinstance(defaults, dict) or section not in spec:
+            continue
+        values = spec[section]
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: '{section}' must be a table of settings, not {values!r}; fix it or delete the "
+                             f"'{section}' entry to use the defaults.")
+        for key, default in defaults.items():
+            if key not in values or default is None or values[key] is None:
+                continue
+            value, where = values[key], f"{path}: '{section}.{key}'"
+            fix = f"; fix it or delete the line to use the default ({json.dumps(default)})."
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, (int, float)):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                    and (not isinstance(default, int) or float(value).is_integer()) and value >= 0
+            elif isinstance(default, str):
+                ok = isinstance(value, str)
+            elif isinstance(default, list):
+                ok = isinstance(value, list)
+            elif isinstance(default, dict):
+                ok = isinstance(value, dict)
+            else:
+                ok = True
+            if not ok:
+                kind = {bool: "true or false", int: "a whole number >= 0", float: "a finite number >= 0",
+                        str: "a text", list: "a list", dict: "a table"}[type(default)]
+                raise ValueError(f"{where} is {json.dumps(value) if not isinstance(value, float) else value}: "
+                                 f"it must be {kind}{fix}")
+
+
+def _check_catalog_version(root: Path) -> None:
+    """Refuse a catalog written by a newer version before anything opens it (read-only: the file
+    is left byte for byte)."""
+    import sqlite3
+
+    from prism_gui.engine.data.catalog import SCHEMA_VERSION, CatalogError
+
+    db = root / "catalog.sqlite"
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return  # a damaged catalog: open_checked names it, with the way to rebuild it
+    if version > SCHEMA_VERSION:
+        raise CatalogError(f"{db} was written by a newer PRISM Studio (catalog schema {version}, this version reads "
+                           f"{SCHEMA_VERSION}): open the project with that version. Nothing was changed.")
+
+
 @dataclasses.dataclass
 class Project:
     root: Path
@@ -102,7 +174,12 @@ class Project:
     @classmethod
     def create(cls, root: str | Path, name: str | None = None) -> Project:
         root = Path(root).expanduser()
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot create the project folder '{root}': {e.strerror or e}. Choose a folder you can "
+                          "write to (File > New project; for the default projects, set PRISM_STUDIO_HOME to a "
+                          "writable folder)") from e
         p = cls(root, default_spec(name or root.name))
         p.save()
         return p
@@ -115,15 +192,17 @@ class Project:
             raise FileNotFoundError(f"'{root}' is not a PRISM project: it has no {SPEC_FILE}. "
                                     "Use File > New project to make one there.")
         try:
-            spec = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it.") from e
+        check_spec(spec, path)
         base = default_spec(spec.get("name", root.name))
         for key, value in base.items():  # fill sections added since the project was made
             if isinstance(value, dict):
                 spec[key] = {**value, **spec.get(key, {})}
             else:
                 spec.setdefault(key, value)
+        _check_catalog_version(root)
         from prism_gui.engine.data.recover import open_checked
 
         open_checked(root)  # a damaged catalog is named here, with the way to rebuild it
@@ -168,7 +247,23 @@ class Project:
     def load_prompts(self):
         from prism_gui.engine.prompts import PromptSet
 
-        return PromptSet.load(self.prompts_path) if self.prompts_path.exists() else None
+        # the app's own file: a prompt being edited may be empty; structure and classes are still checked
+        return PromptSet.load(self.prompts_path, check_rows=False) if self.prompts_path.exists() else None
+
+    def keep_damaged_prompts(self, error: Exception) -> str:
+        """Copy an unreadable prompt file aside (``prompts.json.damaged-<time>``) before anything
+        could replace it; returns what to tell the user."""
+        import shutil
+        import time
+
+        copy = self.prompts_path.with_name(f"{self.prompts_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            shutil.copy2(self.prompts_path, copy)
+            kept = f"A copy is kept as '{copy.name}'."
+        except OSError as e:
+            kept = f"It could not be copied aside ({e.strerror or e}): copy it yourself before saving prompts."
+        return (f"The project's prompt file '{self.prompts_path}' cannot be read: {error}. The project opened "
+                f"without prompts. {kept} Make new prompts (Prompts > Expand) or import a good file.")
 
     def save_prompts(self, prompts) -> None:
         prompts.save(self.prompts_path)

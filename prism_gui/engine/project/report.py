@@ -99,6 +99,9 @@ class Report:
         return path
 
 
+MAX_HIST_RUNS = 6  # runs drawn in the histograms and curves (one legend row each)
+
+
 def _numeric(cell: str) -> bool:
     c = str(cell).strip().rstrip("%").replace(",", "")
     if c in ("", "-"):
@@ -236,8 +239,10 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
         if gen_runs:
             fig = Figure(figsize=(6.6, 2.7))
             ax = fig.add_subplot(1, 2, 1)
-            energies = {run: cat.column("energy", run=run).astype(float) for run in gen_runs}
-            energies = {run: np.maximum(e[np.isfinite(e)], 1e-4) for run, e in energies.items() if len(e)}
+            shown_runs = gen_runs[-MAX_HIST_RUNS:]  # one legend row per run: the latest runs stay readable
+            energies = {run: cat.column("energy", run=run).astype(float) for run in shown_runs}
+            energies = {run: np.maximum(e[np.isfinite(e)], 1e-4) for run, e in energies.items()}
+            energies = {run: e for run, e in energies.items() if len(e)}  # runs whose images have no score: none
             if energies:  # energies span decades: log-spaced bins on a log axis
                 lo = min(float(e.min()) for e in energies.values())
                 hi = max(float(e.max()) for e in energies.values())
@@ -249,7 +254,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
             ax.set_ylabel("images")
             ax.legend(fontsize=8)
             ax2 = fig.add_subplot(1, 2, 2)
-            for run in gen_runs:
+            for run in shown_runs:
                 c = cat.column("confidence", run=run)
                 if len(c):
                     ax2.hist(c.astype(float), bins=20, range=(0, 1), alpha=0.55, label=run)
@@ -257,14 +262,16 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
             fig.tight_layout()
             images["energy.png"] = _png(fig)
             sections.append(("Teacher energy of the generated images", ["energy.png"],
-                             f"{n_all} images generated in {len(gen_runs)} runs; {n_rej} rejected in curation."))
+                             f"{n_all} images generated in {len(gen_runs)} runs; {n_rej} rejected in curation."
+                             + (f" The histograms show the latest {len(shown_runs)} runs." if len(shown_runs) <
+                                len(gen_runs) else "")))
     yield Event("report", 3, 4, "accuracy curves")
     curves = [r for r in results if len(r["acc"])]
     if curves:
         fig = Figure(figsize=(6.6, 2.7))
         ax = fig.add_subplot(1, 2, 1)
         ax2 = fig.add_subplot(1, 2, 2)
-        for r in curves:
+        for r in curves[-MAX_HIST_RUNS:]:  # the latest runs: one legend row each
             epochs = np.arange(1, len(r["acc"]) + 1)
             ax.plot(epochs, 100 * r["acc"], marker="o", ms=3, label=r["run"])
             if len(r["loss"]):
@@ -284,7 +291,9 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
         where = "the real Digits test split" if eval_set == "digits-test" else \
             (f"the real evaluation set ({Path(eval_set).name})" if eval_set else "the evaluation set")
         sections.append(("Student training", ["accuracy.png"],
-                         f"Accuracy of the student on {where}, which no run trained on."))
+                         f"Accuracy of the student on {where}, which no run trained on."
+                         + (f" The latest {MAX_HIST_RUNS} of {len(curves)} runs." if len(curves) > MAX_HIST_RUNS
+                            else "")))
     best = max(curves, key=lambda r: r["acc"][-1], default=None)
     t_acc = tspec.get("test_accuracy")
     if t_acc is None and best is not None:  # measured by the distillation's evaluation

@@ -127,15 +127,19 @@ def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
 def _read_class_file(path: str | Path) -> tuple[list[str], list[str] | None, list[str] | None]:
     """(names, descriptions, ids) of a class-names file (see :func:`read_class_names`)."""
     path = Path(path)
-    if not path.exists():
-        raise TeacherLoadError(f"Class-names file '{path}' does not exist.")
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise TeacherLoadError(f"Class-names file '{path}' " + ("is a folder: give the text or JSON file of names."
+                                                                  if path.is_dir() else "does not exist."))
+    from prism_gui.engine.specs import read_text_file
+
+    text = read_text_file(path, "Class-names file", TeacherLoadError)
     descriptions = ids = None
     if path.suffix.lower() == ".json":
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise TeacherLoadError(f"Class-names file '{path}' is not valid JSON ({e}).") from e
+            raise TeacherLoadError(f"Class-names file '{path}' is not valid JSON ({e}): fix it, or write the names "
+                                   "one per line in a .txt file.") from e
         if isinstance(obj, dict) and "class_names" in obj:
             names, descriptions, ids = obj["class_names"], obj.get("class_descriptions"), obj.get("class_ids")
         elif isinstance(obj, dict):
@@ -148,14 +152,24 @@ def _read_class_file(path: str | Path) -> tuple[list[str], list[str] | None, lis
             names = obj
         else:
             raise TeacherLoadError(f"Class-names file '{path}' must hold a list or an object.")
-        names = [str(n) for n in names]
+        if not isinstance(names, list):
+            raise TeacherLoadError(f"Class-names file '{path}': 'class_names' must be a list of names, not "
+                                   f"{type(names).__name__}.")
+        bad = next((i for i, n in enumerate(names) if not isinstance(n, (str, int, float)) or isinstance(n, bool)
+                    or not str(n).strip()), None)
+        if bad is not None:
+            raise TeacherLoadError(f"Class-names file '{path}': entry {bad + 1} is {json.dumps(names[bad])}, not a "
+                                   "class name: every entry must be a non-empty name.")
+        names = [str(n).strip() for n in names]
     else:
         names = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not names:
-        raise TeacherLoadError(f"Class-names file '{path}' holds no class names.")
+        raise TeacherLoadError(f"Class-names file '{path}' holds no class names: write one name per line, in the "
+                               "order of the teacher's outputs.")
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise TeacherLoadError(f"Class-names file '{path}' repeats names: {', '.join(dup[:5])}.")
+        raise TeacherLoadError(f"Class-names file '{path}' repeats names: {', '.join(dup[:5])}. Each class needs its "
+                               "own name: make them distinct (e.g. 'crane (bird)', 'crane (machine)').")
     if ids is not None and (len(ids) != len(names) or len(set(ids)) != len(ids)):
         raise TeacherLoadError(f"Class-names file '{path}': 'class_ids' must hold {len(names)} distinct ids, "
                                "one per class.")
@@ -166,7 +180,9 @@ def _resolve_class_names(num_classes: int, class_names, source: str):
     """(names, descriptions, ids): from a file, a list, or the defaults (ImageNet's names,
     glosses and WordNet ids for 1,000 outputs)."""
     descriptions = ids = None
+    origin = ""
     if isinstance(class_names, (str, Path)):
+        origin = f" (from '{class_names}')"
         class_names, descriptions, ids = _read_class_file(class_names)
     if class_names is None:
         if num_classes == 1000:
@@ -178,7 +194,7 @@ def _resolve_class_names(num_classes: int, class_names, source: str):
     if len(class_names) != num_classes:
         raise TeacherLoadError(
             f"Teacher '{source}' has {num_classes} outputs but {len(class_names)} class names were "
-            f"given: supply a class-names file with exactly {num_classes} names, one per line.")
+            f"given{origin}: supply a class-names file with exactly {num_classes} names, one per line.")
     return class_names, descriptions, ids
 
 
@@ -210,9 +226,113 @@ def sniff_model_file(path: str | Path) -> str:
     return "unknown"
 
 
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # a safetensors header is a few hundred KB even for the largest models
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a checkpoint file, read from its bytes without unpickling anything (a
+    phrase that follows the file's name), or None when it looks whole."""
+    import zipfile
+
+    if path.is_dir():
+        return "is a folder, not a checkpoint file: give the .safetensors/.pth file inside it"
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes): the copy or download did not finish. Copy or export it again"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        return (f"is truncated: it starts as a torch.save archive but its end is missing ({size:,} bytes). "
+                "Copy or download it again")
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if head[8:9] == b"{":  # a safetensors file: 8 bytes of header length, then a JSON header
+        if n > size - 8 or n > MAX_SAFETENSORS_HEADER:
+            return (f"is truncated or its header lies: its safetensors header says {n:,} bytes, but the file has "
+                    f"{size:,}. Copy or download it again")
+        with open(path, "rb") as f:
+            f.seek(8)
+            try:
+                header = json.loads(f.read(n))
+                ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                return "is damaged: its safetensors header is not readable JSON. Copy or export it again"
+        need = 8 + n + max(ends, default=0)
+        if need > size:
+            return (f"is truncated: its header places tensor data up to byte {need:,}, but the file has {size:,} "
+                    "bytes. Copy or download it again")
+        return None
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80":
+        return None
+    text = head.lstrip()
+    if text[:1] in (b"<", b"{", b"[", b"#") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        shown = head.decode("ascii", "replace").split("\n")[0].strip()[:40]
+        return (f"is a text file, not a checkpoint (it starts with '{shown}'; a web page saved in place of the file?). "
+                "Download the checkpoint itself")
+    return ("is not a checkpoint: its bytes are neither a safetensors file nor a torch.save archive (random or "
+            "damaged data?). Export the weights again with safetensors or torch.save(model.state_dict(), path)")
+
+
+def pickle_globals(path: Path) -> list[str]:
+    """The Python callables a pickled file would import when unpickled (``posix.system``...),
+    found by reading its opcodes: nothing is unpickled or run."""
+    import io
+    import pickletools
+    import zipfile
+
+    found: list[str] = []
+
+    def scan(f) -> None:
+        for _ in range(5):  # a legacy torch.save file is several pickles in a row
+            strings: list[str] = []
+            try:
+                for op, arg, _pos in pickletools.genops(f):
+                    if op.name in ("GLOBAL", "INST"):
+                        found.append(str(arg).replace(" ", "."))
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+            except Exception:  # the end of the pickles, or bytes that are not one
+                return
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                for name in z.namelist():
+                    if name.endswith("data.pkl"):
+                        scan(io.BytesIO(z.read(name)))
+        else:
+            with open(path, "rb") as f:
+                scan(f)
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return list(dict.fromkeys(found))
+
+
+SAFE_PICKLE_MODULES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.bytearray")
+
+
+def _explain_load_error(path: Path, e: Exception) -> str:
+    """A user's message for a checkpoint that torch.load (weights only) or safetensors refused."""
+    if "weights only" in str(e).lower() or "weights_only" in str(e):
+        code = [g for g in pickle_globals(path) if not g.startswith(SAFE_PICKLE_MODULES)]
+        if code:
+            return (f"Checkpoint '{path}' holds Python objects that only running code from the file could load "
+                    f"({', '.join(code[:3])}); PRISM never runs code from a file. Save the weights alone: "
+                    "safetensors, or torch.save(model.state_dict(), path).")
+        return (f"Checkpoint '{path}' holds objects other than tensors, which PRISM does not unpickle. Save the "
+                "weights alone: safetensors, or torch.save(model.state_dict(), path).")
+    first = str(e).strip().split("\n")[0][:200]
+    return (f"Could not read checkpoint '{path}' ({type(e).__name__}: {first}). The file is truncated, damaged or not "
+            "a state dict: export it again with safetensors or torch.save(model.state_dict(), path).")
+
+
 def _read_state_dict(path: Path) -> dict:
     if not path.exists():
-        raise TeacherLoadError(f"Checkpoint '{path}' does not exist.")
+        raise TeacherLoadError(f"Checkpoint '{path}' does not exist (working folder: {Path.cwd()}): check the path.")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise TeacherLoadError(f"Checkpoint '{path}' {problem}.")
     kind = sniff_model_file(path)
     if kind == "torchscript":
         raise TeacherLoadError(
@@ -225,18 +345,41 @@ def _read_state_dict(path: Path) -> dict:
             sd = safetensors.torch.load_file(str(path))
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated files, pickles with code, wrong formats
-        raise TeacherLoadError(
-            f"Could not read checkpoint '{path}': {type(e).__name__}: {e}. The file may be "
-            "truncated or not a state dict; re-export it with `torch.save(model.state_dict(), ...)` "
-            "or safetensors.") from e
+    except Exception as e:  # damaged files, pickles with code, wrong formats
+        raise TeacherLoadError(_explain_load_error(path, e)) from e
     for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
             break
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise TeacherLoadError(f"Checkpoint '{path}' does not hold a state dict of tensors.")
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise TeacherLoadError(f"Checkpoint '{path}' does not hold a state dict of tensors (it holds a "
+                               f"{type(sd).__name__}): save it with torch.save(model.state_dict(), path).")
     return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def check_finite(model: torch.nn.Module, input_size, source: str) -> None:
+    """Refuse a degenerate teacher: NaN/inf weights, a BatchNorm with a negative variance, or
+    non-finite outputs on a test input (its energies would be NaN, and NaN images would be
+    scored as if they were the best)."""
+    for name, t in list(model.state_dict().items()):
+        if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
+            raise TeacherLoadError(
+                f"Teacher '{source}' is degenerate: its weights '{name}' hold NaN or infinite values (a diverged "
+                "training run or a damaged file). Use a checkpoint saved before the training diverged.")
+        if name.endswith("running_var") and bool((t < 0).any()):
+            raise TeacherLoadError(
+                f"Teacher '{source}' is degenerate: the BatchNorm variances '{name}' are negative. The checkpoint is "
+                "damaged: export it again.")
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *input_size))
+    except Exception as e:
+        raise TeacherLoadError(f"Teacher '{source}' fails on a test input of size {list(input_size)} "
+                               f"({type(e).__name__}: {str(e)[:200]}): check its input_size.") from e
+    if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+        raise TeacherLoadError(
+            f"Teacher '{source}' is degenerate: it gives NaN or infinite outputs on a test input, so its energies "
+            "would be NaN. Check the checkpoint (a diverged training run?) and its normalization.")
 
 
 def _num_classes_in(sd: dict, model) -> int | None:
@@ -333,6 +476,7 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
                 f"{(missing + unexpected)[:3]}). Pick the architecture the checkpoint was trained "
                 "with.") from e
         source = str(ckpt)
+        check_finite(model.eval(), _data_config(model)["input_size"], source)
     else:
         model = _timm_pretrained_offline(name, allow_download)
         source = name
@@ -390,6 +534,9 @@ def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher
     s = tuple(std or card.get("std") or (0.229, 0.224, 0.225))
     with torch.no_grad():
         out = model(torch.zeros(1, *size))
+    if not bool(torch.isfinite(out).all()):
+        raise TeacherLoadError(f"Teacher '{path}' is degenerate: it gives NaN or infinite outputs on a test input, so "
+                               "its energies would be NaN. Check the model (a diverged training run?).")
     names, desc, ids = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
     return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names, class_ids=ids,
                    class_descriptions=desc or card.get("class_descriptions"), source=str(path),

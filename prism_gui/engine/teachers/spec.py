@@ -28,6 +28,20 @@ class TeacherSpecError(ValueError):
     """A teacher description that cannot be used; the message says what to write instead."""
 
 
+def _numbers(values, whole: bool = False) -> bool:
+    """Whether ``values`` is a list of finite numbers (whole ones with ``whole``)."""
+    import math
+
+    if not isinstance(values, (list, tuple)):
+        return False
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        if whole and float(v) != int(v):
+            return False
+    return True
+
+
 @dataclasses.dataclass
 class TeacherSpec:
     source: str = "digits"
@@ -44,22 +58,33 @@ class TeacherSpec:
             raise TeacherSpecError("teacher: give 'digits', a timm model name, a timm architecture (with "
                                    "'checkpoint'), or a TorchScript file")
         self.source = self.source.strip()
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, Path)):
+            raise TeacherSpecError(f"teacher checkpoint {self.checkpoint!r} must be the path of a file, in quotes")
         if self.checkpoint is not None:
             self.checkpoint = str(self.checkpoint)
+        if self.class_names is not None and not isinstance(self.class_names, (str, Path, list, tuple)):
+            raise TeacherSpecError(f"teacher class_names {self.class_names!r} must be a file or a list of names")
         if self.input_size is not None:
-            if len(self.input_size) != 3 or not all(int(v) > 0 for v in self.input_size):
-                raise TeacherSpecError(f"teacher input_size {list(self.input_size)} must be [channels, height, "
+            if not _numbers(self.input_size, whole=True) or len(self.input_size) != 3 or \
+                    not all(int(v) > 0 for v in self.input_size):
+                raise TeacherSpecError(f"teacher input_size {self.input_size!r} must be [channels, height, "
                                        "width], e.g. [3, 224, 224]")
             self.input_size = tuple(int(v) for v in self.input_size)
         for key in ("mean", "std"):
             v = getattr(self, key)
             if v is not None:
+                if not _numbers(v):
+                    raise TeacherSpecError(f"teacher {key} {v!r} must be a list of finite numbers, one per channel, "
+                                           "e.g. [0.485, 0.456, 0.406]")
                 v = tuple(float(x) for x in v)
                 if key == "std" and any(x <= 0 for x in v):
                     raise TeacherSpecError(f"teacher std {list(v)} must be positive")
                 setattr(self, key, v)
-        if self.crop_pct is not None and not (0 < float(self.crop_pct) <= 1):
-            raise TeacherSpecError(f"teacher crop_pct {self.crop_pct} must be in (0, 1], e.g. 0.875")
+        if self.crop_pct is not None and (not _numbers([self.crop_pct]) or not (0 < float(self.crop_pct) <= 1)):
+            raise TeacherSpecError(f"teacher crop_pct {self.crop_pct!r} must be a number in (0, 1], e.g. 0.875")
+        if self.interpolation is not None and not isinstance(self.interpolation, str):
+            raise TeacherSpecError(f"teacher interpolation {self.interpolation!r} must be a name such as "
+                                   "\"bicubic\"")
         if isinstance(self.class_names, Path):
             self.class_names = str(self.class_names)
 
@@ -80,7 +105,13 @@ class TeacherSpec:
             if unknown:
                 raise TeacherSpecError(f"{where}: unknown teacher settings {unknown}; valid: "
                                        f"{['source', *FIELDS]}")
-            return cls(str(name), **d)
+            if not isinstance(name, (str, Path)):
+                raise TeacherSpecError(f"{where}: 'teacher' is {name!r}: give 'digits', a timm model name, a timm "
+                                       "architecture (with 'checkpoint') or a TorchScript file, in quotes")
+            try:
+                return cls(str(name), **d)
+            except TeacherSpecError as e:
+                raise TeacherSpecError(f"{where}: {e}") from None
         raise TeacherSpecError(f"{where}: 'teacher' must be a name/path or a table, not {type(value).__name__}")
 
     @classmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,8 +208,15 @@ def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
 
 def _save_checkpoint(folder: Path, student, opt, sched, position: dict, scaler=None) -> None:
     """The student (safetensors, the plain module's layout) and the trainer's state: optimizer,
-    scheduler, scaler, and ``position`` (epoch, step, batch within the epoch and the data-order
-    generator's states), so a resumed run continues the uninterrupted run's data order."""
+    scheduler, scaler, and ``position`` (epoch, step, batch within the epoch, the data-order
+    generator's states, the metrics lines logged), so a resumed run continues the uninterrupted
+    run's data order.
+
+    The two files change together or not at all, whenever the process dies: the new student is
+    written beside the old one (``student.next.safetensors``), then the state, which names the
+    new student by its SHA-256, then the new student replaces the old.  :func:`_load_checkpoint`
+    finishes or discards an interrupted change."""
+    import hashlib
     import io
 
     import safetensors.torch
@@ -217,16 +225,61 @@ def _save_checkpoint(folder: Path, student, opt, sched, position: dict, scaler=N
 
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+    weights = safetensors.torch.save(sd)
     buf = io.BytesIO()
     state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **position,
-             "torch_rng": torch.get_rng_state()}
+             "torch_rng": torch.get_rng_state(), "student_sha256": hashlib.sha256(weights).hexdigest()}
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     torch.save(state, buf)
-    # the state first: a run killed between the two files resumes from the previous student with
-    # the new state only if the student's write failed, which atomic_write_bytes never leaves half
-    atomic_write_bytes(folder / "student.safetensors", safetensors.torch.save(sd))
+    atomic_write_bytes(folder / NEXT_STUDENT, weights)
     atomic_write_bytes(folder / "trainer_state.pt", buf.getvalue())
+    os.replace(folder / NEXT_STUDENT, folder / "student.safetensors")
+
+
+NEXT_STUDENT = "student.next.safetensors"
+
+
+def _load_checkpoint(folder: Path) -> tuple[dict, dict]:
+    """(the student's state dict, the trainer's state) of a checkpoint written by
+    :func:`_save_checkpoint`, completing or discarding a change a killed process left half done."""
+    import hashlib
+
+    import safetensors.torch
+
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    want = state.get("student_sha256")
+    nxt = folder / NEXT_STUDENT
+    if nxt.exists():
+        if want is not None and hashlib.sha256(nxt.read_bytes()).hexdigest() == want:
+            os.replace(nxt, folder / "student.safetensors")  # killed after the state was written
+        else:
+            nxt.unlink()  # killed before: the old student and the old state stand
+    weights = (folder / "student.safetensors").read_bytes()
+    if want is not None and hashlib.sha256(weights).hexdigest() != want:
+        raise RuntimeError(f"the checkpoint in {folder} is inconsistent (its student is not the one its trainer "
+                           "state was saved with). Delete the folder to start the run over.")
+    return safetensors.torch.load(weights), state
+
+
+def _keep_metrics(out: Path, logged: int) -> list[dict]:
+    """Cut ``out/metrics.jsonl`` back to its first ``logged`` lines (those a checkpoint had
+    seen): lines a killed run logged after its last checkpoint are logged again when it resumes,
+    and a line cut by the kill is dropped.  Returns the lines kept."""
+    from prism_gui.engine.data.catalog import atomic_write_text
+
+    path = out / "metrics.jsonl"
+    kept: list[dict] = []
+    if path.exists() and logged:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if len(kept) == logged:
+                break
+            try:
+                kept.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
 
 
 def _ddp(student, device, ranks):
@@ -252,8 +305,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
     is weighted by its share, so the averaged gradient is the one-process gradient of the same
     batch (up to BatchNorm, which on CPUs normalizes each share).  The main process logs, saves
     and exports; evaluation is split over the processes and summed."""
-    import safetensors.torch
-
+    from prism_gui.engine.data.catalog import atomic_write_text
     from prism_gui.engine.data.datasets import PlannedBatches
     from prism_gui.engine.jobs import SINGLE
     from prism_gui.engine.teachers.spec import TeacherSpec
@@ -286,19 +338,22 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, total), pct_start=0.15)
     out = Path(spec.out_dir) if spec.out_dir else None
     start_epoch, step, start_batch, resume_gen = 0, 0, 0, None
+    logged = 0  # metrics lines written (a checkpoint records it; a resumed run keeps that many)
+    kept: list[dict] = []
     log_f = None
     if out is not None:
         ck = out / "checkpoint"
         spec_path = out / "spec.json"
         if (ck / "trainer_state.pt").exists() and spec_path.exists() and \
                 _resume_key(json.loads(spec_path.read_text())) == _resume_key(dataclasses.asdict(spec)):
-            student.load_state_dict(safetensors.torch.load_file(str(ck / "student.safetensors")))
-            state = torch.load(ck / "trainer_state.pt", weights_only=True)
+            weights, state = _load_checkpoint(ck)
+            student.load_state_dict(weights)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
+            logged = int(state.get("logged", 0))
             if "order_state" in state:  # where in the epoch, and the generator's states there
                 start_batch = int(state["batch"])
                 gen.set_state(state["order_state"])
@@ -309,19 +364,24 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
                     torch.randperm(len(x), generator=gen)
         if main:
             out.mkdir(parents=True, exist_ok=True)
-            spec_path.write_text(json.dumps(dataclasses.asdict(spec), indent=2))
-            (out / "manifest.json").write_text(json.dumps(
+            atomic_write_text(spec_path, json.dumps(dataclasses.asdict(spec), indent=2))
+            atomic_write_text(out / "manifest.json", json.dumps(
                 manifest(dataclasses.asdict(spec), {"seed": spec.seed}, job="distill", images=len(x),
                          device=str(device), speed=speed.describe(), processes=world), indent=2))
-            log_f = open(out / "metrics.jsonl", "a")
+            kept = _keep_metrics(out, logged)
+            log_f = open(out / "metrics.jsonl", "a", encoding="utf-8")
     cat = None
     if main and spec.project and spec.data == "catalog":
         from prism_gui.engine.data.catalog import Catalog
 
         cat = Catalog(spec.project)
         cat.start_run(spec.run, "distill", dataclasses.asdict(spec))
+        # the run's curves are those of metrics.jsonl as cut back to the checkpoint (or to nothing)
+        cat.replace_metrics(spec.run, kept if out is not None else [])
 
     def log(values: dict, epoch: float):
+        nonlocal logged
+        logged += 1
         if log_f is not None:
             log_f.write(json.dumps({"step": step, "epoch": epoch, "time": time.time(), **values}) + "\n")
             log_f.flush()
@@ -387,9 +447,13 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
                 lv = loss.item()
                 if world > 1:  # the whole batch's mean loss
                     lv = float(ranks.all_sum([lv * len(xb)])[0]) / n_global
+                if lv != lv or lv in (float("inf"), float("-inf")):  # stop before a NaN reaches a checkpoint
+                    raise ValueError(f"the distillation loss is not finite at step {step} ({lv}): the teacher gives "
+                                     "NaN or infinite outputs, or the learning rate is too high (lr "
+                                     f"{spec.lr:g}). Check the teacher or lower lr; the last checkpoint is kept.")
                 log({"loss": lv, "lr": sched.get_last_lr()[0]}, epoch + seen / len(x))
                 position = {"epoch": epoch, "step": step, "batch": b + 1, "order_state": order_state,
-                            "gen_state": gen.get_state()}
+                            "gen_state": gen.get_state(), "logged": logged}
                 if spec.checkpoint_every and step % spec.checkpoint_every == 0:
                     checkpoint()
                 yield Event("distill", step, total, f"epoch {epoch + 1}/{spec.epochs} loss {lv:.4f}",
@@ -401,7 +465,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
                             f"epoch {epoch + 1}: accuracy {100 * last_eval['test_accuracy']:.1f}%",
                             {**last_eval, "epoch": epoch + 1})
             position = {"epoch": epoch + 1, "step": step, "batch": 0, "order_state": gen.get_state(),
-                        "gen_state": None}  # the next epoch's order is drawn first, then its augmentation
+                        "gen_state": None, "logged": logged}  # the next epoch's order first, then its augmentation
             checkpoint()
         student.to(memory_format=torch.contiguous_format)  # the plain module in the standard layout, for export
         result = {"student": spec.student, "images": len(x), "epochs": spec.epochs,
@@ -413,7 +477,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
             student = plain.to(device)
         if out is not None and main:
             export_student(student, teacher, out, onnx=spec.export_onnx)
-            (out / "result.json").write_text(json.dumps(result, indent=2))
+            atomic_write_text(out / "result.json", json.dumps(result, indent=2))
         if cat is not None:
             cat.finish_run(spec.run)
         ranks.barrier()  # the export is on disk before any process reports the end

@@ -1,0 +1,105 @@
+"""Kill anywhere: one random SIGKILL trial of each job (generation, distillation, curation, prompt
+scoring, report), then the moments a random kill rarely hits, made on purpose.  The full campaign
+(20 trials a job) is ``python -m benchmarks.kill_anywhere``; its figures are in docs/RELIABILITY.md."""
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from benchmarks.kill_anywhere import JOBS, campaign
+from prism_gui.engine.data.catalog import Catalog, CatalogError
+from prism_gui.engine.training.distill import NEXT_STUDENT, _keep_metrics, _load_checkpoint, _save_checkpoint
+
+
+def test_one_random_kill_of_each_job_loses_nothing(tmp_path):
+    res = campaign(1, seed=7, work=tmp_path)
+    assert set(res["summary"]) == set(JOBS)
+    for job, s in res["summary"].items():
+        assert (s["lost"], s["duplicates"], s["orphans"], s["corrupt"], s["errors"]) == (0, 0, 0, 0, 0), \
+            (job, res["trials"])
+
+
+def _student(value: float):
+    m = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(value)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    return m, opt, torch.optim.lr_scheduler.StepLR(opt, 1)
+
+
+def _checkpoint(folder, value: float, step: int):
+    m, opt, sched = _student(value)
+    _save_checkpoint(folder, m, opt, sched, {"epoch": 0, "step": step, "batch": step, "logged": step})
+    return safetensors.torch.load_file(str(folder / "student.safetensors"))
+
+
+def test_a_kill_between_the_two_checkpoint_files_resumes_from_a_consistent_pair(tmp_path):
+    ck = tmp_path / "checkpoint"
+    old = _checkpoint(ck, 1.0, step=5)
+    new_dir = tmp_path / "new"
+    new = _checkpoint(new_dir, 2.0, step=10)
+
+    # killed after the new student was written beside the old one, before the new state: the old pair
+    (ck / NEXT_STUDENT).write_bytes((new_dir / "student.safetensors").read_bytes())
+    weights, state = _load_checkpoint(ck)
+    assert state["step"] == 5 and all(torch.equal(weights[k], old[k]) for k in old)
+    assert not (ck / NEXT_STUDENT).exists()
+
+    # killed after the new state, before the new student replaced the old: the new pair
+    (ck / NEXT_STUDENT).write_bytes((new_dir / "student.safetensors").read_bytes())
+    (ck / "trainer_state.pt").write_bytes((new_dir / "trainer_state.pt").read_bytes())
+    weights, state = _load_checkpoint(ck)
+    assert state["step"] == 10 and all(torch.equal(weights[k], new[k]) for k in new)
+    assert not (ck / NEXT_STUDENT).exists()
+
+    # a student that is not the state's (copied by hand from another run) is refused, not trained on
+    (ck / "student.safetensors").write_bytes((tmp_path / "checkpoint" / "student.safetensors").read_bytes())
+    _checkpoint(tmp_path / "other", 3.0, step=10)
+    (ck / "student.safetensors").write_bytes((tmp_path / "other" / "student.safetensors").read_bytes())
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        _load_checkpoint(ck)
+
+
+def test_metrics_are_cut_back_to_the_checkpoint_and_a_cut_line_is_dropped(tmp_path):
+    lines = [{"step": i, "loss": 1.0 / i} for i in range(1, 8)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 8, "lo')
+    kept = _keep_metrics(tmp_path, logged=5)
+    assert kept == lines[:5]
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == [json.dumps(r) for r in lines[:5]]
+    assert _keep_metrics(tmp_path, logged=9) == lines[:5]  # fewer on disk than logged: what is there
+    assert _keep_metrics(tmp_path, logged=0) == [] and (tmp_path / "metrics.jsonl").read_text() == ""
+
+
+def test_a_journal_that_cannot_be_written_leaves_the_catalog_unchanged(tmp_path):
+    import numpy as np
+
+    with Catalog(tmp_path / "p") as cat:
+        for i in range(3):
+            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
+                          seed=i, generator="g", settings={})
+        (tmp_path / "p" / "curation.jsonl").mkdir()  # the journal cannot be opened for appending
+        with pytest.raises(CatalogError, match="curation journal"):
+            cat.set_status(cat.ids(), "reject")
+        assert set(cat.column("status")) == {"unreviewed"}  # journaled first, or not changed at all
+
+
+def test_a_cut_journal_line_costs_only_itself(tmp_path):
+    import numpy as np
+
+    from prism_gui.engine.data.recover import rebuild_catalog
+
+    root = tmp_path / "p"
+    with Catalog(root) as cat:
+        for i in range(3):
+            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
+                          seed=i, generator="g", settings={})
+        cat.set_status([cat.ids()[0]], "reject")
+        with open(root / "curation.jsonl", "a") as f:
+            f.write('{"time": 1, "set": "keep", "ite')  # a crash in the middle of a line
+        cat.set_status([cat.ids()[1]], "keep")  # the next change starts on a line of its own
+    rebuild_catalog(root)
+    with Catalog(root) as cat:
+        assert [r["status"] for r in sorted(cat.query(), key=lambda r: r["item"])] == ["reject", "keep", "unreviewed"]

@@ -188,3 +188,24 @@ def test_a_damaged_project_prompt_file_is_kept_aside_and_the_project_opens(qtbot
     copies = list(project.root.glob("prompts.json.damaged-*"))
     assert len(copies) == 1 and copies[0].read_bytes() == damaged and copies[0].name in text
     assert project.prompts_path.read_bytes() == damaged  # nothing was changed in place
+
+
+def test_a_rebuild_brings_back_a_distillations_curves_from_its_metrics_file(tmp_path):
+    root = tmp_path / "p"
+    with Catalog(root) as cat:
+        cat.add_image("gen", 0, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p", seed=0,
+                      generator="g", settings={})
+    out = root / "runs" / "distill-1" / "student"  # where the app puts a distillation's output
+    out.mkdir(parents=True)
+    lines = [{"step": s, "epoch": s / 4, "time": 1.0, "loss": 1.0 / s, "lr": 0.01} for s in range(1, 5)]
+    lines.append({"step": 4, "epoch": 1.0, "time": 2.0, "test_accuracy": 0.75, "agreement": 0.8})
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 5, "lo')
+    (out / "manifest.json").write_text(json.dumps({"job": "distill", "spec": {"epochs": 1}}))
+    (root / "catalog.sqlite").write_bytes(b"")  # damaged
+    report = rebuild_catalog(root)
+    assert report["metrics_runs"] == 1
+    with Catalog(root) as cat:
+        steps, loss = cat.metrics("distill-1", "loss")
+        assert steps.tolist() == [1, 2, 3, 4] and loss.tolist() == [1.0, 0.5, 1 / 3, 0.25]
+        assert cat.metrics("distill-1", "test_accuracy")[1].tolist() == [0.75]
+        assert {r["id"]: r["kind"] for r in cat.runs()}["distill-1"] == "distill"

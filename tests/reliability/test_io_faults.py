@@ -157,3 +157,22 @@ def test_a_report_that_does_not_fit_keeps_the_previous_one(tmp_path):
     assert "cannot write" in r.stderr and "report.html" in r.stderr
     assert (project.root / "report.html").read_text() == old
     assert not list(project.root.glob(".*.tmp"))
+
+
+def test_a_disk_too_full_to_open_the_catalog_is_not_called_damaged(tmp_path):
+    """SQLite needs its 32 kB shared-memory file to read a WAL catalog: with no room for it, the
+    catalog cannot be read, which says nothing about its health (before, it was called damaged
+    and a rebuild was offered)."""
+    import numpy as np
+
+    from prism_gui.engine.project.project import Project
+
+    project = Project.create(tmp_path / "p")
+    with Catalog(project.root) as cat:
+        cat.add_image("r", 0, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p", seed=0,
+                      generator="g", settings={})
+    r = cli("report", project.root, limit=20_000)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "cannot read the catalog" in r.stderr and "not known to be damaged" in r.stderr
+    assert "repair-catalog" not in r.stderr
+    assert not list(project.root.glob("catalog.sqlite.damaged-*"))

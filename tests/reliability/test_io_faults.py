@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from prism_gui.engine.data.catalog import Catalog, CatalogError
+from tests.reliability import add_blank_images
 
 pytestmark = pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="POSIX file-size limits")
 
@@ -105,15 +106,12 @@ with Catalog(sys.argv[1]) as cat:
 
 
 def test_a_full_disk_during_curation_keeps_every_acknowledged_change(tmp_path):
-    import numpy as np
 
     from prism_gui.engine.data.recover import check_catalog, rebuild_catalog
 
     root = tmp_path / "p"
     with Catalog(root) as cat:
-        for i in range(20):
-            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
-                          seed=i, generator="g", settings={})
+        add_blank_images(cat, 20)
     r = subprocess.run([sys.executable, "-c", CURATOR.format(limit=300_000), str(root)], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]

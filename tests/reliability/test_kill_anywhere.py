@@ -11,6 +11,7 @@ import torch
 from benchmarks.kill_anywhere import JOBS, campaign
 from prism_gui.engine.data.catalog import Catalog, CatalogError
 from prism_gui.engine.training.distill import NEXT_STUDENT, _keep_metrics, _load_checkpoint, _save_checkpoint
+from tests.reliability import add_blank_images
 
 
 def test_one_random_kill_of_each_job_loses_nothing(tmp_path):
@@ -74,12 +75,9 @@ def test_metrics_are_cut_back_to_the_checkpoint_and_a_cut_line_is_dropped(tmp_pa
 
 
 def test_a_journal_that_cannot_be_written_leaves_the_catalog_unchanged(tmp_path):
-    import numpy as np
 
     with Catalog(tmp_path / "p") as cat:
-        for i in range(3):
-            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
-                          seed=i, generator="g", settings={})
+        add_blank_images(cat, 3)
         (tmp_path / "p" / "curation.jsonl").mkdir()  # the journal cannot be opened for appending
         with pytest.raises(CatalogError, match="curation journal"):
             cat.set_status(cat.ids(), "reject")
@@ -87,15 +85,12 @@ def test_a_journal_that_cannot_be_written_leaves_the_catalog_unchanged(tmp_path)
 
 
 def test_a_cut_journal_line_costs_only_itself(tmp_path):
-    import numpy as np
 
     from prism_gui.engine.data.recover import rebuild_catalog
 
     root = tmp_path / "p"
     with Catalog(root) as cat:
-        for i in range(3):
-            cat.add_image("r", i, np.zeros((8, 8, 3), np.uint8), class_index=0, class_name="zero", prompt="p",
-                          seed=i, generator="g", settings={})
+        add_blank_images(cat, 3)
         cat.set_status([cat.ids()[0]], "reject")
         with open(root / "curation.jsonl", "a") as f:
             f.write('{"time": 1, "set": "keep", "ite')  # a crash in the middle of a line

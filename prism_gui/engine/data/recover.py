@@ -23,6 +23,20 @@ JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item),
 # (this module imports neither the catalog nor PIL at import: the app runs check_catalog on open)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of an append-only JSON-lines file (the curation journal, a run's
+    ``metrics.jsonl``); a line cut by a crash is skipped, the lines around it stand."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # the primary result codes that mean a damaged file
 
 
@@ -170,12 +184,7 @@ def _restore_metrics(cat, root: Path, known: set[str]) -> int:
     runs = root / "runs"
     for path in sorted(runs.glob("*/metrics.jsonl")) + sorted(runs.glob("*/student/metrics.jsonl")):
         run = path.relative_to(root / "runs").parts[0]
-        lines = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:  # a line cut by a crash
-                continue
+        lines = read_jsonl(path)
         if run not in known:
             try:
                 m = json.loads((path.parent / "manifest.json").read_text())
@@ -184,7 +193,7 @@ def _restore_metrics(cat, root: Path, known: set[str]) -> int:
             cat.start_run(run, m.get("job", "distill"), m.get("spec", {}))
             cat.finish_run(run, "recovered")
             known.add(run)
-        cat.replace_metrics(run, [r for r in lines if isinstance(r, dict) and "step" in r])
+        cat.replace_metrics(run, [r for r in lines if "step" in r])
         n += 1
     return n
 
@@ -193,15 +202,10 @@ def _replay_journal(cat, journal: Path) -> int:
     """Apply the journal's changes in order, without journaling them again; returns how many."""
     if not journal.exists():
         return 0
-    n = 0
-    for line in journal.read_text(encoding="utf-8").splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:  # a line cut by a crash: the changes before it stand
-            continue
+    entries = read_jsonl(journal)  # a line cut by a crash: the changes around it stand
+    for e in entries:
         if "set" in e:
             cat.restore_statuses([(e["set"], r, i) for r, i in e["items"]])
         else:
             cat.restore_statuses([(s, r, i) for r, i, s in e.get("restore", [])])
-        n += 1
-    return n
+    return len(entries)

@@ -267,17 +267,10 @@ def _keep_metrics(out: Path, logged: int) -> list[dict]:
     seen): lines a killed run logged after its last checkpoint are logged again when it resumes,
     and a line cut by the kill is dropped.  Returns the lines kept."""
     from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.recover import read_jsonl
 
     path = out / "metrics.jsonl"
-    kept: list[dict] = []
-    if path.exists() and logged:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if len(kept) == logged:
-                break
-            try:
-                kept.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+    kept = read_jsonl(path)[:logged] if path.exists() and logged else []
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 

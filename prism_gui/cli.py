@@ -6,6 +6,7 @@
     prism distill SPEC                   distill a student on a project's curated images
     prism evaluate SPEC                  accuracy of an exported student on a real held-out set
     prism metrics SPEC                   precision/recall/density/coverage of a synthetic set
+    prism select PROJECT --per-class N   oversample-and-select: keep N images per class, reject the rest
     prism export PROJECT DEST            export a project's curated images as an ImageFolder
     prism report PROJECT [--out FILE]    the project's stakeholder report as one HTML file
     prism world                          sample the Digits prior and score it with the teacher
@@ -125,6 +126,44 @@ def cmd_report(rest):
     events = _progress(build_report(a.project))
     out = events[-1].data["report"].save_html(a.out or a.project / "report.html")
     print(f"report -> {out}")
+    return 0
+
+
+def cmd_select(rest):
+    from prism_gui.engine.data.selection import DESCRIPTIONS, NEEDS_FEATURES, STRATEGIES
+    from prism_gui.engine.project.demo_settings import FULL
+
+    p = argparse.ArgumentParser(prog="prism select", description="Oversample-and-select: per class keep N of a "
+                                "project's images and reject the rest, in one undoable curation step.",
+                                epilog="strategies: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--per-class", type=int, required=True, help="images to keep per class")
+    p.add_argument("--by", choices=list(STRATEGIES), default=FULL["select"],
+                   help=f"how to choose them (default: {FULL['select']}, the demo's)")
+    p.add_argument("--run", help="only this generation run (default: every run)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clustering strategies")
+    p.add_argument("--teacher", help="with a coverage strategy: the teacher (a name, folder or checkpoint; default: "
+                                     "the project's, from its project.json)")
+    a = p.parse_args(rest)
+    from prism_gui.engine.project.actions import select_job
+    from prism_gui.engine.project.project import SPEC_FILE, Project
+
+    if not (a.project / "catalog.sqlite").exists():
+        raise SystemExit(f"prism select: '{a.project}' is not a PRISM project (no catalog.sqlite): give the "
+                         "project folder that 'prism generate' wrote")
+    if a.per_class < 1:
+        raise SystemExit(f"prism select: --per-class must be at least 1, not {a.per_class}")
+    teacher = None
+    if a.by in NEEDS_FEATURES:
+        from prism_gui.engine.teachers.spec import TeacherSpec
+
+        if a.teacher is None and not (a.project / SPEC_FILE).exists():
+            raise SystemExit(f"prism select: '--by {a.by}' compares images in the teacher's features and "
+                             f"'{a.project}' has no {SPEC_FILE} naming one: add --teacher (e.g. --teacher digits)")
+        value = a.teacher if a.teacher is not None else Project.open(a.project).teacher_value()
+        teacher = TeacherSpec.from_value(value, "--teacher" if a.teacher else SPEC_FILE).load()
+    ev = _progress(select_job(a.project, a.per_class, a.by, a.run, teacher, seed=a.seed))[-1]
+    print(f"kept {a.per_class} per class ({DESCRIPTIONS[a.by]}), rejected {ev.data['rejected']}")
     return 0
 
 
@@ -403,6 +442,7 @@ def _delegate(module: str):
 
 COMMANDS = {
     "demo": cmd_demo,
+    "select": cmd_select,
     "prompts": cmd_prompts,
     "generate": cmd_generate,
     "distill": cmd_distill,

@@ -25,6 +25,26 @@ def test_demo_quick_writes_a_results_table_and_json(root, tmp_path):
         assert set(res["methods"][name]["metrics"]) >= {"precision", "recall", "density", "coverage"}
     assert res["methods"]["real-data KD (upper bound)"]["student_accuracy"] > 0.8
     assert res["wall_seconds"] > 0 and "student acc" in r.stdout
+    assert "share of the gap" in r.stdout and res["gap_share"] is not None
+
+    # prism select on the demo's project: the plain run, 5 per class by coverage
+    proj = tmp_path / "proj"
+    r = run(root, "select", str(proj), "--per-class", "5", "--run", "plain", "--by", "cluster")
+    assert r.returncode != 0 and "add --teacher" in r.stderr  # a demo project has no project.json
+    r = run(root, "select", str(proj), "--per-class", "5", "--run", "plain", "--by", "cluster", "--teacher", "digits")
+    assert r.returncode == 0, r.stderr[-3000:]
+    from prism_gui.engine.data.catalog import Catalog
+
+    with Catalog(proj, create=False) as cat:
+        for c in range(10):
+            assert cat.count(run="plain", classes=[c], statuses=["unreviewed"]) == 5
+        assert cat.count(run="prism", statuses=["reject"]) == res["methods"]["PRISM"]["generated_images"] - 200
+    assert "rejected 150" in r.stdout
+    for args, said in ((["--per-class", "0"], "at least 1"), (["--per-class", "3", "--by", "best"], "invalid choice")):
+        r = run(root, "select", str(proj), *args)
+        assert r.returncode != 0 and said in r.stderr
+    r = run(root, "select", str(tmp_path), "--per-class", "3")
+    assert r.returncode != 0 and "not a PRISM project" in r.stderr
 
 
 def test_stage_commands_from_spec_files(root, tmp_path):

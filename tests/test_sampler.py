@@ -1,5 +1,7 @@
 """The guided sampler: equals StableDiffusionPipeline at guidance 0; guidance lowers energy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,33 @@ def test_guidance_works_with_any_scheduler(digits_prior, digits_teacher, schedul
     out = sample(digits_prior, ["the digit 4"] * 2, [3, 4], steps=6, scheduler=scheduler, guidance=g,
                  teacher=digits_teacher, targets=[4, 4])
     assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+
+
+def test_class_scale_multiplies_each_class_guidance(digits_prior, digits_teacher):
+    targets = [1, 1, 7, 7]
+    prompts = [f"the digit {k}" for k in targets]
+    kw = dict(steps=6, cfg=2.0, teacher=digits_teacher, targets=targets)
+    g = GuidanceSpec(EnergySpec({"class": 1.0}), scale=0.3, window=(0.0, 1.0))
+    base = sample(digits_prior, prompts, [5, 6, 7, 8], guidance=g, **kw)
+    ones = sample(digits_prior, prompts, [5, 6, 7, 8], guidance=dataclasses.replace(g, class_scale=(1.0,) * 10), **kw)
+    assert torch.equal(base, ones)
+    off7 = dataclasses.replace(g, class_scale=tuple(0.0 if k == 7 else 1.0 for k in range(10)))
+    out = sample(digits_prior, prompts, [5, 6, 7, 8], guidance=off7, **kw)
+    plain = sample(digits_prior, prompts, [5, 6, 7, 8], steps=6, cfg=2.0)
+    assert torch.equal(out[:2], base[:2])  # class 1: full guidance
+    assert torch.allclose(out[2:], plain[2:], atol=1e-4) and not torch.allclose(base[2:], plain[2:], atol=1e-2)
+    with pytest.raises(ValueError, match="one per class"):
+        sample(digits_prior, prompts, [5, 6, 7, 8], guidance=dataclasses.replace(g, class_scale=(1.0, 1.0)), **kw)
+    with pytest.raises(ValueError, match="finite multiplier >= 0"):
+        GuidanceSpec(class_scale=(1.0, -1.0))
+
+
+def test_adaptive_class_scale_guides_the_misread_classes_harder():
+    from prism_gui.engine.generation.sampler import adaptive_class_scale
+
+    assert adaptive_class_scale([0.9, 0.8, 0.7]) == pytest.approx((0.5, 1.0, 1.5))
+    assert adaptive_class_scale([1.0, 0.0]) == (0.5, 2.0)  # clipped
+    assert adaptive_class_scale([1.0, 1.0]) == (1.0, 1.0)
 
 
 def test_bad_guidance_settings_are_clear_errors():

@@ -115,7 +115,10 @@ def test_keep_lowest_per_class_is_one_undoable_step(qtbot, panel):
     panel.run.setCurrentText("prism")
     panel.apply_filters()
     panel.keep_n.setValue(5)
-    panel.keep_lowest.click()
+    panel.keep_by.setCurrentIndex(panel.keep_by.findData("lowest"))
+    panel.keep_button.click()
+    qtbot.waitUntil(lambda: panel.keep_button.isEnabled(), timeout=20000)
+    assert "rejected 150" in panel.message.text()
     assert panel.cat.count(run="prism", statuses=["reject"]) == 150
     assert panel.cat.count(run="plain", statuses=["reject"]) == 0
     kept = panel.cat.query(columns="class_index, energy", run="prism", statuses=["unreviewed"], classes=[0])

@@ -554,6 +554,7 @@ def score_prompts(ps: PromptSet, components, teacher, *, pilot_per_prompt: int =
     targets = [p.class_index for p in scored.prompts for _ in range(pilot_per_prompt)]
     seeds = [PILOT_SEED_BASE + seed * 100_000 + i for i in range(len(texts))]
     energies: list[float] = []
+    correct: list[bool] = []
     yield Event("prompts: pilot scoring", 0, len(texts), f"{len(texts)} pilot samples")
     for i in range(0, len(texts), batch_size):
         images = None
@@ -562,7 +563,13 @@ def score_prompts(ps: PromptSet, components, teacher, *, pilot_per_prompt: int =
             images = ev.data.get("images", images)
         sc = score_images(teacher, images.to(teacher.device), targets[i : i + batch_size], EnergySpec({"class": 1.0}))
         energies += [s["energy"] for s in sc]
+        correct += [bool(s["correct"]) for s in sc]
         yield Event("prompts: pilot scoring", min(len(texts), i + batch_size), len(texts))
     per_prompt = np.array(energies).reshape(-1, pilot_per_prompt).mean(1)
     apply_scores(scored, dict(enumerate(per_prompt)), keep_fraction=keep_fraction)
+    # how well the teacher recognises each class's unguided renders (adaptive guidance reads it)
+    tg, ok = np.array(targets), np.array(correct, float)
+    scored.meta["pilot"] = {"class_accuracy": [float(ok[tg == k].mean()) if (tg == k).any() else None
+                                               for k in range(len(scored.class_names))],
+                            "samples": len(texts)}
     yield Event("prompts: pilot scoring", len(texts), len(texts), "scored", {"prompts": scored})

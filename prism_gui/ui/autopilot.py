@@ -176,14 +176,22 @@ class Autopilot(QObject):
         c.status.setCurrentText("all")
         c.sort.setCurrentText("energy (low first)")
         c.apply_filters()
-        # oversample-and-select, as the engine's demo does: per class keep the lowest-energy share
+        # oversample-and-select, as the engine's demo does (its strategy, from the same settings)
+
+        def show(_ev=None):
+            e = c.cat.column("energy", run=self.runs["prism"], statuses=["unreviewed", "keep"]).astype(float)
+            c.h_energy.set_threshold(float(np.max(e)) if len(e) else 1.0)
+            c.view.setCurrentIndex(c.model.index(0))
+            c.view.setFocus()
+
+        if self.spec["oversample"] <= 1:  # the demo trains on every image it generated
+            show()
+            return None
         c.keep_n.setValue(self.spec["images_per_class"])
-        c.select_lowest()
-        e = c.cat.column("energy", run=self.runs["prism"], statuses=["unreviewed", "keep"]).astype(float)
-        c.h_energy.set_threshold(float(np.max(e)) if len(e) else 1.0)
-        c.view.setCurrentIndex(c.model.index(0))
-        c.view.setFocus()
-        return None
+        c.keep_by.setCurrentIndex(c.keep_by.findData(self.spec["select"]))
+        job = c.select_per_class()
+        job.finished.connect(show)
+        return job
 
     def prdc(self):
         return self.win.curate.compute_prdc(runs=[self.runs["plain"], self.runs["prism"]])

@@ -232,10 +232,20 @@ class CuratePanel(QWidget):
         self.reject_conf.clicked.connect(lambda: self.reject_beyond("confidence"))
         self.beyond = QLabel()
         self.keep_n = spin(1, 100000, 20, "Images to keep per class")
-        self.keep_lowest = QPushButton("Keep lowest-energy per class:")
-        self.keep_lowest.setToolTip("Oversample-and-select: per class keep the N images of the shown run with the "
-                                    "lowest class energy and reject the rest (one undoable step)")
-        self.keep_lowest.clicked.connect(lambda: self.select_lowest())
+        self.keep_button = QPushButton("Keep per class:")
+        self.keep_button.setToolTip("Oversample-and-select: per class keep N images of the shown run, chosen as the "
+                                    "menu says, and reject the rest (one undoable step)")
+        self.keep_button.clicked.connect(lambda: self.select_per_class())
+        from prism_gui.engine.data.selection import DESCRIPTIONS, STRATEGIES
+        from prism_gui.engine.project.demo_settings import FULL
+
+        self.keep_by = QComboBox()
+        for name in STRATEGIES:
+            if name != "first":
+                self.keep_by.addItem(DESCRIPTIONS[name], name)
+        self.keep_by.setCurrentIndex(max(0, self.keep_by.findData(FULL["select"])))
+        self.keep_by.setToolTip("How the kept images are chosen. The default is the demo's (docs/BENCHMARKS.md); "
+                                "the coverage choices compare images in the teacher's features (a job)")
         self.prdc_button = QPushButton("Precision / recall vs. real images")
         self.prdc_button.setToolTip("Precision, recall, density and coverage of the non-rejected images against the "
                                     "project's evaluation set (Digits test split, an image folder such as ImageNet "
@@ -256,8 +266,9 @@ class CuratePanel(QWidget):
         brow.addWidget(self.reject_conf)
         hl.addLayout(brow)
         krow = QHBoxLayout()
-        krow.addWidget(self.keep_lowest)
+        krow.addWidget(self.keep_button)
         krow.addWidget(self.keep_n)
+        krow.addWidget(self.keep_by)
         krow.addWidget(self.beyond, 1)
         hl.addLayout(krow)
         prow = QHBoxLayout()
@@ -409,17 +420,29 @@ class CuratePanel(QWidget):
         self.refresh()
         return action
 
-    def select_lowest(self, per_class: int | None = None) -> int | None:
-        if self.cat is None:
+    def select_per_class(self, per_class: int | None = None, strategy: str | None = None):
+        """Keep ``per_class`` images per class of the shown run by ``strategy`` (default: the
+        menu's), as a job; one undoable step."""
+        if self.cat is None or self.studio.project is None:
             return None
+        from prism_gui.engine.project.actions import select_job
+
         n = per_class or self.keep_n.value()
+        strategy = strategy or self.keep_by.currentData()
         run = self.run.currentText() if self.run.currentIndex() > 0 else None
-        before = self.cat.count(statuses=["reject"])
-        action = self.cat.select_lowest(n, column="energy_class", run=run)
-        rejected = self.cat.count(statuses=["reject"]) - before
-        self.message.setText(f"Kept the {n} lowest-energy images per class, rejected {rejected}; Ctrl+Z undoes it.")
+        root, teacher = self.studio.project.root, self.studio.teacher
+        self.keep_button.setEnabled(False)
+        self.job = self.studio.submit("Select", lambda token: select_job(root, n, strategy, run, teacher,
+                                                                         cancel=token))
+        self.job.finished.connect(self._selected)
+        self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
+        self.job.ended.connect(lambda _o: self.keep_button.setEnabled(True))
+        return self.job
+
+    def _selected(self, ev) -> None:
+        self.message.setText(f"Kept {ev.data['per_class']} images per class ({self.keep_by.currentText()}), "
+                             f"rejected {ev.data['rejected']}; Ctrl+Z undoes it.")
         self.refresh()
-        return action
 
     # ---- keyboard curation
     def selected_ids(self) -> list[int]:

@@ -548,16 +548,6 @@ class Catalog:
             ids = [r[0] for r in self._conn.execute(q, [*args, threshold])]
         return self.set_status(ids, "reject", label=f"{column} {'>' if above else '<'} {threshold:g}")
 
-    def select_lowest(self, per_class: int, *, column: str = "energy_class", run=None) -> int | None:
-        """Oversample-and-select: per class keep the ``per_class`` images with the lowest
-        ``column`` and reject the rest (one undoable action)."""
-        reject = []
-        classes = sorted({r[0] for r in self.query(columns="DISTINCT class_index", run=run)})
-        for c in classes:
-            ids = self.ids(run=run, classes=[c], statuses=["unreviewed", "keep"], sort=column)
-            reject += ids[per_class:]
-        return self.set_status(reject, "reject", label=f"keep {per_class}/class lowest {column}")
-
     # ------------------------------------------------------------------ metrics
     def log_metrics(self, run: str, step: int, values: dict[str, float], epoch: float | None = None) -> None:
         now = time.time()

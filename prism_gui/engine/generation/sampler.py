@@ -26,6 +26,7 @@ import dataclasses
 import inspect
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from prism_gui.engine.generation.decoders import decode_with, decoder_checkpointing, final_decode, guidance_vae
@@ -77,6 +78,9 @@ class GuidanceSpec:
     checkpoint_decoder: bool = False
     # a tiny decoder (AutoencoderTiny folder or cached hub id) for the guidance gradient only; "" = the VAE
     decoder: str = ""
+    # per-class multipliers of ``scale`` (by class index; None: every class gets ``scale``), e.g.
+    # from :func:`adaptive_class_scale` (stronger guidance where the prior's renders fit the teacher worst)
+    class_scale: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.energy, dict):
@@ -94,6 +98,10 @@ class GuidanceSpec:
                 raise ValueError(f"guidance window_steps {self.window_steps} must be 0 <= first <= last")
         if self.micro_batch < 0:
             raise ValueError("guidance micro_batch must be 0 (the whole batch) or a positive number of images")
+        if self.class_scale is not None:
+            self.class_scale = tuple(float(v) for v in self.class_scale)
+            if not self.class_scale or any(not (v >= 0 and np.isfinite(v)) for v in self.class_scale):
+                raise ValueError("guidance class_scale must be a list of one finite multiplier >= 0 per class")
 
     @property
     def on(self) -> bool:
@@ -143,6 +151,18 @@ def initial_noise(comp: DiffusionComponents, gens: Sequence[torch.Generator],
     s = latent_size(comp, resolution)
     noise = [torch.randn((1, c, s, s), generator=g, dtype=torch.float32) for g in gens]
     return torch.cat(noise).to(comp.device, comp.dtype)
+
+
+def adaptive_class_scale(class_accuracy, lo: float = 0.5, hi: float = 2.0) -> tuple[float, ...]:
+    """Per-class guidance multipliers from how often the teacher recognises the prior's unguided
+    pilot samples of each class (``class_accuracy``, e.g. from prompt scoring): a class the
+    teacher misreads twice as often as the average gets twice the guidance, clipped to [lo, hi];
+    the mean misreading keeps ``scale`` as it is."""
+    miss = 1.0 - np.clip(np.asarray(class_accuracy, float), 0.0, 1.0)
+    mean = float(miss.mean())
+    if mean <= 0:
+        return tuple(1.0 for _ in miss)
+    return tuple(float(v) for v in np.clip(miss / mean, lo, hi))
 
 
 def _rms(g: torch.Tensor) -> torch.Tensor:
@@ -268,6 +288,12 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
             energies.append(energy.detach())
     x0, grad = torch.cat(x0s), torch.cat(grads).to(latents.dtype)
     step = guidance.scale * (grad / _rms(grad) if guidance.normalize else grad)
+    if guidance.class_scale is not None:
+        if int(tgt.max()) >= len(guidance.class_scale):
+            raise ValueError(f"guidance class_scale has {len(guidance.class_scale)} multipliers but the teacher has "
+                             f"class index {int(tgt.max())}: give one per class")
+        mult = torch.tensor(guidance.class_scale, dtype=step.dtype, device=step.device)[tgt.to(step.device).long()]
+        step = step * mult.view(-1, *([1] * (step.dim() - 1)))
     out_new = output_for_x0(x0 - step, latents, level, ptype)
     return out_new.to(latents.dtype), float(torch.cat(energies).mean())
 

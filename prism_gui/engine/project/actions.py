@@ -150,6 +150,25 @@ def prdc_job(project_root: str | Path, runs: list[str] | None = None, teacher=No
                             cancel=cancel)
 
 
+def select_job(project_root: str | Path, per_class: int, strategy: str = "lowest", run: str | None = None,
+               teacher=None, seed: int = 0, cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Oversample-and-select (:mod:`prism_gui.engine.data.selection`) as one undoable curation
+    action; the last event carries ``data['action']`` and ``data['rejected']``."""
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.selection import DESCRIPTIONS, NEEDS_FEATURES, select_in_catalog
+
+    yield Event("select", 0, 1, f"keep {per_class} per class: {DESCRIPTIONS.get(strategy, strategy)}"
+                + (" (teacher features)" if strategy in NEEDS_FEATURES else ""))
+    with Catalog(project_root, create=False) as cat:
+        before = cat.count(run=run, statuses=["reject"]) if run else cat.count(statuses=["reject"])
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        action = select_in_catalog(cat, per_class, strategy=strategy, run=run, teacher=teacher, seed=seed)
+        after = cat.count(run=run, statuses=["reject"]) if run else cat.count(statuses=["reject"])
+    yield Event("select", 1, 1, f"kept {per_class} per class, rejected {after - before}",
+                {"action": action, "rejected": after - before, "strategy": strategy, "per_class": per_class})
+
+
 # ---------------------------------------------------------------------------- precision-aware prompts
 def score_prompts_job(prompts, teacher=None, generator_source: str = "digits", pilot_per_prompt: int = 1,
                       keep_fraction: float = 0.7, steps: int = 15, cfg: float = 3.0, scheduler: str = "ddim",

@@ -7,11 +7,12 @@ from __future__ import annotations
 # scale 0.4, 3x oversample and keep the lowest class energy: 94.95 +- 1.57% on the seeds it was
 # picked on (benchmarks/results/candidates.json) and 96.11 +- 0.86% on fresh seeds
 # (candidates_seeds345.json), 76% and 84% of the gap between plain prompts and real-data KD.
-FULL = dict(images_per_class=100, oversample=3, prompts_per_class=40, pilot_per_prompt=2, keep_prompt_fraction=0.7,
+FULL = dict(images_per_class=100, oversample=1, prompts_per_class=40, pilot_per_prompt=2, keep_prompt_fraction=0.7,
             guidance_scale=0.4, guidance_window=(0.5, 1.0), guidance_mode="cheap", epochs=40, steps=30, cfg=3.0,
-            scheduler="ddim", student="digits_student", seed=0)
+            scheduler="ddim", student="digits_student", seed=0,
+            select="quota", adaptive_guidance=False)
 # quick: under a minute here; 60 epochs because 200 images make only 4 steps an epoch
-QUICK = {**FULL, "images_per_class": 20, "oversample": 2, "prompts_per_class": 6, "pilot_per_prompt": 1,
+QUICK = {**FULL, "images_per_class": 20, "prompts_per_class": 6, "pilot_per_prompt": 1,
          "epochs": 60, "steps": 15}
 
 

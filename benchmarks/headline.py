@@ -97,7 +97,7 @@ def _components(spec, ctx, project: Path, sets, y, select_rows: bool = False) ->
             x, lab, _ = cat.load_images(ids=ids)
         out["PRISM without selection"] = _arm(spec, ctx, x, lab, sets, y)
     elif select_rows:  # the demo trains on all it generates: PRISM + select, 3x generated and n kept per class
-        from prism_gui.engine.data.selection import candidate_columns, select_ids
+        from prism_gui.engine.analysis.selection import candidate_columns, select_ids
 
         t0 = time.time()
         for _ in demo.prism_generate_stage(dataclasses.replace(spec, oversample=SELECT_OVERSAMPLE), ctx, project,
@@ -149,7 +149,7 @@ def run_seed(seed: int, work: Path, *, quick: bool, components: bool, budget: in
                              "metrics": {k: m["metrics"][k] for k in ("precision", "recall", "density", "coverage")}
                              if "metrics" in m else None,
                              "generate_seconds": m.get("generate_seconds"),
-                             "shifts": evaluate_shifts(students[name], ctx.teacher, sets, y) if components else None,
+                             "shifts": evaluate_shifts(students[name], ctx.teacher, sets, y),
                              "per_class": per_class_accuracy(students[name], ctx)}
     if components:
         rec["rows"].update(_components(spec, ctx, project, sets, y, select_rows))

@@ -264,6 +264,7 @@ def _curate_cmd(project: Path, n: int, seed: int, ack: Path | None = None) -> li
 def curator(project: Path, n: int, seed: int, ack: Path) -> None:
     """A curator's session: ``n`` changes through the Catalog calls the Curate panel makes; each
     change that returns is acknowledged by a line in ``ack`` (flushed)."""
+    from prism_gui.engine.analysis.selection import select_in_catalog
     from prism_gui.engine.data.catalog import Catalog
 
     rng = random.Random(seed)
@@ -281,7 +282,7 @@ def curator(project: Path, n: int, seed: int, ack: Path) -> None:
             elif op < 0.7:
                 r = cat.reject_beyond(rng.choice(energies), column="energy")
             elif op < 0.75:
-                r = cat.select_lowest(rng.randint(2, 6), column="energy_class")
+                r = select_in_catalog(cat, rng.randint(2, 6), strategy="lowest")
             else:
                 r = cat.undo()
             if r is not None:

@@ -6,7 +6,7 @@
 For each seed, the demo's own stages (:mod:`prism_gui.engine.project.demo`) make the plain
 prompt set, the real-data KD student and a PRISM candidate pool of ``pool`` x the training
 budget per class (the demo's prompts, guidance and generation seed).  Every selection strategy
-of :data:`prism_gui.engine.data.selection.STRATEGIES` (and a few reference sets) then picks the
+of :data:`prism_gui.engine.analysis.selection.STRATEGIES` (and a few reference sets) then picks the
 training budget per class from the pool, and the same student recipe is distilled on each
 pick.  The share of the gap closed is ``(acc - plain) / (real - plain)`` per seed.
 
@@ -73,8 +73,8 @@ def pool_stage(spec: demo.DemoSpec, ctx: demo.DemoContext, work: Path, pool: int
 
 def run(seeds, pool: int, work: Path, quick: bool = False, strategies=None, log=print, done=None, save=None,
         overrides: dict | None = None) -> dict:
+    from prism_gui.engine.analysis.selection import STRATEGIES, select_ids
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.data.selection import STRATEGIES, select_ids
 
     base = dataclasses.replace(demo.DemoSpec.quick() if quick else demo.DemoSpec(), **(overrides or {}))
     ctx = demo.demo_context()
@@ -152,7 +152,7 @@ def student_aware(spec, ctx, cols, x_all, base: str, n: int, over: int, seed: in
     import torch
     import torch.nn.functional as F
 
-    from prism_gui.engine.data.selection import select_ids
+    from prism_gui.engine.analysis.selection import select_ids
 
     half = n // 2
     first = select_ids(base, cols, per_class=half, candidates_per_class=n * over, seed=seed)

@@ -158,17 +158,18 @@ class Soak:
             c = win.curate
             c.refresh()
             action = self.rng.choice(["beyond", "lowest", "reject", "keep", "undo"])
+            job = None
             if action == "beyond":
                 e = c.cat.column("energy").astype(float)
                 c.reject_beyond("energy", float(np.quantile(e, self.rng.uniform(0.5, 0.95))))
             elif action == "lowest":
-                c.select_lowest(self.rng.randint(2, 5))
+                job = c.select_per_class(self.rng.randint(2, 5), "lowest")
             elif action in ("reject", "keep") and c.model.rowCount():
                 c.view.setCurrentIndex(c.model.index(self.rng.randrange(c.model.rowCount())))
                 c.set_status(action)
             else:
                 c.undo()
-            job, kind = None, f"curate: {action}"
+            kind = f"curate: {action}"
         elif kind == "prdc":
             win.show_panel("curate")
             win.curate.refresh()

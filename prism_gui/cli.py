@@ -130,7 +130,7 @@ def cmd_report(rest):
 
 
 def cmd_select(rest):
-    from prism_gui.engine.data.selection import DESCRIPTIONS, NEEDS_FEATURES, STRATEGIES
+    from prism_gui.engine.analysis.selection import DESCRIPTIONS, NEEDS_FEATURES, STRATEGIES
     from prism_gui.engine.project.demo_settings import FULL
 
     p = argparse.ArgumentParser(prog="prism select", description="Oversample-and-select: per class keep N of a "

@@ -65,7 +65,7 @@ def test_select_lowest_keeps_the_best_per_class(tmp_path):
     with Catalog(tmp_path) as cat:
         for i in range(20):
             add(cat, "r", i, k=i % 2, energy=float(-i))
-        from prism_gui.engine.data.selection import select_in_catalog
+        from prism_gui.engine.analysis.selection import select_in_catalog
 
         select_in_catalog(cat, 3, strategy="lowest", run="r")
         kept = cat.query(statuses=["unreviewed"])

@@ -1,9 +1,9 @@
-"""Oversample-and-select strategies (engine/data/selection.py) and their catalog action."""
+"""Oversample-and-select strategies (engine/analysis/selection.py) and their catalog action."""
 
 import numpy as np
 import pytest
 
-from prism_gui.engine.data.selection import STRATEGIES, kcenter, select_ids, select_in_catalog
+from prism_gui.engine.analysis.selection import STRATEGIES, kcenter, select_ids, select_in_catalog
 
 
 def _pool(per_class=30, classes=3, prompts=3, seed=0):

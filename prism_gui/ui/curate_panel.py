@@ -236,7 +236,7 @@ class CuratePanel(QWidget):
         self.keep_button.setToolTip("Oversample-and-select: per class keep N images of the shown run, chosen as the "
                                     "menu says, and reject the rest (one undoable step)")
         self.keep_button.clicked.connect(lambda: self.select_per_class())
-        from prism_gui.engine.data.selection import DESCRIPTIONS, STRATEGIES
+        from prism_gui.engine.analysis.selection import DESCRIPTIONS, STRATEGIES
         from prism_gui.engine.project.demo_settings import FULL
 
         self.keep_by = QComboBox()

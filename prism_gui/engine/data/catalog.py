@@ -271,7 +271,15 @@ class Catalog:
         q = "SELECT * FROM runs" + (" WHERE kind=?" if kind else "") + " ORDER BY created"
         with self._lock:
             rows = self._conn.execute(q, (kind,) if kind else ()).fetchall()
-        return [{**dict(r), "spec": json.loads(r["spec"])} for r in rows]
+        out = [{**dict(r), "spec": json.loads(r["spec"])} for r in rows]
+        if any(r["status"] == "running" for r in out):
+            from prism_gui.engine.data.lock import holder
+
+            if holder(self.root) is None:  # no writer holds the project: the run stopped without recording it
+                for r in out:  # (killed, or a disk too full to write its end)
+                    if r["status"] == "running":
+                        r["status"] = "interrupted"
+        return out
 
     def run_spec(self, run: str) -> dict | None:
         with self._lock:

@@ -152,10 +152,10 @@ def prdc_job(project_root: str | Path, runs: list[str] | None = None, teacher=No
 
 def select_job(project_root: str | Path, per_class: int, strategy: str = "lowest", run: str | None = None,
                teacher=None, seed: int = 0, cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Oversample-and-select (:mod:`prism_gui.engine.data.selection`) as one undoable curation
+    """Oversample-and-select (:mod:`prism_gui.engine.analysis.selection`) as one undoable curation
     action; the last event carries ``data['action']`` and ``data['rejected']``."""
+    from prism_gui.engine.analysis.selection import DESCRIPTIONS, NEEDS_FEATURES, select_in_catalog
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.data.selection import DESCRIPTIONS, NEEDS_FEATURES, select_in_catalog
 
     yield Event("select", 0, 1, f"keep {per_class} per class: {DESCRIPTIONS.get(strategy, strategy)}"
                 + (" (teacher features)" if strategy in NEEDS_FEATURES else ""))

@@ -2,9 +2,12 @@
 
 Stages: the teacher on the real test split; the real-data KD upper bound; plain class-name
 prompts without guidance (the DM-KD recipe); full PRISM (diversified, precision-scored prompts,
-energy-guided sampling, oversample-and-select by energy); each synthetic set's precision,
+energy-guided sampling and, when ``oversample`` > 1, selection); each synthetic set's precision,
 recall, density and coverage against the real test split in the teacher's feature space.
 Every method gets the same student, training recipe and number of training images.
+
+The stages are functions the benchmarks call too (``benchmarks/headline.py`` runs
+:func:`run_demo` itself), so the headline in docs/BENCHMARKS.md is what a user gets.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class DemoSpec:
     prompts_per_class: int = FULL["prompts_per_class"]
     pilot_per_prompt: int = FULL["pilot_per_prompt"]  # precision-aware prompt scoring (0: off)
     keep_prompt_fraction: float = FULL["keep_prompt_fraction"]
-    select: str = FULL["select"]  # a selection strategy (prism_gui.engine.data.selection.STRATEGIES)
+    select: str = FULL["select"]  # a selection strategy (prism_gui.engine.analysis.selection.STRATEGIES)
     guidance_scale: float = FULL["guidance_scale"]
     guidance_window: tuple[float, float] = FULL["guidance_window"]
     guidance_mode: str = FULL["guidance_mode"]
@@ -192,8 +195,8 @@ def prism_generate_stage(spec: DemoSpec, ctx: DemoContext, project: Path, prompt
 
 def select_stage(spec: DemoSpec, ctx: DemoContext, project: Path) -> None:
     """Oversample-and-select: keep ``images_per_class`` per class of run ``prism``."""
+    from prism_gui.engine.analysis.selection import select_in_catalog
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.data.selection import select_in_catalog
 
     with Catalog(project) as cat:
         select_in_catalog(cat, spec.images_per_class, strategy=spec.select, run="prism", teacher=ctx.teacher,

@@ -14,7 +14,7 @@ PRISM generates more candidates than it trains on and keeps, per class, the ``pe
 - ``first``: no selection (the first ``per_class`` candidates in generation order).
 
 Strategies work on plain arrays (one row per candidate: ``class_index``, ``energy_class``,
-``prompt``, ``features``), so the demo, the Curate panel, the autopilot and the benchmarks call
+``prompt``, ``features``), so the demo, the Curate panel, the autopilot, `prism select` and the benchmarks call
 the same code; :func:`select_in_catalog` applies one to a catalog run as one undoable action.
 """
 

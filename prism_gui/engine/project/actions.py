@@ -160,11 +160,11 @@ def select_job(project_root: str | Path, per_class: int, strategy: str = "lowest
     yield Event("select", 0, 1, f"keep {per_class} per class: {DESCRIPTIONS.get(strategy, strategy)}"
                 + (" (teacher features)" if strategy in NEEDS_FEATURES else ""))
     with Catalog(project_root, create=False) as cat:
-        before = cat.count(run=run, statuses=["reject"]) if run else cat.count(statuses=["reject"])
+        before = cat.count(run=run, statuses=["reject"])
         if cancel is not None:
             cancel.raise_if_cancelled()
         action = select_in_catalog(cat, per_class, strategy=strategy, run=run, teacher=teacher, seed=seed)
-        after = cat.count(run=run, statuses=["reject"]) if run else cat.count(statuses=["reject"])
+        after = cat.count(run=run, statuses=["reject"])
     yield Event("select", 1, 1, f"kept {per_class} per class, rejected {after - before}",
                 {"action": action, "rejected": after - before, "strategy": strategy, "per_class": per_class})
 

@@ -153,6 +153,13 @@ def cmd_select(rest):
                          "project folder that 'prism generate' wrote")
     if a.per_class < 1:
         raise SystemExit(f"prism select: --per-class must be at least 1, not {a.per_class}")
+    if a.run is not None:
+        from prism_gui.engine.data.catalog import Catalog
+
+        with Catalog(a.project, create=False) as cat:
+            runs = [r["id"] for r in cat.runs("generate")]
+        if a.run not in runs:
+            raise SystemExit(f"prism select: '{a.project}' has no generation run '{a.run}'; its runs are {runs}")
     teacher = None
     if a.by in NEEDS_FEATURES:
         from prism_gui.engine.teachers.spec import TeacherSpec

@@ -43,6 +43,8 @@ def test_demo_quick_writes_a_results_table_and_json(root, tmp_path):
     for args, said in ((["--per-class", "0"], "at least 1"), (["--per-class", "3", "--by", "best"], "invalid choice")):
         r = run(root, "select", str(proj), *args)
         assert r.returncode != 0 and said in r.stderr
+    r = run(root, "select", str(proj), "--per-class", "3", "--run", "nope")
+    assert r.returncode != 0 and "has no generation run 'nope'" in r.stderr and "plain" in r.stderr
     r = run(root, "select", str(tmp_path), "--per-class", "3")
     assert r.returncode != 0 and "not a PRISM project" in r.stderr
 

@@ -9,7 +9,7 @@ FORBIDDEN = ("PySide6", "pyqtgraph", "superqt", "PyQt5", "PyQt6", "qtpy")
 
 def core_files(root):
     pkg = root / "prism_gui"
-    files = [*list((pkg / "engine").rglob("*.py")), pkg / "cli.py", pkg / "resources.py"]
+    files = [*list((pkg / "engine").rglob("*.py")), *list((pkg / "cli").rglob("*.py")), pkg / "resources.py"]
     assert len(files) > 10
     return files
 

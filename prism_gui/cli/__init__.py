@@ -7,6 +7,9 @@
     prism evaluate SPEC                  accuracy of an exported student on a real held-out set
     prism metrics SPEC                   precision/recall/density/coverage of a synthetic set
     prism select PROJECT --per-class N   oversample-and-select: keep N images per class, reject the rest
+    prism map PROJECT                    a 2-D map of the images (and real ones) in the teacher's features
+    prism duplicates PROJECT [--reject]  near-duplicate groups; keep the lowest-energy image of each
+    prism holes PROJECT [--fill N]       per-class coverage, uncovered regions, and generate more there
     prism export PROJECT DEST            export a project's curated images as an ImageFolder
     prism report PROJECT [--out FILE]    the project's stakeholder report as one HTML file
     prism world                          sample the Digits prior and score it with the teacher
@@ -447,9 +450,12 @@ def _delegate(module: str):
     return run
 
 
+from prism_gui.cli.curation import COMMANDS as CURATION  # noqa: E402
+
 COMMANDS = {
     "demo": cmd_demo,
     "select": cmd_select,
+    **CURATION,
     "prompts": cmd_prompts,
     "generate": cmd_generate,
     "distill": cmd_distill,

@@ -42,6 +42,7 @@ class GenerateSpec:
     precision: str = "fp32"  # fp32 | fp16 | bf16 (GPU only; the CPU always samples in float32)
     auto_batch: bool = True  # on out-of-memory, halve the batch and retry it instead of failing the run
     offload: bool = False  # model CPU offload: one model on the GPU at a time (less memory, slower)
+    classes: list[int] | None = None  # only these class indices (None: every class), e.g. filling holes
 
     def __post_init__(self):
         if isinstance(self.sampler, dict):
@@ -64,6 +65,12 @@ class GenerateSpec:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.images_per_class < 1 or self.batch_size < 1:
             raise ValueError("images_per_class and batch_size must be at least 1")
+        if self.classes is not None:
+            if not self.classes:
+                raise ValueError("classes is empty: list the class indices to generate, or leave it out for all")
+            if any(not isinstance(c, int) or c < 0 for c in self.classes):
+                raise ValueError(f"classes must be class indices (integers >= 0), not {self.classes}")
+            self.classes = sorted(set(self.classes))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -86,12 +93,19 @@ def load_generate_file(path) -> tuple[GenerateSpec, str, object]:
     return build(GenerateSpec, {**s, "teacher": tspec.to_value()}, path), prompts_path, tspec
 
 
-def plan(prompts: PromptSet, images_per_class: int, seed: int) -> list[tuple[int, int, str, str, int]]:
-    """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class."""
+def plan(prompts: PromptSet, images_per_class: int, seed: int, classes: list[int] | None = None
+         ) -> list[tuple[int, int, str, str, int]]:
+    """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class (of
+    ``classes`` only, when given)."""
     items = []
     i = 0
     grouped = prompts.by_class()
-    for k in range(len(prompts.class_names)):
+    if classes is not None:
+        bad = [c for c in classes if not 0 <= c < len(prompts.class_names)]
+        if bad:
+            raise ValueError(f"classes {bad} are not class indices of this teacher (0 to "
+                             f"{len(prompts.class_names) - 1})")
+    for k in range(len(prompts.class_names)) if classes is None else classes:
         active = [p for p in grouped[k] if p.weight > 0]
         if not active:
             raise ValueError(f"class '{prompts.class_names[k]}' has no active prompt: add or re-enable one")
@@ -148,7 +162,7 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
     if issues:
         raise ValueError(f"{len(issues)} prompt problem(s) with generator '{spec.generator}'; fix these prompts in the "
                          "Prompts tab or the prompt file, then run again:\n" + "\n".join(issues[:10]))
-    items = plan(prompts, spec.images_per_class, spec.seed)
+    items = plan(prompts, spec.images_per_class, spec.seed, spec.classes)
     with contextlib.ExitStack() as stack:
         cat = None
         if ranks.is_main:

@@ -183,3 +183,64 @@ def score_prompts_job(prompts, teacher=None, generator_source: str = "digits", p
                              pilot_per_prompt=pilot_per_prompt, keep_fraction=keep_fraction,
                              sampler=SamplerSettings(steps=steps, cfg=cfg, scheduler=scheduler),
                              batch_size=batch, cancel=cancel)
+
+
+# ---------------------------------------------------------------------------- generate more here
+def fill_prompts(regions: list[dict], class_names: list[str]):
+    """The prompt set of "generate more here": each chosen region's proposed prompts, weighted by
+    how often they made its nearest images."""
+    from prism_gui.engine.prompts import Prompt, PromptSet
+
+    prompts: dict[tuple[int, str], float] = {}
+    for g in regions:
+        for p in g.get("prompts", []):
+            key = (int(g["class"]), p["prompt"])
+            prompts[key] = prompts.get(key, 0.0) + float(p["count"])
+    if not prompts:
+        raise ValueError("the chosen regions propose no prompts (their classes have no synthetic images to take "
+                         "prompts from): generate images for those classes first")
+    return PromptSet(list(class_names), [Prompt(c, text, weight=w, source="holes") for (c, text), w in prompts.items()],
+                     meta={"source": "holes", "regions": [{"class": g["class"], "size": g["size"]} for g in regions]})
+
+
+def next_run_name(cat, prefix: str = "fill") -> str:
+    names = {r["id"] for r in cat.runs()}
+    n = 1
+    while f"{prefix}-{n}" in names:
+        n += 1
+    return f"{prefix}-{n}"
+
+
+def fill_holes_job(project, teacher, regions: list[dict], *, per_class: int = 20, run: str | None = None,
+                   base_run: str | None = None, components=None, cancel: CancelToken | None = None
+                   ) -> Iterator[Event]:
+    """Generate ``per_class`` more images for each class of ``regions`` with their proposed
+    prompts and ``base_run``'s settings (default: the project's latest generation run), into a
+    new run.  Yields the generation's events."""
+    import dataclasses
+
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.generation.job import GenerateSpec, run_generation
+
+    if not regions:
+        raise ValueError("choose at least one uncovered region to fill")
+    if per_class < 1:
+        raise ValueError(f"images per class must be at least 1, not {per_class}")
+    with Catalog(project, create=False) as cat:
+        gen_runs = cat.runs("generate")
+        if not gen_runs:
+            raise ValueError(f"'{project}' has no generation run to take settings from: generate first")
+        base = next((r for r in gen_runs if r["id"] == base_run), None) if base_run else gen_runs[-1]
+        if base is None:
+            raise ValueError(f"'{project}' has no generation run '{base_run}'; its runs are "
+                             f"{[r['id'] for r in gen_runs]}")
+        run = run or next_run_name(cat)
+        seeds = [int(r["spec"].get("seed", 0)) for r in gen_runs]
+    spec = {**base["spec"], "project": str(project), "run": run, "images_per_class": per_class,
+            "seed": max(seeds) + 1, "classes": sorted({int(g["class"]) for g in regions})}
+    gspec = GenerateSpec(**{k: v for k, v in spec.items() if k in {f.name for f in dataclasses.fields(GenerateSpec)}})
+    ps = fill_prompts(regions, list(teacher.class_names))
+    ps.save(Path(project) / "runs" / run / "prompts.json")
+    yield from run_generation(gspec, ps, teacher=teacher, components=components, cancel=cancel)
+    yield Event("fill", 1, 1, f"run '{run}': {per_class} more images for each of {len(gspec.classes)} classes",
+                {"run": run, "classes": gspec.classes})

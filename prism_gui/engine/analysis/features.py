@@ -1,0 +1,217 @@
+"""The teacher's features of a project's images, computed once and kept.
+
+The map, the near-duplicate search and the holes view all work in the teacher's penultimate
+features (:meth:`Teacher.features`).  Computing them for 100,000 images is minutes of GPU time,
+so they are cached in the project, per teacher, under ``analysis/features-<teacher>.npz``:
+
+- keyed by ``(run, item)``, which survive a catalog rebuild (image ids do not);
+- stored as float16 (half the disk; distances in float32 after loading);
+- *incremental*: a later call computes only the images added since, and drops rows whose
+  image is gone;
+- keyed by a fingerprint of the teacher's weights and input settings, so another teacher, or the
+  same name with other weights, never reads them.
+
+A real reference set (the project's evaluation set) is cached the same way, keyed by the set's
+name or folder and its file listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from prism_gui.engine.jobs import CancelToken, Event
+
+ANALYSIS_DIR = "analysis"
+
+
+def teacher_fingerprint(teacher) -> str:
+    """A short hash of the teacher's weights, input settings and class names."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([teacher.source, teacher.architecture, list(teacher.input_size), list(teacher.mean),
+                         list(teacher.std), list(teacher.class_names), getattr(teacher, "crop_pct", 1.0),
+                         getattr(teacher, "interpolation", "")]).encode())
+    with torch.no_grad():
+        for name, t in sorted(teacher.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                     if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class FeatureTable:
+    """Features of catalog images: ``ids`` (current catalog ids), ``labels`` (class index),
+    ``features`` (N, D) float32, plus ``runs`` and ``items`` (their stable keys)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    features: np.ndarray
+    runs: np.ndarray
+    items: np.ndarray
+    teacher: str = ""
+    computed: int = 0  # how many were computed by this call (the rest came from the cache)
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, mask) -> FeatureTable:
+        m = np.asarray(mask)
+        return FeatureTable(self.ids[m], self.labels[m], self.features[m], self.runs[m], self.items[m], self.teacher,
+                            self.computed)
+
+
+def _atomic_save_npz(path: Path, **arrays) -> None:
+    from prism_gui.engine.data.catalog import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path: Path) -> dict | None:
+    """A cache file's arrays, or None when it is missing or unreadable (a cache is rebuilt, never
+    trusted when damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def feature_cache_path(project: str | Path, fingerprint: str) -> Path:
+    return Path(project) / ANALYSIS_DIR / f"features-{fingerprint}.npz"
+
+
+def catalog_features(project: str | Path, teacher, *, runs: list[str] | None = None, batch_size: int = 256,
+                     fingerprint: str | None = None, cancel: CancelToken | None = None
+                     ) -> Iterator[Event]:
+    """Features of every image of ``runs`` (default: all) in the catalog, whatever its status;
+    only images missing from the cache are computed.  The last event carries
+    ``data['table']`` (a :class:`FeatureTable`, in catalog id order)."""
+    import torch
+
+    from prism_gui.engine.analysis.prdc import teacher_features
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.datasets import CatalogImages
+
+    cancel = cancel or CancelToken()
+    root = Path(project)
+    fp = fingerprint or teacher_fingerprint(teacher)
+    with Catalog(root, create=False) as cat:
+        all_rows = cat.query(columns="id, run, item, class_index, path")
+    present = sorted({r["run"] for r in all_rows})
+    if runs:
+        unknown = sorted(set(runs) - set(present))
+        if unknown:
+            raise ValueError(f"'{root}' has no images in run(s) {unknown}; its runs with images are {present}")
+    rows = [r for r in all_rows if not runs or r["run"] in runs]
+    if not rows:
+        raise ValueError(f"'{root}' has no images yet: generate some first")
+    ids = np.array([r["id"] for r in rows], np.int64)
+    labels = np.array([r["class_index"] for r in rows], np.int64)
+    run_of = np.array([r["run"] for r in rows])
+    items = np.array([r["item"] for r in rows], np.int64)
+    keys = [f"{r['run']}\x00{r['item']}" for r in rows]
+    path = feature_cache_path(root, fp)
+    cache = _load_npz(path)
+    cached: dict[str, int] = {}
+    if cache is not None and {"keys", "features"} <= set(cache):
+        cached = {k: j for j, k in enumerate(cache["keys"].tolist())}
+    have = np.array([k in cached for k in keys], bool)
+    todo = np.flatnonzero(~have)
+    yield Event("features", 0, max(1, len(todo)), f"{int(have.sum()):,} cached, {len(todo):,} to compute")
+    parts = []
+    step = max(batch_size * 8, 2048)
+    for a in range(0, len(todo), step):
+        cancel.raise_if_cancelled()
+        chunk = todo[a : a + step]
+        ds = CatalogImages(root, [rows[j] for j in chunk], size=tuple(teacher.input_size[1:]),
+                           channels=teacher.input_size[0], cache_mb=0)
+        with torch.no_grad():
+            parts.append(teacher_features(teacher, ds, batch_size=batch_size, workers=0).astype(np.float32))
+        yield Event("features", min(a + step, len(todo)), len(todo),
+                    f"teacher features: {min(a + step, len(todo)):,} of {len(todo):,} images")
+    dim = parts[0].shape[1] if parts else int(cache["features"].shape[1])
+    feats = np.zeros((len(rows), dim), np.float32)
+    if have.any():
+        feats[have] = cache["features"][[cached[keys[j]] for j in np.flatnonzero(have)]].astype(np.float32)
+    if parts:
+        feats[todo] = np.concatenate(parts).astype(np.float16).astype(np.float32)  # as a later call reads them
+    existing = {f"{r['run']}\x00{r['item']}" for r in all_rows}
+    stale = [k for k in cached if k not in existing]
+    if parts or stale:  # the cache keeps every image that still exists, plus the new ones
+        mine = set(keys)
+        others = [k for k in cached if k in existing and k not in mine]  # other runs' images stay cached
+        out_f = [feats] + ([cache["features"][[cached[k] for k in others]].astype(np.float32)] if others else [])
+        _atomic_save_npz(path, keys=np.array(keys + others), features=np.concatenate(out_f).astype(np.float16),
+                         teacher=np.array(fp))
+    table = FeatureTable(ids, labels, feats, run_of, items, fp, computed=len(todo))
+    yield Event("features", 1, 1, f"features of {len(ids):,} images ({len(todo):,} computed)", {"table": table})
+
+
+def reference_key(reference, mapping=None) -> str:
+    """The cache key of a real reference set: its name, or its folder with its file listing."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([str(reference), str(mapping or "")]).encode())
+    p = Path(str(reference))
+    if p.is_dir():
+        for f in sorted(p.rglob("*")):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.relative_to(p).as_posix()}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def reference_features(project: str | Path, teacher, reference, mapping=None, *, fingerprint: str | None = None,
+                       batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of a real reference set (a built-in set's name or a labelled folder),
+    cached in the project per teacher and set."""
+    from prism_gui.engine.analysis.prdc import teacher_features
+    from prism_gui.engine.data.datasets import image_set
+
+    fp = fingerprint or teacher_fingerprint(teacher)
+    path = Path(project) / ANALYSIS_DIR / f"reference-{fp}-{reference_key(reference, mapping)}.npz"
+    cache = _load_npz(path)
+    if cache is not None and {"features", "labels"} <= set(cache):
+        return cache["features"].astype(np.float32), cache["labels"].astype(np.int64)
+    ds = image_set(reference, teacher, mapping)
+    if ds is None:
+        raise ValueError("no reference set: choose the project's evaluation set (a labelled image folder, or "
+                         "'digits-test' in the Digits world), or use the teacher's class prototypes")
+    feats = teacher_features(teacher, ds, batch_size=batch_size).astype(np.float32)
+    labels = np.asarray(ds.labels, np.int64)
+    _atomic_save_npz(path, features=feats.astype(np.float16), labels=labels, reference=np.array(str(reference)))
+    return feats, labels
+
+
+def class_prototypes(teacher) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (C, D), bias (C,)) of the teacher's classifier (its last linear layer): one
+    prototype direction per class in the feature space, the reference of the holes view when the
+    project has no real set."""
+    import torch
+
+    model = teacher.model
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, torch.nn.Linear):
+        head = None
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.out_features == teacher.num_classes:
+                head = m
+    if head is None or head.out_features != teacher.num_classes:
+        raise ValueError(f"teacher '{teacher.source}' has no linear classifier with {teacher.num_classes} outputs "
+                         "to take class prototypes from: choose a real reference set instead")
+    w = head.weight.detach().float().cpu().numpy()
+    b = head.bias.detach().float().cpu().numpy() if head.bias is not None else np.zeros(len(w), np.float32)
+    return w, b

@@ -16,7 +16,8 @@ PRISM without selection when the demo selects (the first budget of each class in
 run) or, with ``--select-rows``, PRISM + select when it does not (3x generated, the budget kept
 by two strategies), and every student's accuracy on shifted copies of the test split.  ``--budgets`` repeats the three
 headline rows at other budgets per class.  Finished seeds are kept in ``--out``; an
-interrupted run resumes.
+interrupted run resumes, and ``--components`` adds the component rows to a finished seed
+recorded without them (from the prompts its project kept).
 """
 
 from __future__ import annotations
@@ -65,27 +66,21 @@ def gap_share(acc: float, plain: float, real: float) -> float:
 
 
 def _components(spec, ctx, project: Path, sets, y, select_rows: bool = False) -> dict:
-    """DPE only, EDA only and PRISM without selection at the demo's settings and seeds."""
+    """DPE only, EDA only and PRISM without selection at the demo's settings and seeds, each
+    made by the demo's own generation stage (only its prompts or its guidance scale changed)."""
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.generation.energies import EnergySpec
-    from prism_gui.engine.generation.job import GenerateSpec, run_generation
-    from prism_gui.engine.generation.sampler import GuidanceSpec
     from prism_gui.engine.prompts import PromptSet, plain_prompts
 
     n = spec.images_per_class
-    seeds = demo.seed_plan(spec)
     prompts = PromptSet.load(project / "prompts.json")
-    guided = GuidanceSpec(energy=EnergySpec(dict(spec.guidance_energy)), scale=spec.guidance_scale,
-                          window=tuple(spec.guidance_window), mode=spec.guidance_mode)
-    arms = {"DPE only": (prompts, GuidanceSpec()),
-            "EDA only": (plain_prompts(ctx.teacher.class_names, ctx.bank), guided)}
+    one = dataclasses.replace(spec, oversample=1)
+    arms = {"DPE only": (prompts, dataclasses.replace(one, guidance_scale=0.0)),
+            "EDA only": (plain_prompts(ctx.teacher.class_names, ctx.bank), one)}
     out = {}
-    for name, (ps, guidance) in arms.items():
+    for name, (ps, arm_spec) in arms.items():
         run = name.split()[0].lower()
         t0 = time.time()
-        g = GenerateSpec(project=str(project), run=run, images_per_class=n, batch_size=spec.batch_size,
-                         seed=seeds["PRISM generation"], sampler=spec.sampler, guidance=guidance)
-        for _ in run_generation(g, ps, teacher=ctx.teacher, components=ctx.comp):
+        for _ in demo.prism_generate_stage(arm_spec, ctx, project, ps, per_class=n, run=run):
             pass
         gen_s = round(time.time() - t0, 1)
         with Catalog(project) as cat:
@@ -128,14 +123,41 @@ def _arm(spec, ctx, x, labels, sets, y) -> dict:
             "metrics": {k: m[k] for k in ("precision", "recall", "density", "coverage")}}
 
 
-def run_seed(seed: int, work: Path, *, quick: bool, components: bool, budget: int | None, ctx, sets,
-             overrides: dict | None = None, select_rows: bool = False) -> dict:
+def seed_spec(seed: int, work: Path, *, quick: bool, budget: int | None, overrides: dict | None = None):
+    """The demo spec (and its project folder) of one seed of the headline or a budget row."""
     base = demo.DemoSpec.quick() if quick else demo.DemoSpec()
     kw = dict(overrides or {})
     if budget is not None:
         kw["images_per_class"] = budget
     project = work / (f"b{budget}-s{seed}" if budget is not None else f"s{seed}")
-    spec = dataclasses.replace(base, seed=seed, project=str(project), **kw)
+    return dataclasses.replace(base, seed=seed, project=str(project), **kw), project
+
+
+def has_components(rec: dict) -> bool:
+    return "DPE only" in rec["rows"]
+
+
+def add_components(rec: dict, work: Path, *, quick: bool, ctx, sets, overrides: dict | None = None,
+                   select_rows: bool = False) -> dict:
+    """The component rows for a seed recorded without them, from the prompts its demo run saved
+    in its project (the demo itself is not re-run: its rows are kept as recorded)."""
+    spec, project = seed_spec(rec["seed"], work, quick=quick, budget=None, overrides=overrides)
+    if not (project / "prompts.json").is_file():
+        raise SystemExit(f"seed {rec['seed']} has no component rows and its project {project} is gone: "
+                         "delete its record from --out to run the seed again with --components")
+    now = json.loads(json.dumps(dataclasses.asdict(spec)))
+    ignore = {"project"} | ({"select"} if spec.oversample == 1 else set())  # no selection: its strategy is unused
+    differ = sorted(k for k in now if k not in ignore and rec["spec"].get(k, now[k]) != now[k])
+    if differ:
+        raise SystemExit(f"seed {rec['seed']} was recorded with another spec than this command's "
+                         f"({', '.join(differ)}): give the --set and --quick it was run with")
+    rec["rows"].update(_components(spec, ctx, project, sets, ctx.y_test, select_rows))
+    return rec
+
+
+def run_seed(seed: int, work: Path, *, quick: bool, components: bool, budget: int | None, ctx, sets,
+             overrides: dict | None = None, select_rows: bool = False) -> dict:
+    spec, project = seed_spec(seed, work, quick=quick, budget=budget, overrides=overrides)
     done = None
     t0 = time.time()
     for ev in demo.run_demo(spec, ctx=ctx):
@@ -276,7 +298,15 @@ def main(argv=None) -> int:
         key = "headline" if budget is None else f"budget {budget}"
         recs = res.setdefault(key, {}).setdefault("records", [])
         for seed in a.seeds:
-            if any(r["seed"] == seed for r in recs):
+            old = next((r for r in recs if r["seed"] == seed), None)
+            if old is not None:
+                if a.components and budget is None and not has_components(old):
+                    add_components(old, a.work, quick=a.quick, ctx=ctx, sets=sets, overrides=overrides,
+                                   select_rows=a.select_rows)
+                    print(f"{key} seed {seed}: components " + ", ".join(
+                        f"{k} {100 * v['accuracy']:.2f}%" for k, v in old["rows"].items()), flush=True)
+                    res[key]["summary"] = summarize(recs)
+                    save()
                 continue
             rec = run_seed(seed, a.work, quick=a.quick, components=a.components and budget is None, budget=budget,
                            ctx=ctx, sets=sets, overrides=overrides, select_rows=a.select_rows)

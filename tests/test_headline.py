@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks.headline import gap_share, interval, summarize
+from benchmarks.headline import add_components, gap_share, has_components, interval, seed_spec, summarize
 
 
 def test_interval_is_the_t_interval_of_the_mean_and_of_one_more_seed():
@@ -31,6 +31,23 @@ def test_summary_gap_share_per_row_uses_each_seeds_own_baselines():
     assert out["gap_share"]["mean"] == pytest.approx(np.mean([0.15 / 0.19, 0.21 / 0.28]))
     assert out["rows"]["plain prompts"]["gap_share"]["mean"] == 0
     assert out["rows"]["real-data KD (upper bound)"]["gap_share"]["mean"] == pytest.approx(1)
+
+
+def test_component_rows_are_added_only_to_a_seed_recorded_with_the_same_spec_and_kept_prompts(tmp_path):
+    import dataclasses
+
+    spec, project = seed_spec(7, tmp_path, quick=True, budget=None)
+    rec = {"seed": 7, "spec": json.loads(json.dumps(dataclasses.asdict(spec))),
+           "rows": {"PRISM": {"accuracy": 0.9}}}
+    assert not has_components(rec)
+    with pytest.raises(SystemExit, match="its project .* is gone: delete its record"):
+        add_components(rec, tmp_path, quick=True, ctx=None, sets=None)
+    project.mkdir(parents=True)
+    (project / "prompts.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"another spec than this command's \(guidance_scale\)"):
+        add_components({**rec, "spec": {**rec["spec"], "guidance_scale": 9.0}}, tmp_path, quick=True, ctx=None,
+                       sets=None)
+    assert has_components({"rows": {"DPE only": {}}})
 
 
 @pytest.mark.long

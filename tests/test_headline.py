@@ -40,7 +40,7 @@ def test_component_rows_are_added_only_to_a_seed_recorded_with_the_same_spec_and
     rec = {"seed": 7, "spec": json.loads(json.dumps(dataclasses.asdict(spec))),
            "rows": {"PRISM": {"accuracy": 0.9}}}
     assert not has_components(rec)
-    with pytest.raises(SystemExit, match="its project .* is gone: delete its record"):
+    with pytest.raises(SystemExit, match=r"its project .* is gone: delete its record"):
         add_components(rec, tmp_path, quick=True, ctx=None, sets=None)
     project.mkdir(parents=True)
     (project / "prompts.json").write_text("{}")

@@ -55,17 +55,19 @@ def baselines(spec: demo.DemoSpec, ctx: demo.DemoContext, work: Path, quick: boo
     return known[key]
 
 
-def pool_stage(spec: demo.DemoSpec, ctx: demo.DemoContext, work: Path, pool: int) -> Path:
-    """A PRISM pool of ``pool`` x the budget per class (the demo's prompts, guidance and seed),
-    generated once."""
+def pool_stage(spec: demo.DemoSpec, ctx: demo.DemoContext, work: Path, pool: int, per_class: int | None = None
+               ) -> Path:
+    """A PRISM pool of ``pool`` x the budget per class (or ``per_class`` images per class; the
+    demo's prompts, guidance and seed) in run 'prism', generated once."""
     project = work / f"s{spec.seed}"
-    flag = project / f"pool-{pool}.done"
+    flag = project / (f"pool-{per_class}.done" if per_class else f"pool-{pool}.done")
     if flag.exists():
         return project
     prompts = None
     for ev in demo.prism_prompts_stage(spec, ctx, project):
         prompts = ev.data.get("prompts", prompts)
-    for _ in demo.prism_generate_stage(spec, ctx, project, prompts, per_class=spec.images_per_class * pool):
+    for _ in demo.prism_generate_stage(spec, ctx, project, prompts,
+                                       per_class=per_class or spec.images_per_class * pool):
         pass
     flag.write_text("done")
     return project

@@ -93,15 +93,18 @@ def test_panels_shortcuts_projects_and_typed_settings(qtbot, tmp_path):
     for i, name in enumerate(("teacher", "prompts", "generate", "curate", "distill", "report")):
         qtbot.keyClick(win, Qt.Key(Qt.Key.Key_1 + i), Qt.KeyboardModifier.ControlModifier)
         assert win.tabs.currentWidget() is win.panels[name]
+    qtbot.keyClick(win, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert win.tabs.currentWidget() is win.map
+    qtbot.keyClick(win, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
     assert all(win.tabs.tabToolTip(i) for i in range(win.tabs.count()))
     win.open_project(tmp_path / "p2")
     assert win.settings.recent_projects()[:2] == [str(tmp_path / "p2"), str(proj)]
     assert [a.text() for a in win.recent_menu.actions()][:2] == [str(tmp_path / "p2"), str(proj)]
     win.close()
-    assert win.settings.int("window/tab", -1) == 6 and win.settings.bytes("window/geometry")
+    assert win.settings.int("window/tab", -1) == 7 and win.settings.bytes("window/geometry")  # the report's tab
     win2 = make_window(qtbot, tmp_path)
     assert win2.studio.project.root == tmp_path / "p2"  # the last project reopens
-    assert win2.tabs.currentIndex() == 6
+    assert win2.tabs.currentWidget() is win2.report
 
 
 def test_a_failing_job_shows_a_dialog_and_the_app_stays_usable(qtbot, tmp_path):
@@ -153,7 +156,7 @@ def test_demo_autopilot_drives_every_panel_and_saves_screenshots(qtbot, tmp_path
     assert win.device_label.text() == "device: cpu"
     shots = tmp_path / "shots"
     tiny = dict(images_per_class=2, oversample=2, prompts_per_class=2, epochs=1, steps=4, batch_size=20,
-                world_per_class=1)
+                world_per_class=1, map_method="pca")
     stages = []
     pilot = win.play_demo(quick=True, screenshots=str(shots), overrides=tiny)
     pilot.stage_changed.connect(stages.append)
@@ -163,7 +166,9 @@ def test_demo_autopilot_drives_every_panel_and_saves_screenshots(qtbot, tmp_path
     assert stages[-1] == "report" and "distill: PRISM" in stages
     names = sorted(p.name for p in shots.glob("*.png"))
     assert names == ["00-overview.png", "01-teacher.png", "02-prompts.png", "03-generate.png", "04-curate.png",
-                     "05-distill.png", "06-report.png", "report-page.png"]
+                     "04b-map.png", "04c-duplicates.png", "04d-holes.png", "05-distill.png", "06-report.png",
+                     "report-page.png"]
+    assert win.map.data is not None and win.map.cov_table.rowCount() == 10
     assert "data:image/png;base64," in (shots / "report.html").read_text()
     with win.studio.project.catalog() as cat:
         assert cat.count(run="plain-1") == 20 and cat.count(run="prism-1") == 40

@@ -158,3 +158,31 @@ def test_scale_out_counts_sd15_operations_and_projects_per_gpu(root):
     assert set(p) == set(GPUS)
     h100, a100 = p["NVIDIA H100 SXM"]["40% of peak"], p["NVIDIA A100 SXM"]["40% of peak"]
     assert h100 == round(3600 * GPUS["NVIDIA H100 SXM"] * 0.4 / f["per_image"]) and h100 > a100
+
+
+@pytest.mark.long
+def test_curation_scale_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "cs.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "benchmarks/curation_scale.py", "--quick", "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    f, a, v = res["features"], res["analysis"], res["view"]
+    assert f["cached_computed"] == 0 and f["after_adding_computed"] == f["added"]
+    assert a["synthetic"] == 2000 and a["regions"] >= 0 and "umap_map_seconds" not in a
+    assert v["points"] == 3000 and v["gallery_rows"] == v["lasso_selected"] > 0 and v["frame_ms"]["frames"] == 24
+
+
+@pytest.mark.long
+def test_map_curation_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "mc.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.map_curation", "--quick", "--seeds", "0", "--work",
+                        str(tmp_path / "w"), "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    rec = res["seeds"]["0"]
+    assert set(rec["arms"]) == {"PRISM", "+50% more, lowest", "+50% where the holes are, lowest", "dedup + lowest"}
+    assert rec["holes"]["coverage_after_fill"] >= rec["holes"]["coverage_before"]
+    assert "| PRISM |" in subprocess.run([sys.executable, "-m", "benchmarks.map_curation", "--markdown", "--out",
+                                          str(out)], cwd=root, capture_output=True, text=True).stdout

@@ -148,3 +148,13 @@ def test_filtered_listings_match_pages_and_use_the_covering_index(tmp_path):
                                   {k: v for k, v in f.items() if k not in ("sort", "descending")})
             plan = " ".join(r[3] for r in cat._conn.execute("EXPLAIN QUERY PLAN " + q, args))
             assert "COVERING INDEX" in plan, plan
+
+
+def test_an_id_filter_of_any_length_works(tmp_path):
+    """A map selection can hold 100,000 ids: more than SQLite's variables per statement."""
+    with Catalog(tmp_path / "p") as cat:
+        ids = [cat.add_image("r", i, np.zeros((8, 8, 1), np.uint8), class_index=0, class_name="zero", prompt="p",
+                             seed=i, generator="g", settings={}) for i in range(3)]
+        many = list(range(10**6, 10**6 + 60_000)) + ids[1:]
+        assert cat.count(ids=many) == 2 and cat.ids(ids=many) == ids[1:]
+        assert cat.count(ids=[]) == 0

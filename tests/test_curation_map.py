@@ -331,3 +331,11 @@ def test_cli_bad_input_is_named(project, tmp_path, args, message):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert re.search(message, str(e.value)), str(e.value)
+
+
+def test_features_too_large_for_float16_are_stored_as_float32():
+    from prism_gui.engine.analysis.features import _storable
+
+    assert _storable(np.ones((2, 3), np.float32)).dtype == np.float16
+    big = np.array([[1e5, -2.0]], np.float32)
+    assert _storable(big).dtype == np.float32 and np.isfinite(_storable(big)).all()

@@ -41,18 +41,22 @@ class Autopilot(QObject):
             ("generate: PRISM", "generate", self.generate_prism),
             ("curate: energy threshold", "curate", self.curate),
             ("curate: precision / recall", "curate", self.prdc),
+            ("map", "map", self.map),
+            ("map: near-duplicates", "map", self.map_duplicates),
+            ("map: holes", "map", self.map_holes),
             ("distill: plain prompts", "distill", self.distill_plain),
             ("distill: PRISM", "distill", self.distill_prism),
             ("report", "report", self.build_report),
         ]
         self.shot_after = {"overview": "00-overview", "teacher": "01-teacher", "prompts: pilot scoring": "02-prompts",
                            "generate: PRISM": "03-generate", "curate: precision / recall": "04-curate",
+                           "map": "04b-map", "map: near-duplicates": "04c-duplicates", "map: holes": "04d-holes",
                            "distill: PRISM": "05-distill", "report": "06-report"}
 
     def _spec(self) -> dict:
         from prism_gui.engine.project.demo_settings import demo_settings  # plain data: no torch on the GUI thread
 
-        return {**demo_settings(self.quick), "batch_size": 50, "world_per_class": 6}
+        return {**demo_settings(self.quick), "batch_size": 50, "world_per_class": 6, "map_method": "auto"}
 
     # ------------------------------------------------------------------ driving
     def start(self) -> None:
@@ -195,6 +199,29 @@ class Autopilot(QObject):
 
     def prdc(self):
         return self.win.curate.compute_prdc(runs=[self.runs["plain"], self.runs["prism"]])
+
+    def map(self):
+        m = self.win.map
+        m.colour.setCurrentText("class")
+        m.side_tabs.setCurrentIndex(0)
+        return m.compute(self.spec["map_method"])
+
+    def map_duplicates(self):
+        m = self.win.map
+        m.side_tabs.setCurrentIndex(1)
+        m.colour.setCurrentText("density")
+        job = m.find_duplicates()
+        job.finished.connect(lambda _ev: m.dup_list.count() and m.dup_list.item(0).setSelected(True))
+        return job
+
+    def map_holes(self):
+        m = self.win.map
+        m.side_tabs.setCurrentIndex(0)
+        m.colour.setCurrentText("class")
+        m.select_points([])
+        job = m.find_holes()
+        job.finished.connect(lambda _ev: m.region_list.count() and m.region_list.item(0).setSelected(True))
+        return job
 
     def _distill(self, base: str):
         d = self.win.distill

@@ -343,6 +343,21 @@ class EvalSetField(QWidget):
             self.studio.evaluation_changed.emit()
 
 
+def two_panes(owner: QWidget, left: QWidget, right: QWidget, stretch=(3, 2), sizes=(700, 520)):
+    """``owner``'s layout: ``left`` and ``right`` side by side in a splitter (a panel's main area
+    and its side column)."""
+    from PySide6.QtWidgets import QSplitter
+
+    split = QSplitter()
+    split.addWidget(left)
+    split.addWidget(right)
+    for i, k in enumerate(stretch):
+        split.setStretchFactor(i, k)
+    split.setSizes(list(sizes))
+    QVBoxLayout(owner).addWidget(split)
+    return split
+
+
 def spin(lo: int, hi: int, value: int, tip: str = "", step: int = 1) -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)

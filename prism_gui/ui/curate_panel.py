@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.ui.class_table import ClassTable
-from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin
+from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin, two_panes
 from prism_gui.ui.gallery import GalleryModel, IdRole, RowRole, TileDelegate
 
 SORTS = {"energy (low first)": ("energy", False), "energy (high first)": ("energy", True),
@@ -129,13 +129,20 @@ class CuratePanel(QWidget):
         self.conf_min = dspin(0, 1, 0.5, "Show only images the teacher is at least this confident about", 0.05, 2)
         self.count = QLabel()
         self.text.setMinimumWidth(160)
+        self.map_ids: list[int] | None = None  # a selection made on the Map tab
+        self.map_chip = QPushButton()
+        self.map_chip.setToolTip("The gallery shows the images selected on the Map tab: click to show all again")
+        self.map_chip.setStyleSheet("QPushButton { background: #e3f2fd; border: 1px solid #90caf9; "
+                                    "border-radius: 9px; padding: 1px 8px; }")
+        self.map_chip.clicked.connect(lambda: self.show_ids(None))
+        self.map_chip.hide()
         row1 = QHBoxLayout()
         for w in (QLabel("Run"), self.run, QLabel("Class"), self.klass, QLabel("Status"), self.status,
                   QLabel("Sort"), self.sort):
             row1.addWidget(w)
         row1.addStretch(1)
         row2 = QHBoxLayout()
-        for w in (self.text, self.energy_max_on, self.energy_max, self.conf_min_on, self.conf_min):
+        for w in (self.text, self.energy_max_on, self.energy_max, self.conf_min_on, self.conf_min, self.map_chip):
             row2.addWidget(w)
         row2.addStretch(1)
         bar = QVBoxLayout()
@@ -287,14 +294,7 @@ class CuratePanel(QWidget):
         side.addWidget(hbox)
         side.addWidget(cbox)
         side.setSizes([220, 380, 200])
-        split = QSplitter()
-        split.addWidget(gallery)
-        split.addWidget(side)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        split.setSizes([700, 520])
-        lay = QVBoxLayout(self)
-        lay.addWidget(split)
+        two_panes(self, gallery, side, stretch=(3, 2), sizes=(700, 520))
         studio.project_changed.connect(self._on_project)
         studio.catalog_changed.connect(self.refresh)
         studio.teacher_changed.connect(lambda _t: self._fill_combos())
@@ -303,6 +303,8 @@ class CuratePanel(QWidget):
     def _on_project(self, project) -> None:
         if self.cat is not None:
             self.cat.close()
+        self.map_ids = None
+        self.map_chip.hide()
         self.cat = project.catalog()
         self.model.set_catalog(self.cat)
         self._per_class = {}
@@ -357,7 +359,16 @@ class CuratePanel(QWidget):
             f["energy_max"] = self.energy_max.value()
         if self.conf_min_on.isChecked():
             f["confidence_min"] = self.conf_min.value()
+        if self.map_ids is not None:
+            f["ids"] = self.map_ids
         return f
+
+    def show_ids(self, ids: list[int] | None) -> None:
+        """Show only ``ids`` (a Map selection; the other filters still apply), or None for all."""
+        self.map_ids = list(ids) if ids is not None else None
+        self.map_chip.setText(f"map selection: {len(ids):,} images  ✕" if ids is not None else "")
+        self.map_chip.setVisible(ids is not None)
+        self.apply_filters()
 
     def apply_filters(self) -> None:
         if self.cat is None:

@@ -27,6 +27,7 @@ from prism_gui.ui.common import Settings, job_error_dialog, make_studio
 from prism_gui.ui.curate_panel import CuratePanel
 from prism_gui.ui.distill_panel import DistillPanel
 from prism_gui.ui.generate_panel import GeneratePanel
+from prism_gui.ui.map_panel import MapPanel
 from prism_gui.ui.prompts_panel import PromptsPanel
 from prism_gui.ui.report_panel import ReportPanel
 from prism_gui.ui.teacher_panel import TeacherPanel
@@ -35,11 +36,12 @@ from prism_gui.ui.world_panel import WorldPanel
 
 PANELS = ("teacher", "prompts", "generate", "curate", "distill", "report")
 TITLES = {"world": "Digits world", "teacher": "1 Teacher", "prompts": "2 Prompts", "generate": "3 Generate",
-          "curate": "4 Curate", "distill": "5 Distill", "report": "6 Report"}
+          "curate": "4 Curate", "map": "Map", "distill": "5 Distill", "report": "6 Report"}
 TIPS = {"world": "What the built-in Digits world is made of", "teacher": "Choose the classifier to distill (Ctrl+1)",
         "prompts": "Per-class prompts and diversification (Ctrl+2)",
         "generate": "Generate images guided by the teacher's energy (Ctrl+3)",
         "curate": "Browse, filter and curate the generated images (Ctrl+4)",
+        "map": "The images against what the teacher knows: the map, near-duplicates and holes (Ctrl+Shift+M)",
         "distill": "Train the student on the curated images (Ctrl+5)",
         "report": "One page for stakeholders, exportable as HTML (Ctrl+6)"}
 ABOUT = ("<h3>PRISM Studio</h3><p>Data-free knowledge distillation: a teacher's knowledge moves into a small "
@@ -65,15 +67,21 @@ class MainWindow(QMainWindow):
         self.prompts = PromptsPanel(self.studio)
         self.generate = GeneratePanel(self.studio, settings=self.settings)
         self.curate = CuratePanel(self.studio)
+        self.map = MapPanel(self.studio)
         self.distill = DistillPanel(self.studio)
         self.report = ReportPanel(self.studio)
-        self.panels = {"world": self.world, **{name: getattr(self, name) for name in PANELS}}
+        self.panels = {"world": self.world}
+        for name in PANELS:  # the map sits beside the gallery it filters
+            self.panels[name] = getattr(self, name)
+            if name == "curate":
+                self.panels["map"] = self.map
         for name, w in self.panels.items():
             i = self.tabs.addTab(w, TITLES[name])
             self.tabs.setTabToolTip(i, TIPS[name])
         self.setCentralWidget(self.tabs)
         self.world.sample_requested.connect(self.sample_prior)
         self.curate.regenerate.connect(self._regenerate)
+        self.map.show_ids.connect(self._show_in_gallery)
         self.generate.images_added.connect(lambda _ids: self._maybe_refresh_gallery())
         self.studio.job_failed.connect(self._show_error)
         self.studio.warning.connect(self._warn)
@@ -157,6 +165,7 @@ class MainWindow(QMainWindow):
         for i, name in enumerate(PANELS):
             v.addAction(self._action(TITLES[name][2:], lambda _c=False, n=name: self.show_panel(n), f"Ctrl+{i + 1}",
                                      TIPS[name]))
+        v.addAction(self._action("Map", lambda: self.show_panel("map"), "Ctrl+Shift+M", TIPS["map"]))
         v.addAction(self._action("Digits world", lambda: self.show_panel("world"), "Ctrl+0", TIPS["world"]))
         v.addSeparator()
         v.addAction(self.jobs_dock.toggleViewAction())
@@ -175,7 +184,8 @@ class MainWindow(QMainWindow):
 
     def _shortcuts_help(self) -> None:
         QMessageBox.information(self, "Keyboard shortcuts", (
-            "Ctrl+1…6  panels · Ctrl+0  Digits world\nF5  play demo · Ctrl+P  pause/resume · Ctrl+.  cancel\n"
+            "Ctrl+1…6  panels · Ctrl+Shift+M  map · Ctrl+0  Digits world\n"
+            "F5  play demo · Ctrl+P  pause/resume · Ctrl+.  cancel\n"
             "Curate: arrows move · K keep · R reject · U unreviewed · Ctrl+Z undo\n"
             "Ctrl+L load teacher · Ctrl+E expand prompts · Ctrl+G generate · Ctrl+T train"))
 
@@ -271,6 +281,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ panels
     def show_panel(self, name: str) -> None:
         self.tabs.setCurrentWidget(self.panels[name])
+
+    def _show_in_gallery(self, ids: list) -> None:
+        self.curate.show_ids(ids)
+        self.show_panel("curate")
 
     def _regenerate(self, row: dict) -> None:
         self.generate.fill_from_image(row)

@@ -101,7 +101,7 @@ def _project(x, mean, comps):
     return (x - mean) @ comps.T
 
 
-def fit_embedding(x: np.ndarray, method: str, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
+def fit_embedding(x: np.ndarray, method: str, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.25
                   ) -> tuple[np.ndarray, dict]:
     """(2-D coordinates, the state an update needs) of features ``x``."""
     if method == "pca":
@@ -188,10 +188,11 @@ def map_job(project: str | Path, teacher, *, method: str = "auto", reference=Non
     if xy is None:
         yield Event("map", 0, 1, f"fitting the {method.upper()} map of {len(x):,} points")
         xy, state = fit_embedding(x, method, seed)
+    labels = np.concatenate([table.labels, rl])
     if did_fit or updated:
-        _atomic_save_npz(path, keys=np.array(keys), xy=xy, **state)
+        _atomic_save_npz(path, keys=np.array(keys), xy=xy, labels=labels, **state)
     pm = ProjectMap(xy=xy, ids=np.concatenate([table.ids, -np.ones(len(rf), np.int64)]),
-                    labels=np.concatenate([table.labels, rl]),
+                    labels=labels,
                     real=np.concatenate([np.zeros(len(table), bool), np.ones(len(rf), bool)]),
                     runs=np.concatenate([table.runs.astype(str), np.array([""] * len(rf), dtype=str)]),
                     method=method, teacher=fp, reference=str(reference or ""), updated=updated, refit=did_fit)
@@ -199,6 +200,16 @@ def map_job(project: str | Path, teacher, *, method: str = "auto", reference=Non
     yield Event("map", 1, 1, f"{method.upper()} map of {len(table):,} images"
                 + (f" and {len(rf):,} real ones" if len(rf) else "") + f": {what}",
                 {"map": pm, "features": table, "reference_features": rf})
+
+
+def latest_map(project) -> dict | None:
+    """The most recently written map of a project (``keys``, ``xy``, ``labels``), or None."""
+    files = sorted((Path(project) / ANALYSIS_DIR).glob("map-*.npz"), key=lambda f: f.stat().st_mtime)
+    for f in reversed(files):
+        z = _load_npz(f)
+        if z is not None and {"keys", "xy", "labels"} <= set(z):
+            return {**z, "file": f.name, "method": "umap" if "-umap-" in f.name else "pca"}
+    return None
 
 
 def separation(xy: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

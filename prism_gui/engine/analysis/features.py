@@ -5,7 +5,8 @@ features (:meth:`Teacher.features`).  Computing them for 100,000 images is minut
 so they are cached in the project, per teacher, under ``analysis/features-<teacher>.npz``:
 
 - keyed by ``(run, item)``, which survive a catalog rebuild (image ids do not);
-- stored as float16 (half the disk; distances in float32 after loading);
+- stored as float16 (half the disk; distances in float32 after loading), or float32 for a
+  teacher whose features exceed float16's range;
 - *incremental*: a later call computes only the images added since, and drops rows whose
   image is gone;
 - keyed by a fingerprint of the teacher's weights and input settings, so another teacher, or the
@@ -90,6 +91,11 @@ def _load_npz(path: Path) -> dict | None:
         return None
 
 
+def _storable(x: np.ndarray) -> np.ndarray:
+    """Features as stored: float16 when they fit its range, else float32."""
+    return x.astype(np.float16) if x.size == 0 or float(np.abs(x).max()) < 6e4 else x.astype(np.float32)
+
+
 def feature_cache_path(project: str | Path, fingerprint: str) -> Path:
     return Path(project) / ANALYSIS_DIR / f"features-{fingerprint}.npz"
 
@@ -148,14 +154,14 @@ def catalog_features(project: str | Path, teacher, *, runs: list[str] | None = N
     if have.any():
         feats[have] = cache["features"][[cached[keys[j]] for j in np.flatnonzero(have)]].astype(np.float32)
     if parts:
-        feats[todo] = np.concatenate(parts).astype(np.float16).astype(np.float32)  # as a later call reads them
+        feats[todo] = _storable(np.concatenate(parts)).astype(np.float32)  # as a later call reads them
     existing = {f"{r['run']}\x00{r['item']}" for r in all_rows}
     stale = [k for k in cached if k not in existing]
     if parts or stale:  # the cache keeps every image that still exists, plus the new ones
         mine = set(keys)
         others = [k for k in cached if k in existing and k not in mine]  # other runs' images stay cached
         out_f = [feats] + ([cache["features"][[cached[k] for k in others]].astype(np.float32)] if others else [])
-        _atomic_save_npz(path, keys=np.array(keys + others), features=np.concatenate(out_f).astype(np.float16),
+        _atomic_save_npz(path, keys=np.array(keys + others), features=_storable(np.concatenate(out_f)),
                          teacher=np.array(fp))
     table = FeatureTable(ids, labels, feats, run_of, items, fp, computed=len(todo))
     yield Event("features", 1, 1, f"features of {len(ids):,} images ({len(todo):,} computed)", {"table": table})
@@ -192,7 +198,7 @@ def reference_features(project: str | Path, teacher, reference, mapping=None, *,
                          "'digits-test' in the Digits world), or use the teacher's class prototypes")
     feats = teacher_features(teacher, ds, batch_size=batch_size).astype(np.float32)
     labels = np.asarray(ds.labels, np.int64)
-    _atomic_save_npz(path, features=feats.astype(np.float16), labels=labels, reference=np.array(str(reference)))
+    _atomic_save_npz(path, features=_storable(feats), labels=labels, reference=np.array(str(reference)))
     return feats, labels
 
 

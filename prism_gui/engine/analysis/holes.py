@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -159,9 +160,10 @@ def _holes_prototypes(syn, syn_labels, syn_ids, pool, prototypes, name, min_alig
 
 def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str] | None = None,
               statuses=("unreviewed", "keep"), k: int = DEFAULT_K, regions: int = DEFAULT_REGIONS, seed: int = 0,
-              cancel: CancelToken | None = None) -> Iterator[Event]:
+              save: bool = True, cancel: CancelToken | None = None) -> Iterator[Event]:
     """Holes of a project's images of ``statuses`` against ``reference`` (a real set; None or
-    "" for the teacher's class prototypes).  The last event carries ``data['result']``."""
+    "" for the teacher's class prototypes).  Saved to ``analysis/holes.json`` when ``save``; the
+    last event carries ``data['result']``."""
     from prism_gui.engine.analysis.features import (
         catalog_features,
         class_prototypes,
@@ -193,6 +195,13 @@ def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str]
                      k=k, regions=regions, seed=seed, class_names=teacher.class_names)
     res.update({"images": len(t), "statuses": list(statuses), "runs": runs,
                 "reference_set": str(reference) if reference not in (None, "", "none") else ""})
+    if save:  # the report's per-class coverage table reads it
+        import json
+
+        from prism_gui.engine.analysis.features import ANALYSIS_DIR
+        from prism_gui.engine.data.catalog import atomic_write_text
+
+        atomic_write_text(Path(project) / ANALYSIS_DIR / "holes.json", json.dumps(holes_json(res), indent=1))
     worst = sorted(res["per_class"].items(), key=lambda kv: kv[1]["coverage"])[:3]
     yield Event("holes", 1, 1, f"coverage {res['coverage']:.3f}; lowest: " + ", ".join(
         f"{v['class_name']} {v['coverage']:.2f}" for _, v in worst), {"result": res})

@@ -21,13 +21,13 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def _scatter_classes(ax, xy, labels, class_names, size, marker="o", alpha=0.7, edge=None):
+def _scatter_classes(ax, xy, labels, class_names, size, marker="o", alpha=0.8, edge=None):
     import matplotlib
 
     cmap = matplotlib.colormaps[CLASS_CMAP]
     cols = cmap(np.asarray(labels) % cmap.N)
     ax.scatter(xy[:, 0], xy[:, 1], s=size, c=cols, marker=marker, alpha=alpha, linewidths=0.6 if edge else 0,
-               edgecolors=edge or "none", rasterized=True)
+               edgecolors=edge or "none", rasterized=True, zorder=2)
 
 
 def map_png(xy: np.ndarray, labels: np.ndarray, real: np.ndarray, class_names: list[str], *,
@@ -43,20 +43,20 @@ def map_png(xy: np.ndarray, labels: np.ndarray, real: np.ndarray, class_names: l
         panels = [("before curation", np.ones(len(xy), bool)), ("after curation (not rejected)", kept | real)]
     fig = Figure(figsize=(5.2 * len(panels) + (0.8 if values is not None else 0), 5.0))
     n = len(xy)
-    size = float(np.clip(3000 / max(n, 1), 0.5, 12))
+    size = float(np.clip(6000 / max(n, 1), 0.5, 14))
     for j, (name, mask) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
         syn = mask & ~real
+        if real.any():  # underneath, in grey: the synthetic dots stay visible on top
+            ax.scatter(xy[real, 0], xy[real, 1], s=size * 2 + 6, c="#9e9e9e", marker="x", alpha=0.6,
+                       linewidths=0.7, rasterized=True, zorder=1)
         if values is not None:
             sc = ax.scatter(xy[syn, 0], xy[syn, 1], s=size, c=values[syn], cmap="viridis", rasterized=True,
-                            linewidths=0)
+                            linewidths=0, zorder=2)
             if j == len(panels) - 1:
                 fig.colorbar(sc, ax=ax, label=value_label)
         else:
             _scatter_classes(ax, xy[syn], labels[syn], class_names, size)
-        if real.any():
-            ax.scatter(xy[real, 0], xy[real, 1], s=size * 2 + 6, c="black", marker="x", alpha=0.55,
-                       linewidths=0.7, rasterized=True)
         ax.set_title(f"{name}: {int(syn.sum()):,} synthetic" + (f", {int(real.sum()):,} real (x)" if real.any()
                                                                  else ""), fontsize=9)
         ax.set_xticks([])

@@ -244,3 +244,49 @@ def fill_holes_job(project, teacher, regions: list[dict], *, per_class: int = 20
     yield from run_generation(gspec, ps, teacher=teacher, components=components, cancel=cancel)
     yield Event("fill", 1, 1, f"run '{run}': {per_class} more images for each of {len(gspec.classes)} classes",
                 {"run": run, "classes": gspec.classes})
+
+
+# ---------------------------------------------------------------------------- the map view
+def project_teacher(project_root: str | Path, teacher=None):
+    """``teacher``, or the project's own (from its project.json, cached in :data:`MODELS`)."""
+    if teacher is not None:
+        return teacher
+    from prism_gui.engine.project.project import SPEC_FILE, Project
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    if not (Path(project_root) / SPEC_FILE).exists():
+        raise ValueError(f"'{project_root}' has no {SPEC_FILE} naming its teacher: load the teacher in the Teacher "
+                         "tab first")
+    tspec = TeacherSpec.from_value(Project.open(project_root).teacher_value(), SPEC_FILE)
+    return MODELS.get(tspec.key, tspec.load)
+
+
+def map_view_job(project_root: str | Path, teacher=None, *, method: str = "auto", reference: str = "",
+                 mapping: str | None = None, runs: list[str] | None = None, seed: int = 0, refit: bool = False,
+                 cancel: CancelToken | None = None) -> Iterator[Event]:
+    """The Map tab's job: :func:`~prism_gui.engine.analysis.embedding.map_job` plus what the view
+    colours by (energy, confidence, status, agreement per point).  The last event carries
+    ``data['map']`` and ``data['columns']`` (arrays aligned with the map's points; NaN / "" for
+    reference points)."""
+    import numpy as np
+
+    from prism_gui.engine.analysis.embedding import map_job
+    from prism_gui.engine.data.catalog import Catalog
+
+    teacher = project_teacher(project_root, teacher)
+    last = None
+    for ev in map_job(project_root, teacher, method=method, reference=reference or None, mapping=mapping, runs=runs,
+                      seed=seed, refit=refit, cancel=cancel):
+        last = ev
+        if "map" not in ev.data:
+            yield ev
+    pm = last.data["map"]
+    with Catalog(project_root, create=False) as cat:
+        rows = {r[0]: r[1:] for r in cat.query(columns="id, energy, confidence, status, correct")}
+    empty = (None, None, "", None)
+    cols = [rows.get(int(i), empty) if i >= 0 else empty for i in pm.ids]
+    columns = {"energy": np.array([np.nan if c[0] is None else c[0] for c in cols], float),
+               "confidence": np.array([np.nan if c[1] is None else c[1] for c in cols], float),
+               "status": np.array([c[2] for c in cols], dtype=object),
+               "correct": np.array([np.nan if c[3] is None else c[3] for c in cols], float)}
+    yield Event(last.stage, last.step, last.total, last.message, {"map": pm, "columns": columns})

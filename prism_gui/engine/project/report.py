@@ -189,6 +189,47 @@ def per_class_rows(summary: dict[int, dict], class_names: list[str], class_ids: 
             for row in class_rows(summary, class_names, class_ids, prdc_per_class)]
 
 
+def _map_section(root: Path, cat, names: list[str], images: dict, sections: list, tables: list) -> None:
+    """The latest map (Map tab or ``prism map``), before and after curation, and the per-class
+    coverage of the latest holes analysis, when the project has them."""
+    from prism_gui.engine.analysis.embedding import latest_map
+    from prism_gui.engine.analysis.features import ANALYSIS_DIR
+    from prism_gui.engine.analysis.plots import map_png
+
+    m = latest_map(root)
+    if m is not None:
+        status = {f"{r['run']}\x00{r['item']}": r["status"] for r in cat.query(columns="run, item, status")}
+        keys = m["keys"].tolist()
+        real = np.array([k.startswith("\x01ref") for k in keys])
+        exists = real | np.array([k in status for k in keys])  # images removed since the map was made: left out
+        kept = real | np.array([status.get(k) not in (None, "reject") for k in keys])
+        images["map.png"] = map_png(m["xy"][exists], m["labels"][exists], real[exists], names, kept=kept[exists],
+                                    title=f"{m['method'].upper()} map in the teacher's features")
+        sections.append(("The synthetic set against what the teacher knows", ["map.png"],
+                         "Each dot is a generated image, each grey cross a real image of the evaluation set, in the "
+                         "teacher's penultimate features; left all generated images, right those curation kept."
+                         if real.any() else "Each dot is a generated image, in the teacher's penultimate features; "
+                         "left all generated images, right those curation kept."))
+    holes = root / ANALYSIS_DIR / "holes.json"
+    if holes.exists():
+        try:
+            h = json.loads(holes.read_text())
+        except (OSError, ValueError):
+            return
+        per = sorted(h.get("per_class", {}).items(), key=lambda kv: kv[1].get("coverage", 0))
+        if h.get("reference") == "real":
+            rows = [[v.get("class_name", c), f"{v['coverage']:.2f}", str(v.get("real", "-")),
+                     str(v.get("synthetic", "-")), str(v.get("real", 0) - v.get("covered", 0))] for c, v in per]
+            tables.append((f"Coverage per class (real set: {Path(h.get('reference_set', '')).name or 'evaluation'}"
+                           f", k={h.get('k')}; lowest first)",
+                           ["class", "coverage", "real images", "synthetic images", "uncovered"], rows))
+        else:
+            rows = [[v.get("class_name", c), f"{v['coverage']:.2f}", str(v.get("synthetic", "-")),
+                     str(v.get("aligned", "-"))] for c, v in per]
+            tables.append(("Agreement with the teacher's class prototypes per class (no real set; lowest first)",
+                           ["class", "aligned share", "synthetic images", "aligned"], rows))
+
+
 def build_report(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
     """The stakeholder report of a project; the last event carries ``data['report']``."""
     from matplotlib.figure import Figure
@@ -265,6 +306,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
                              f"{n_all} images generated in {len(gen_runs)} runs; {n_rej} rejected in curation."
                              + (f" The histograms show the latest {len(shown_runs)} runs." if len(shown_runs) <
                                 len(gen_runs) else "")))
+        _map_section(root, cat, names, images, sections, tables)
     yield Event("report", 3, 4, "accuracy curves")
     curves = [r for r in results if len(r["acc"])]
     if curves:

@@ -102,25 +102,25 @@ def _train(spec, ctx, project: Path, n: int) -> dict:
     return {"accuracy": arm["accuracy"], **{k: m[k] for k in ("precision", "recall", "density", "coverage")}}
 
 
-def run_seed(spec, ctx, work: Path) -> dict:
-    from prism_gui.engine.analysis.duplicates import duplicates_job
+def arm_prism(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
+    _copy_run(pool, p, spec.images_per_class)
+    return _train(spec, ctx, p, spec.images_per_class)
+
+
+def arm_more(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
+    n = spec.images_per_class
+    _copy_run(pool, p, n + round(n * EXTRA))
+    _lowest(p, n)
+    return _train(spec, ctx, p, n)
+
+
+def arm_holes(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
     from prism_gui.engine.analysis.holes import holes_job
+    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.project.actions import fill_holes_job
 
     n = spec.images_per_class
     extra = round(n * EXTRA)
-    pool = pool_stage(spec, ctx, work, 0, per_class=round(n * POOL))
-    ref = reference_folder(work, list(ctx.teacher.class_names), REFERENCE_PER_CLASS, spec.seed)
-    rec: dict = {"seed": spec.seed, "arms": {}}
-    arms = work / f"s{spec.seed}-arms"
-    p = arms / "prism"
-    _copy_run(pool, p, n)
-    rec["arms"]["PRISM"] = _train(spec, ctx, p, n)
-    p = arms / "more"
-    _copy_run(pool, p, n + extra)
-    _lowest(p, n)
-    rec["arms"]["+50% more, lowest"] = _train(spec, ctx, p, n)
-    p = arms / "holes"
     _copy_run(pool, p, n)
     res = None
     for ev in holes_job(p, ctx.teacher, reference=str(ref)):
@@ -135,28 +135,48 @@ def run_seed(spec, ctx, work: Path) -> dict:
     for ev in holes_job(p, ctx.teacher, reference=str(ref)):
         after = ev.data.get("result", after)
     rec["holes"]["coverage_after_fill"] = after["coverage"]
-    if len(rec["holes"]["classes"]) < 10:  # classes without holes got no fill: top them up from the pool's next
-        from prism_gui.engine.data.catalog import Catalog  # images, so every class has the same candidates
-
-        with Catalog(pool) as src, Catalog(p) as dst:
-            for c in set(range(10)) - set(rec["holes"]["classes"]):
-                ids = src.ids(run="prism", classes=[c], sort="id")[n:n + extra]
-                rows = [dict(r) for r in src.query(ids=ids)]
-                for r in rows:
-                    r.pop("id"), r.pop("status")
-                    for key in ("path", "thumb"):  # the fill's catalog repair removed the copies it had no row for
-                        (p / r[key]).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(pool / r[key], p / r[key])
-                dst.insert_rows(rows)
+    # classes without holes got no fill: top them up from the pool's next images, so every class
+    # has the same number of candidates
+    with Catalog(pool) as src, Catalog(p) as dst:
+        for c in set(range(ctx.teacher.num_classes)) - set(rec["holes"]["classes"]):
+            ids = src.ids(run="prism", classes=[c], sort="id")[n:n + extra]
+            rows = [dict(r) for r in src.query(ids=ids)]
+            for r in rows:
+                r.pop("id"), r.pop("status")
+                for key in ("path", "thumb"):  # the fill's catalog repair removed the copies it had no row for
+                    (p / r[key]).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(pool / r[key], p / r[key])
+            dst.insert_rows(rows)
     _lowest(p, n)
-    rec["arms"]["+50% where the holes are, lowest"] = _train(spec, ctx, p, n)
-    p = arms / "dedup"
-    _copy_run(pool, p, n + extra)
+    return _train(spec, ctx, p, n)
+
+
+def arm_dedup(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
+    from prism_gui.engine.analysis.duplicates import duplicates_job
+
+    n = spec.images_per_class
+    _copy_run(pool, p, n + round(n * EXTRA))
     for ev in duplicates_job(p, ctx.teacher, reject=True):
         rec["dedup_rejected"] = ev.data.get("result", {}).get("duplicates", rec.get("dedup_rejected"))
     _lowest(p, n)
-    rec["arms"]["dedup + lowest"] = _train(spec, ctx, p, n)
-    shutil.rmtree(arms)  # the pool and the reference stay for a re-run
+    return _train(spec, ctx, p, n)
+
+
+ARMS = {"PRISM": arm_prism, "+50% more, lowest": arm_more, "+50% where the holes are, lowest": arm_holes,
+        "dedup + lowest": arm_dedup}
+
+
+def run_seed(spec, ctx, work: Path, rec: dict | None = None, only: list[str] | None = None) -> dict:
+    """Every arm of one seed (or only the arms named in ``only``, into ``rec``)."""
+    n = spec.images_per_class
+    pool = pool_stage(spec, ctx, work, 0, per_class=round(n * POOL))
+    ref = reference_folder(work, list(ctx.teacher.class_names), REFERENCE_PER_CLASS, spec.seed)
+    rec = rec if rec is not None else {"seed": spec.seed, "arms": {}}
+    arms = work / f"s{spec.seed}-arms"
+    for name, fn in ARMS.items():
+        if only is None or name in only:
+            rec["arms"][name] = fn(spec, ctx, pool, ref, arms / fn.__name__, rec)
+    shutil.rmtree(arms, ignore_errors=True)  # the pool and the reference stay for a re-run
     return rec
 
 
@@ -197,6 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "map_curation.json")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--markdown", action="store_true", help="only print the table from --out")
+    p.add_argument("--redo", nargs="+", choices=list(ARMS), help="measure these arms again on the recorded seeds "
+                   "(after a change to what they run)")
     a = p.parse_args(argv)
     if a.markdown:
         print(table(json.loads(a.out.read_text())))
@@ -205,12 +227,21 @@ def main(argv=None) -> int:
     if out.get("quick", False) != a.quick:
         out = {}
     out.setdefault("seeds", {})
-    out.update({"quick": a.quick, "command": "python -m benchmarks.map_curation " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "pool": POOL, "extra": EXTRA,
-        "reference_per_class": REFERENCE_PER_CLASS})
+    cmd = "python -m benchmarks.map_curation " + " ".join(argv if argv is not None else sys.argv[1:])
+    out["commands"] = [*out.get("commands", [out["command"]] if "command" in out else []), cmd]
+    out.pop("command", None)
+    out.update({"quick": a.quick, "pool": POOL, "extra": EXTRA, "reference_per_class": REFERENCE_PER_CLASS})
     base = demo.DemoSpec.quick() if a.quick else demo.DemoSpec()
     ctx = demo.demo_context()
     for seed in a.seeds:
+        if a.redo and "arms" in out["seeds"].get(str(seed), {}):
+            rec = run_seed(dataclasses.replace(base, seed=seed), ctx, a.work, out["seeds"][str(seed)], a.redo)
+            out.setdefault("redone", {})[",".join(a.redo)] = cmd
+            out["summary"] = summarize(out)
+            a.out.write_text(json.dumps(out, indent=1))
+            print(f"seed {seed} again: " + ", ".join(f"{k} {100 * rec['arms'][k]['accuracy']:.2f}%" for k in a.redo),
+                  flush=True)
+            continue
         if "arms" in out["seeds"].get(str(seed), {}):
             continue
         spec = dataclasses.replace(base, seed=seed)

@@ -162,18 +162,21 @@ def test_planted_near_duplicates_are_found_and_rejected_keeping_the_lowest_energ
     noisy = _copy_images(project, originals[5:], "noisy", noise=0.02, seed=1)
     res = _last(duplicates_job(project, digits_teacher)).data["result"]
     planted = list(zip(originals, exact + noisy, strict=True))
-    found = {frozenset(g["ids"]) for g in res["groups"]}
+    with Catalog(project) as cat:
+        energy = {r["id"]: r["energy"] for r in cat.query(columns="id, energy")}
     for o, c in planted:
-        g = next((g for g in res["groups"] if o in g["ids"]), None)
-        assert g is not None and c in g["ids"], (o, c)
-        assert g["keep"] == o  # the copies were stored with a higher energy
-    assert len(found) <= len(planted) + 3  # few groups besides the planted ones
+        g = next((g for g in res["groups"] if c in g["ids"]), None)
+        assert g is not None and o in g["ids"] and c in g["reject"], (o, c)
+        assert energy[g["keep"]] == min(energy[i] for i in g["ids"])  # the copy (energy + 1) is never kept
+    others = [g for g in res["groups"] if not {c for _, c in planted} & set(g["ids"])]
+    assert len(others) <= 0.05 * 10 * PER_CLASS  # few groups besides the planted ones
     for g in res["groups"]:  # every member is near its keeper (groups never chain through similar images)
         assert g["max_distance"] <= res["class_thresholds"][g["class"]] + 1e-5
     ev = _last(duplicates_job(project, digits_teacher, reject=True))
     with Catalog(project) as cat:
         rejected = set(cat.ids(statuses=["reject"]))
-        assert {c for _, c in planted} <= rejected and not rejected & set(originals)
+        assert {c for _, c in planted} <= rejected
+        assert rejected == {i for g in ev.data["result"]["groups"] for i in g["reject"]}
         assert cat.undo() == ev.data["result"]["action"]  # one undoable step
         assert cat.count(statuses=["reject"]) == 0
     # rejected images are out of the next search
@@ -264,8 +267,14 @@ def test_fill_names_its_problems(project, digits_teacher):
 
     with pytest.raises(ValueError, match="choose at least one"):
         _last(fill_holes_job(project, digits_teacher, []))
-    with pytest.raises(ValueError, match="propose no prompts"):
+    with pytest.raises(ValueError, match="no prompt in the project's prompt set: add prompts"):
         _last(fill_holes_job(project, digits_teacher, [{"class": 1, "size": 3, "prompts": []}]))
+    with pytest.raises(ValueError, match="already has a run 'base'"):
+        _last(fill_holes_job(project, digits_teacher, [{"class": 1, "size": 3, "prompts": [{"prompt": "a one",
+                                                                                              "count": 1}]}],
+                             run="base"))
+    assert not (project / "runs" / "base" / "prompts.json").exists() or \
+        "holes" not in (project / "runs" / "base" / "prompts.json").read_text()  # nothing overwritten
     with pytest.raises(ValueError, match="no generation run 'x'"):
         _last(fill_holes_job(project, digits_teacher, [{"class": 1, "size": 3, "prompts": [{"prompt": "a one",
                                                                                               "count": 1}]}],
@@ -339,3 +348,50 @@ def test_features_too_large_for_float16_are_stored_as_float32():
     assert _storable(np.ones((2, 3), np.float32)).dtype == np.float16
     big = np.array([[1e5, -2.0]], np.float32)
     assert _storable(big).dtype == np.float32 and np.isfinite(_storable(big)).all()
+
+
+def test_a_region_without_proposals_takes_its_class_prompts_from_the_project(project, digits_teacher, digits_prior):
+    """A class with no image the teacher agrees with is exactly the hole to fill: its region has no
+    proposals, and the fill takes the class's prompts from the project's prompt set."""
+    from prism_gui.engine.project.actions import fill_holes_job
+
+    ps = expand(DIGITS, load_bank("digits"), per_class=3, seed=1)
+    ps.save(project / "prompts.json")
+    regions = [{"class": 1, "size": 3, "prompts": []}, {"class": 2, "size": 2, "prompts": [{"prompt": "a two",
+                                                                                             "count": 2}]}]
+    _last(fill_holes_job(project, digits_teacher, regions, per_class=4, components=digits_prior))
+    with Catalog(project) as cat:
+        rows = cat.query(columns="class_index, prompt", run="fill-1")
+    assert sorted(r["class_index"] for r in rows) == [1] * 4 + [2] * 4
+    assert {r["prompt"] for r in rows if r["class_index"] == 1} <= {p.text for p in ps.for_class(1)}
+
+
+def test_a_collapsed_class_shows_its_copies_under_the_set_wide_threshold():
+    from prism_gui.engine.analysis.duplicates import find_duplicates
+
+    rng = np.random.default_rng(0)
+    spread = rng.random((60, 32)).astype(np.float32)  # class 0: distinct images
+    one = rng.random(32).astype(np.float32)
+    collapsed = one + 1e-3 * rng.normal(size=(60, 32)).astype(np.float32)  # class 1: copies of one picture
+    x = np.concatenate([spread, collapsed])
+    y = np.r_[np.zeros(60, int), np.ones(60, int)]
+    res = find_duplicates(x, y, np.arange(120), np.arange(120, dtype=float))
+    assert res["class_thresholds"][1] <= res["class_thresholds"][0]
+    rejected = {i for g in res["groups"] for i in g["reject"]}
+    assert len(rejected & set(range(60, 120))) > 30 and not rejected & set(range(60))
+
+
+def test_holes_edge_cases_one_real_image_and_identical_uncovered_images():
+    from prism_gui.engine.analysis.holes import Pool, find_holes
+
+    rng = np.random.default_rng(0)
+    real = np.concatenate([rng.random((20, 8)), np.ones((1, 8)), np.zeros((6, 8))]).astype(np.float32)
+    ry = np.r_[np.zeros(20, int), np.ones(1, int), np.full(6, 2)]  # class 1: one image; class 2: six copies
+    syn = np.concatenate([real[:20] + 1e-4, np.ones((1, 8)) + 1e-4, 5 + rng.random((3, 8))]).astype(np.float32)
+    sy = np.r_[np.zeros(20, int), np.ones(1, int), np.full(3, 2)]
+    ids = np.arange(len(syn))
+    pool = Pool(syn, sy, ids, {int(i): f"p{i}" for i in ids})
+    res = find_holes(syn, sy, ids, pool, real=real, real_labels=ry, regions=3)
+    assert res["per_class"][1]["coverage"] == 1.0  # a synthetic copy right on the one real image covers it
+    mine = [g for g in res["regions"] if g["class"] == 2]
+    assert len(mine) == 1 and mine[0]["size"] == 6  # six identical uncovered images: one region, none empty

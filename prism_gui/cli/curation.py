@@ -105,12 +105,13 @@ def cmd_map(rest):
         rows = {r["id"]: r for r in cat.query(columns="id, status, energy, confidence")}
     status = [rows[int(i)]["status"] if i >= 0 else "" for i in pm.ids]
     kept = pm.real | (~pm.real & (np.array(status) != "reject"))
-    values = None
+    values, log = None, False
     if a.color in ("energy", "confidence"):
         values = np.array([rows[int(i)][a.color] if i >= 0 and rows[int(i)][a.color] is not None else np.nan
                            for i in pm.ids], float)
-        if a.color == "energy":
-            values = np.log10(np.maximum(values, 1e-4))
+        log = a.color == "energy" and bool(np.all(values[np.isfinite(values)] > 0))  # free energy: negative
+        if log:
+            values = np.log10(values)
     elif a.color in ("run", "status"):
         cats = pm.runs if a.color == "run" else np.array(status)
         names = sorted(set(cats.tolist()) - {""})
@@ -121,7 +122,7 @@ def cmd_map(rest):
         pt["status"] = st
     _write(out / "map.json", json.dumps(doc))
     _write(out / "map.png", map_png(pm.xy, pm.labels, pm.real, list(teacher.class_names), kept=kept,
-                                    values=values, value_label="log10 energy" if a.color == "energy" else a.color,
+                                    values=values, value_label="log10 energy" if log else a.color,
                                     title=f"{pm.method.upper()} map of '{a.project.name}' in the teacher's features"))
     print(ev.message)
     print(f"map -> {out / 'map.json'}, {out / 'map.png'}")
@@ -136,10 +137,10 @@ def cmd_duplicates(rest):
                                 "the rest in one undoable step. Writes duplicates.json and duplicates.png.")
     _common(p, reference=False)
     p.add_argument("--threshold", type=float, help="cosine distance at or under which two images are near-duplicates "
-                                                   "(default: --ratio of each class's median neighbour distance)")
+                                                   "(default: --ratio of the set's typical neighbour distance)")
     p.add_argument("--ratio", type=float, default=DEFAULT_RATIO,
-                   help=f"relative threshold, a fraction of each class's median distance to the nearest neighbour "
-                        f"(default {DEFAULT_RATIO})")
+                   help="relative threshold, a fraction of the set's typical distance to the nearest neighbour (the "
+                        f"median over classes of each class's median; default {DEFAULT_RATIO})")
     p.add_argument("--reject", action="store_true", help="reject all but the lowest-energy image of each group")
     a = p.parse_args(rest)
     if a.threshold is not None and not a.threshold >= 0:

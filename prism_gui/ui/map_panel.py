@@ -221,7 +221,7 @@ class MapPanel(QWidget):
         hv.addWidget(self.strip)
 
         # ---- duplicates
-        self.dup_ratio = dspin(0.01, 1.0, 0.1, "Near-duplicates: closer than this fraction of the class's median "
+        self.dup_ratio = dspin(0.01, 1.0, 0.1, "Near-duplicates: closer than this fraction of the set's typical "
                                "distance between nearest neighbours (teacher features, cosine)", 0.05, 2)
         self.dup_button = button("Find near-duplicates", "Search every class for near-duplicate groups (a job)",
                                  lambda: self.find_duplicates())
@@ -286,6 +286,14 @@ class MapPanel(QWidget):
         studio.project_changed.connect(lambda _p: self.clear())
 
     # ------------------------------------------------------------------ map
+    def _for(self, root, slot):
+        """``slot`` for a job's result, dropped when the project it was computed on is no longer
+        the open one (its image ids mean other images in another project)."""
+        def call(*args):
+            if self.studio.project is not None and self.studio.project.root == root:
+                slot(*args)
+        return call
+
     def clear(self) -> None:
         self.data, self.columns, self.density, self.dups, self.holes = None, {}, None, None, None
         self._tree = None
@@ -316,8 +324,8 @@ class MapPanel(QWidget):
         self.status.setText("computing the map…")
         self.job = self.studio.submit("Map", lambda token: map_view_job(
             root, teacher, method=method, reference=reference, mapping=mapping, refit=refit, cancel=token))
-        self.job.progress.connect(lambda ev: self.status.setText(ev.message))
-        self.job.finished.connect(self._mapped)
+        self.job.progress.connect(self._for(root, lambda ev: self.status.setText(ev.message)))
+        self.job.finished.connect(self._for(root, self._mapped))
         self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), self.status.setText("")))
         self.job.ended.connect(lambda _o: self.compute_button.setEnabled(True))
         return self.job
@@ -359,14 +367,15 @@ class MapPanel(QWidget):
             self.message.setText("Density comes from the near-duplicate search: press Find near-duplicates.")
             v = np.full(n, np.nan)
         v = np.asarray(v, float)
-        if how == "energy":
-            v = np.log10(np.maximum(v, 1e-4))
+        log = how == "energy" and bool(np.all(v[np.isfinite(v)] > 0))  # free energy is negative: a linear scale
+        if log:
+            v = np.log10(v)
         ok = np.isfinite(v)
         lo, hi = (np.percentile(v[ok], [2, 98]) if ok.any() else (0.0, 1.0))
         idx = np.clip(((v - lo) / max(hi - lo, 1e-12) * (RAMP - 1)).round(), 0, RAMP - 1)
         idx = np.where(ok, idx, RAMP).astype(int)
         ramp = [*_viridis(RAMP), "#bbbbbb"]
-        unit = "log10 energy" if how == "energy" else how
+        unit = "log10 energy" if log else how
         return idx, ramp, [f"{unit}: <span style='color:{ramp[0]}'>■</span> {lo:.3g} … "
                            f"<span style='color:{ramp[-2]}'>■</span> {hi:.3g} (grey: none)"]
 
@@ -451,8 +460,12 @@ class MapPanel(QWidget):
             self.hover_text.setText(f"<b>real</b> image of class <b>{cname}</b> (reference set)")
             return
         cat = self.studio.catalog
-        row = cat.get(int(self.data.ids[i])) if cat is not None else None
+        try:
+            row = cat.get(int(self.data.ids[i])) if cat is not None else None
+        except Exception:  # removed since the map was made (a repair): nothing to show
+            row = None
         if row is None:
+            self.hover_text.setText("(this image is no longer in the catalog: compute the map again)")
             return
         self.hover_image.setPixmap(QPixmap.fromImage(load_tile(cat.root / row["thumb"], 104)))
         energy = f"{row['energy']:.3f}" if row["energy"] is not None else "-"
@@ -475,7 +488,10 @@ class MapPanel(QWidget):
         pm.fill(QColor("white"))
         painter = QPainter(pm)
         for j, i in enumerate(ids):
-            row = cat.get(int(i))
+            try:
+                row = cat.get(int(i))
+            except Exception:  # removed since the analysis: leave its cell empty
+                continue
             x = j * (STRIP + 6) + 3
             painter.drawImage(x, 3, load_tile(cat.root / row["thumb"], STRIP))
             if keep is not None:
@@ -568,7 +584,7 @@ class MapPanel(QWidget):
         self.dup_button.setEnabled(False)
         self.job = self.studio.submit("Near-duplicates", lambda token: duplicates_job(
             root, project_teacher(root, teacher), ratio=ratio, cancel=token))
-        self.job.finished.connect(self._duplicates_found)
+        self.job.finished.connect(self._for(root, self._duplicates_found))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.job.ended.connect(lambda _o: self.dup_button.setEnabled(True))
         return self.job
@@ -633,7 +649,7 @@ class MapPanel(QWidget):
         self.holes_button.setEnabled(False)
         self.job = self.studio.submit("Holes", lambda token: holes_job(
             root, project_teacher(root, teacher), reference=reference or None, mapping=mapping, cancel=token))
-        self.job.finished.connect(self._holes_found)
+        self.job.finished.connect(self._for(root, self._holes_found))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.job.ended.connect(lambda _o: self.holes_button.setEnabled(True))
         return self.job
@@ -699,10 +715,15 @@ class MapPanel(QWidget):
         root, teacher = self.studio.project.root, self.studio.teacher
         n = per_class or self.fill_n.value()
         runs = self.studio.catalog.runs("generate") if self.studio.catalog is not None else []
-        source = runs[-1]["spec"].get("generator", "digits") if runs else "digits"  # the run fill_holes_job copies
+        if not runs:
+            show_error(self.error, "Generate more here copies the settings of a generation run: generate first.")
+            return None
+        base = runs[-1]  # the run whose settings (and generator) the fill copies, fixed now, not when it starts
+        source = base["spec"].get("generator", "digits")
         self.job = self.studio.submit("Generate more here", lambda token: fill_holes_job(
-            root, project_teacher(root, teacher), regions, per_class=n, components=generator(source), cancel=token))
-        self.job.finished.connect(self._filled)
+            root, project_teacher(root, teacher), regions, per_class=n, base_run=base["id"],
+            components=generator(source), cancel=token))
+        self.job.finished.connect(self._for(root, self._filled))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.message.setText(f"queued: {n} more images for each of {len({g['class'] for g in regions})} classes")
         return self.job

@@ -4,9 +4,11 @@ Two images are *near-duplicates* when their teacher features are almost parallel
 distance ``1 - cos`` at most a threshold.  The teacher sees them as the same example, so a
 student learns nothing new from the second.  How close "almost" is depends on the teacher (a
 small CNN's features sit closer together than a ResNet-50's), so by default the threshold is
-relative: :data:`DEFAULT_RATIO` of the class's median distance between nearest neighbours; an
-absolute ``threshold`` overrides it.  Pairs are searched within each class (an image and its
-copy carry the same label) and grouped greedily: the lowest-energy image not yet in a group
+relative: :data:`DEFAULT_RATIO` of the set's typical distance between nearest neighbours (the
+median over classes of each class's median), one threshold for every class, so a collapsed class
+(all copies of one picture) shows its copies; an absolute ``threshold`` overrides it.  Pairs are
+searched within each class (an image and its copy carry the same label) and grouped greedily: the
+lowest-energy image not yet in a group
 keeps every other image within the threshold of it, so a group never chains through a series of
 merely similar images.  Each group offers "keep the lowest-energy one, reject the rest" as one
 undoable curation step.
@@ -29,8 +31,9 @@ import numpy as np
 
 from prism_gui.engine.jobs import CancelToken, Event
 
-DEFAULT_RATIO = 0.1  # of the class's median nearest-neighbour distance; docs/CURATION.md says why
+DEFAULT_RATIO = 0.1  # of the set's typical nearest-neighbour distance; docs/CURATION.md says why
 SEARCH_K = 32  # neighbours searched per image for near-duplicate pairs
+MIN_FOR_MEDIAN = 5  # classes with fewer images do not enter the set's typical neighbour distance
 FAISS_MIN = 4096
 _BLOCK = 2048
 
@@ -79,8 +82,9 @@ def knn(x: np.ndarray, k: int, *, base: np.ndarray | None = None, metric: str = 
         d = np.empty((n, k_eff + extra), np.float32)
         idx = np.empty((n, k_eff + extra), np.int64)
         b_sq = (b * b).sum(1) if metric == "euclidean" else None
-        for a in range(0, n, _BLOCK):
-            qa = q[a : a + _BLOCK]
+        block = max(1, min(_BLOCK, 2**25 // max(1, m)))  # about 128 MiB of distances per block, whatever m is
+        for a in range(0, n, block):
+            qa = q[a : a + block]
             sim = qa @ b.T
             if metric == "cosine":
                 dist = 1.0 - sim
@@ -89,8 +93,8 @@ def knn(x: np.ndarray, k: int, *, base: np.ndarray | None = None, metric: str = 
             part = np.argpartition(dist, k_eff + extra - 1, axis=1)[:, : k_eff + extra]
             pd = np.take_along_axis(dist, part, 1)
             order = np.argsort(pd, axis=1, kind="stable")
-            idx[a : a + _BLOCK] = np.take_along_axis(part, order, 1)
-            d[a : a + _BLOCK] = np.take_along_axis(pd, order, 1)
+            idx[a : a + block] = np.take_along_axis(part, order, 1)
+            d[a : a + block] = np.take_along_axis(pd, order, 1)
     if metric == "euclidean":  # exact distances of the found neighbours (the expansion |a|^2 + |b|^2 - 2ab
         # cancels badly for near-identical points: a copy would sit 2e-3 away instead of 0)
         d = np.stack([np.linalg.norm(q - b[idx[:, j]], axis=1) for j in range(idx.shape[1])], axis=1)
@@ -135,9 +139,10 @@ def find_duplicates(features: np.ndarray, labels: np.ndarray, ids: np.ndarray, e
                     cancel: CancelToken | None = None) -> dict:
     """Near-duplicate groups and a density score per image (see the module doc).
 
-    ``threshold`` is a cosine distance; None: ``ratio`` times each class's median distance to the
-    nearest neighbour.  Returns ``groups`` (each: ``class``, ``ids``, ``keep`` = the lowest-energy
-    id, ``reject``, ``max_distance``), ``density`` (per image, aligned with ``ids``),
+    ``threshold`` is a cosine distance; None: ``ratio`` times the median over classes of each
+    class's median distance to its nearest neighbour.  Returns ``groups`` (each: ``class``, ``ids``,
+    ``keep`` = the lowest-energy id, ``reject``, ``max_distance``), ``density`` (per image, aligned
+    with ``ids``),
     ``nn_distance`` (cosine distance to the nearest same-class image) and the thresholds used."""
     if threshold is not None and (not np.isfinite(threshold) or threshold < 0):
         raise ValueError(f"the near-duplicate threshold is a cosine distance >= 0, not {threshold}")
@@ -149,6 +154,7 @@ def find_duplicates(features: np.ndarray, labels: np.ndarray, ids: np.ndarray, e
     density = np.ones(n, np.float32)
     nn = np.full(n, np.nan, np.float32)
     groups, used = [], {}
+    searched = {}
     for c in np.unique(labels):
         cancel.raise_if_cancelled()
         rows = np.flatnonzero(labels == c)
@@ -158,15 +164,24 @@ def find_duplicates(features: np.ndarray, labels: np.ndarray, ids: np.ndarray, e
         nn[rows] = d[:, 0]
         kth = d[:, min(k, d.shape[1]) - 1]
         density[rows] = np.median(kth) / np.maximum(kth, 1e-9)
-        thr = float(threshold) if threshold is not None else ratio * float(np.median(d[:, 0]))
-        used[int(c)] = thr
+        searched[int(c)] = (rows, d, idx)
+    # the relative threshold is set-wide: ``ratio`` of the median over classes of each class's median
+    # neighbour distance.  A class's own median would hide a collapsed class (all near-copies of one
+    # picture: its own median is tiny, and so would be its threshold)
+    class_median = [float(np.median(d[:, 0])) for rows, d, _ in searched.values() if len(rows) >= MIN_FOR_MEDIAN]
+    if not class_median:
+        class_median = [float(np.median(d[:, 0])) for _, d, _ in searched.values()]
+    overall = float(np.median(class_median)) if class_median else 0.0
+    for c, (rows, d, idx) in searched.items():
+        thr = float(threshold) if threshold is not None else ratio * overall
+        used[c] = thr
         close = d <= thr
         src = np.repeat(np.arange(len(rows)), d.shape[1])[close.ravel()]
         pairs = np.stack([src, idx.ravel()[close.ravel()]], axis=1)
         for keeper, members in _greedy_groups(len(rows), pairs, energy[rows]):
             ks, ms = rows[keeper], rows[members]
             dist = 1.0 - _normalize(features[ms]) @ _normalize(features[[ks]]).T
-            groups.append({"class": int(c), "ids": [int(ids[ks])] + [int(i) for i in ids[ms]], "keep": int(ids[ks]),
+            groups.append({"class": c, "ids": [int(ids[ks])] + [int(i) for i in ids[ms]], "keep": int(ids[ks]),
                            "reject": [int(i) for i in ids[ms]], "max_distance": float(max(dist.max(), 0.0))})
     groups.sort(key=lambda g: (-len(g["ids"]), g["class"], g["ids"][0]))
     return {"groups": groups, "density": density, "nn_distance": nn, "threshold": threshold, "ratio": ratio,

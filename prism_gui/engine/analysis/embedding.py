@@ -14,8 +14,8 @@ A map is cached in the project per teacher, method and reference set
 added, the cached map is *updated*, not recomputed: PCA projects the new points exactly; for UMAP a
 new point is placed at the distance-weighted mean of its nearest already-mapped neighbours in
 feature space (UMAP's own initialisation of ``transform``; the fitted reducer itself is not
-pickled into the project).  When more than :data:`REFIT_FRACTION` of the points are new, or images
-were removed, the map is fitted again.
+pickled into the project).  When more than :data:`REFIT_FRACTION` of the points were never part
+of a fit (over all updates since the last one), or images were removed, the map is fitted again.
 """
 
 from __future__ import annotations
@@ -163,17 +163,20 @@ def map_job(project: str | Path, teacher, *, method: str = "auto", reference=Non
                                                                                      for j in range(len(rf))]
     if len(x) < 3:
         raise ValueError(f"a map needs at least 3 points, the project has {len(x)}: generate more images")
-    scope = "all" if not runs else "-".join(sorted(runs))
+    import hashlib
+
+    scope = "all" if not runs else hashlib.blake2b("\x00".join(sorted(runs)).encode(), digest_size=6).hexdigest()
     path = map_cache_path(project, fp, f"{method}-{seed}-{scope}", ref_key)
     cache = None if refit else _load_npz(path)
     xy = None
     updated = 0
     did_fit = True
-    if cache is not None and {"keys", "xy"} <= set(cache):
+    if cache is not None and {"keys", "xy", "mean", "components", "fitted"} <= set(cache):
         pos = {k: j for j, k in enumerate(cache["keys"].tolist())}
         have = np.array([k in pos for k in keys], bool)
         removed = len(pos) - int(have.sum())
-        if have.any() and removed == 0 and (~have).sum() <= REFIT_FRACTION * len(keys):
+        placed = len(keys) - int(cache["fitted"])  # points the fit never saw, this call's and earlier calls'
+        if have.any() and removed == 0 and placed <= REFIT_FRACTION * len(keys):
             xy = np.zeros((len(keys), 2), np.float32)
             xy[have] = cache["xy"][[pos[keys[j]] for j in np.flatnonzero(have)]]
             new = np.flatnonzero(~have)
@@ -184,10 +187,11 @@ def map_job(project: str | Path, teacher, *, method: str = "auto", reference=Non
                 else:
                     xy[new] = place_new(x[have], xy[have], x[new])
             updated, did_fit = len(new), False
-            state = {"mean": cache["mean"], "components": cache["components"]}
+            state = {"mean": cache["mean"], "components": cache["components"], "fitted": cache["fitted"]}
     if xy is None:
         yield Event("map", 0, 1, f"fitting the {method.upper()} map of {len(x):,} points")
         xy, state = fit_embedding(x, method, seed)
+        state["fitted"] = np.array(len(x))
     labels = np.concatenate([table.labels, rl])
     if did_fit or updated:
         _atomic_save_npz(path, keys=np.array(keys), xy=xy, labels=labels, **state)

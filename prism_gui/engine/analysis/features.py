@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 from prism_gui.engine.jobs import CancelToken, Event
 
 ANALYSIS_DIR = "analysis"
+SAVE_EVERY_S = 60.0  # a long feature job saves what it has at least this often (a cancel keeps it)
 
 
 def teacher_fingerprint(teacher) -> str:
@@ -138,31 +140,49 @@ def catalog_features(project: str | Path, teacher, *, runs: list[str] | None = N
     have = np.array([k in cached for k in keys], bool)
     todo = np.flatnonzero(~have)
     yield Event("features", 0, max(1, len(todo)), f"{int(have.sum()):,} cached, {len(todo):,} to compute")
-    parts = []
+    existing = {f"{r['run']}\x00{r['item']}" for r in all_rows}
+    mine = set(keys)
+    others = [k for k in cached if k in existing and k not in mine]  # other runs' images stay cached
+    feats = None
+    if have.any():
+        feats = np.zeros((len(rows), int(cache["features"].shape[1])), np.float32)
+        feats[have] = cache["features"][[cached[keys[j]] for j in np.flatnonzero(have)]].astype(np.float32)
+
+    def save(done: np.ndarray) -> None:
+        """The cache: every image that still exists with features known so far (``done`` of ``rows``)."""
+        out_k = [keys[j] for j in np.flatnonzero(done)] + others
+        out_f = [feats[done]] + ([cache["features"][[cached[k] for k in others]].astype(np.float32)] if others else [])
+        _atomic_save_npz(path, keys=np.array(out_k), features=_storable(np.concatenate(out_f)), teacher=np.array(fp))
+
+    done = have.copy()
     step = max(batch_size * 8, 2048)
+    last_save = time.time()
     for a in range(0, len(todo), step):
         cancel.raise_if_cancelled()
         chunk = todo[a : a + step]
         ds = CatalogImages(root, [rows[j] for j in chunk], size=tuple(teacher.input_size[1:]),
                            channels=teacher.input_size[0], cache_mb=0)
-        with torch.no_grad():
-            parts.append(teacher_features(teacher, ds, batch_size=batch_size, workers=0).astype(np.float32))
+        try:
+            with torch.no_grad():
+                part = teacher_features(teacher, ds, batch_size=batch_size, workers=0).astype(np.float32)
+        except FileNotFoundError as e:
+            if done.any() and not np.array_equal(done, have):
+                save(done)
+            raise FileNotFoundError(e.errno, f"an image of the catalog is missing ({e.filename}): run `prism "
+                                    f"repair-catalog {root}` (or open the project in the app), then run this again; "
+                                    "the features computed so far are kept") from e
+        if feats is None:
+            feats = np.zeros((len(rows), part.shape[1]), np.float32)
+        feats[chunk] = _storable(part).astype(np.float32)  # as a later call reads them
+        done[chunk] = True
+        if time.time() - last_save > SAVE_EVERY_S and a + step < len(todo):  # minutes of GPU work: keep them
+            save(done)
+            last_save = time.time()
         yield Event("features", min(a + step, len(todo)), len(todo),
                     f"teacher features: {min(a + step, len(todo)):,} of {len(todo):,} images")
-    dim = parts[0].shape[1] if parts else int(cache["features"].shape[1])
-    feats = np.zeros((len(rows), dim), np.float32)
-    if have.any():
-        feats[have] = cache["features"][[cached[keys[j]] for j in np.flatnonzero(have)]].astype(np.float32)
-    if parts:
-        feats[todo] = _storable(np.concatenate(parts)).astype(np.float32)  # as a later call reads them
-    existing = {f"{r['run']}\x00{r['item']}" for r in all_rows}
     stale = [k for k in cached if k not in existing]
-    if parts or stale:  # the cache keeps every image that still exists, plus the new ones
-        mine = set(keys)
-        others = [k for k in cached if k in existing and k not in mine]  # other runs' images stay cached
-        out_f = [feats] + ([cache["features"][[cached[k] for k in others]].astype(np.float32)] if others else [])
-        _atomic_save_npz(path, keys=np.array(keys + others), features=_storable(np.concatenate(out_f)),
-                         teacher=np.array(fp))
+    if len(todo) or stale:  # the cache keeps every image that still exists, plus the new ones
+        save(done)
     table = FeatureTable(ids, labels, feats, run_of, items, fp, computed=len(todo))
     yield Event("features", 1, 1, f"features of {len(ids):,} images ({len(todo):,} computed)", {"table": table})
 
@@ -171,6 +191,8 @@ def reference_key(reference, mapping=None) -> str:
     """The cache key of a real reference set: its name, or its folder with its file listing."""
     h = hashlib.blake2b(digest_size=8)
     h.update(json.dumps([str(reference), str(mapping or "")]).encode())
+    if mapping and Path(str(mapping)).is_file():  # an edited mapping file relabels the set
+        h.update(Path(str(mapping)).read_bytes())
     p = Path(str(reference))
     if p.is_dir():
         for f in sorted(p.rglob("*")):

@@ -51,13 +51,19 @@ def coverage_by_class(real: np.ndarray, real_labels: np.ndarray, syn: np.ndarray
 
     covered = np.zeros(len(real), bool)
     per: dict[int, dict] = {}
+    radii: dict[int, np.ndarray] = {}
+    for c in np.unique(real_labels):
+        r = np.flatnonzero(real_labels == c)
+        if len(r) > 1:
+            radii[int(c)] = knn(real[r], min(k, len(r) - 1), metric="euclidean")[0][:, -1]
+    # a class with one real image has no neighbours of its own: it takes the typical radius
+    typical = float(np.median(np.concatenate(list(radii.values())))) if radii else 0.0
     for c in np.unique(real_labels):
         r = np.flatnonzero(real_labels == c)
         s = np.flatnonzero(syn_labels == c)
         entry = {"real": len(r), "synthetic": len(s)}
-        if len(s) and len(r) > 1:
-            kk = min(k, len(r) - 1)
-            radius = knn(real[r], kk, metric="euclidean")[0][:, -1]
+        if len(s):
+            radius = radii.get(int(c), np.full(len(r), typical, np.float32))
             d, _ = _euclid_nearest(real[r], syn[s])
             covered[r] = d <= radius
         entry["covered"] = int(covered[r].sum())
@@ -120,11 +126,13 @@ def _holes_real(syn, syn_labels, real, real_labels, pool, k, regions, seed, name
         unc = np.flatnonzero((real_labels == c) & ~covered)
         if not len(unc):
             continue
-        n_reg = min(regions, len(unc))
-        lab = np.zeros(len(unc), int) if n_reg == 1 else \
+        n_reg = min(regions, len(np.unique(real[unc], axis=0)))  # identical images make one region, not several
+        lab = np.zeros(len(unc), int) if n_reg <= 1 else \
             KMeans(n_clusters=n_reg, n_init=4, random_state=seed).fit_predict(real[unc])
-        for r in range(n_reg):
+        for r in range(max(1, n_reg)):
             members = unc[lab == r]
+            if not len(members):
+                continue
             near, props, dist = _nearest_in_pool(pool, c, real[members].mean(axis=0))
             out_regions.append({"class": int(c), "class_name": name(c), "real_indices": members.tolist(),
                                 "size": len(members), "nearest_ids": near, "prompts": props, "distance": dist})
@@ -135,6 +143,8 @@ def _holes_real(syn, syn_labels, real, real_labels, pool, k, regions, seed, name
 
 
 def _holes_prototypes(syn, syn_labels, syn_ids, pool, prototypes, name, min_aligned: float = 0.5) -> dict:
+    from scipy.special import logsumexp
+
     w, bias = (np.asarray(v, np.float32) for v in prototypes)
     logits = syn @ w.T + bias if len(syn) else np.zeros((0, len(w)), np.float32)
     nearest = logits.argmax(axis=1)
@@ -147,7 +157,7 @@ def _holes_prototypes(syn, syn_labels, syn_ids, pool, prototypes, name, min_alig
         if share < min_aligned:
             # proposals: the pool's images of the class closest to its prototype direction
             q = np.flatnonzero(pool.labels == c)
-            score = pool.features[q] @ w[c] + bias[c] - np.log(np.exp(pool.features[q] @ w.T + bias).sum(1)) \
+            score = pool.features[q] @ w[c] + bias[c] - logsumexp(pool.features[q] @ w.T + bias, axis=1) \
                 if len(q) else np.zeros(0)
             near = [int(x) for x in pool.ids[q[np.argsort(-score)][:NEAREST]]]
             out_regions.append({"class": c, "class_name": name(c), "size": len(s) - aligned, "real_indices": [],

@@ -186,21 +186,45 @@ def score_prompts_job(prompts, teacher=None, generator_source: str = "digits", p
 
 
 # ---------------------------------------------------------------------------- generate more here
-def fill_prompts(regions: list[dict], class_names: list[str]):
+def fill_prompts(regions: list[dict], class_names: list[str], fallback=None):
     """The prompt set of "generate more here": each chosen region's proposed prompts, weighted by
-    how often they made its nearest images."""
+    how often they made its nearest images.  A region that proposes none (its class has no image
+    the teacher agrees with) takes its class's prompts from ``fallback`` (a PromptSet: the base
+    run's or the project's)."""
     from prism_gui.engine.prompts import Prompt, PromptSet
 
     prompts: dict[tuple[int, str], float] = {}
+    bare = set()
     for g in regions:
         for p in g.get("prompts", []):
             key = (int(g["class"]), p["prompt"])
             prompts[key] = prompts.get(key, 0.0) + float(p["count"])
-    if not prompts:
-        raise ValueError("the chosen regions propose no prompts (their classes have no synthetic images to take "
-                         "prompts from): generate images for those classes first")
+        if not g.get("prompts"):
+            bare.add(int(g["class"]))
+    for c in sorted(bare - {c for c, _ in prompts}):
+        own = [p for p in (fallback.for_class(c) if fallback is not None else []) if p.weight > 0]
+        if not own:
+            raise ValueError(f"class '{class_names[c]}' has no image the teacher agrees with to take prompts from, "
+                             "and no prompt in the project's prompt set: add prompts for it in the Prompts tab")
+        for p in own:
+            prompts[(c, p.text)] = prompts.get((c, p.text), 0.0) + float(p.weight)
     return PromptSet(list(class_names), [Prompt(c, text, weight=w, source="holes") for (c, text), w in prompts.items()],
                      meta={"source": "holes", "regions": [{"class": g["class"], "size": g["size"]} for g in regions]})
+
+
+def _fallback_prompts(project: Path, base_run: str, class_names: list[str]):
+    """The base run's saved prompts, else the project's prompts.json, else None."""
+    from prism_gui.engine.prompts import PromptSet
+
+    for path in (project / "runs" / base_run / "prompts.json", project / "prompts.json"):
+        if path.is_file():
+            try:
+                ps = PromptSet.load(path)
+            except (ValueError, OSError):
+                continue
+            if ps.class_names == class_names:
+                return ps
+    return None
 
 
 def next_run_name(cat, prefix: str = "fill") -> str:
@@ -234,12 +258,15 @@ def fill_holes_job(project, teacher, regions: list[dict], *, per_class: int = 20
         if base is None:
             raise ValueError(f"'{project}' has no generation run '{base_run}'; its runs are "
                              f"{[r['id'] for r in gen_runs]}")
+        if run is not None and run in {r["id"] for r in cat.runs()}:
+            raise ValueError(f"'{project}' already has a run '{run}': leave the name out for a new 'fill-N'")
         run = run or next_run_name(cat)
         seeds = [int(r["spec"].get("seed", 0)) for r in gen_runs]
     spec = {**base["spec"], "project": str(project), "run": run, "images_per_class": per_class,
             "seed": max(seeds) + 1, "classes": sorted({int(g["class"]) for g in regions})}
     gspec = GenerateSpec(**{k: v for k, v in spec.items() if k in {f.name for f in dataclasses.fields(GenerateSpec)}})
-    ps = fill_prompts(regions, list(teacher.class_names))
+    names = list(teacher.class_names)
+    ps = fill_prompts(regions, names, _fallback_prompts(Path(project), base["id"], names))
     ps.save(Path(project) / "runs" / run / "prompts.json")
     yield from run_generation(gspec, ps, teacher=teacher, components=components, cancel=cancel)
     yield Event("fill", 1, 1, f"run '{run}': {per_class} more images for each of {len(gspec.classes)} classes",

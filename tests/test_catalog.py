@@ -158,3 +158,27 @@ def test_an_id_filter_of_any_length_works(tmp_path):
         many = list(range(10**6, 10**6 + 60_000)) + ids[1:]
         assert cat.count(ids=many) == 2 and cat.ids(ids=many) == ids[1:]
         assert cat.count(ids=[]) == 0
+
+
+def test_stored_pngs_carry_the_sd_webui_parameters_chunk_that_its_readers_parse(tmp_path):
+    """A1111 / Forge "PNG Info" and metadata readers (here sd-parsers, from PyPI) read how each image was made."""
+    from sd_parsers import ParserManager
+
+    settings = {"sampler": {"steps": 30, "cfg": 3.0, "scheduler": "dpm++", "eta": 0.0},
+                "guidance": {"scale": 0.4, "energy": {"weights": {"class": 1.0}, "temperature": 1.0}}}
+    with Catalog(tmp_path / "p") as cat:
+        i = cat.add_image("prism", 3, np.zeros((8, 8, 1), np.uint8), class_index=7, class_name="seven",
+                          prompt="a thin bold seven, tilted left", negative_prompt="blurry, low quality",
+                          seed=30000003, generator="/models/sd, v1.5", settings=settings,
+                          score={"energy": 0.125, "energies": {"class": 0.125}})
+        path = tmp_path / "p" / cat.get(i)["path"]
+    with Image.open(path) as im:
+        assert json.loads(im.text["prism"])["seed"] == 30000003  # the catalog's own chunk is still there
+        info = ParserManager().parse(im)
+    assert info.generator.value == "AUTOMATIC1111"
+    s = info.samplers[0]
+    assert info.full_prompt == "a thin bold seven, tilted left" and info.full_negative_prompt == "blurry, low quality"
+    assert s.name == "DPM++ 2M" and s.parameters == {"steps": "30", "cfg_scale": "3", "seed": "30000003"}
+    assert s.model.name == "sd v1.5"  # the folder's name, without the comma readers would split on
+    assert info.metadata["PRISM energy"] == "0.125" and info.metadata["PRISM guidance scale"] == "0.4"
+    assert info.metadata["PRISM class"] == "seven" and info.metadata["Size"] == "8x8"

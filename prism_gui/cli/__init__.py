@@ -26,11 +26,8 @@ import json
 import sys
 from pathlib import Path
 
-
-def _progress(events):
-    from prism_gui.engine.jobs import run_to_completion
-
-    return run_to_completion(events)
+from prism_gui.cli.common import progress as _progress
+from prism_gui.cli.common import project_teacher, require_project, require_runs
 
 
 def cmd_demo(rest):
@@ -149,29 +146,15 @@ def cmd_select(rest):
                                      "the project's, from its project.json)")
     a = p.parse_args(rest)
     from prism_gui.engine.project.actions import select_job
-    from prism_gui.engine.project.project import SPEC_FILE, Project
 
-    if not (a.project / "catalog.sqlite").exists():
-        raise SystemExit(f"prism select: '{a.project}' is not a PRISM project (no catalog.sqlite): give the "
-                         "project folder that 'prism generate' wrote")
+    require_project(a.project, "prism select")
     if a.per_class < 1:
         raise SystemExit(f"prism select: --per-class must be at least 1, not {a.per_class}")
-    if a.run is not None:
-        from prism_gui.engine.data.catalog import Catalog
-
-        with Catalog(a.project, create=False) as cat:
-            runs = [r["id"] for r in cat.runs("generate")]
-        if a.run not in runs:
-            raise SystemExit(f"prism select: '{a.project}' has no generation run '{a.run}'; its runs are {runs}")
+    require_runs(a.project, a.run, "prism select")
     teacher = None
     if a.by in NEEDS_FEATURES:
-        from prism_gui.engine.teachers.spec import TeacherSpec
-
-        if a.teacher is None and not (a.project / SPEC_FILE).exists():
-            raise SystemExit(f"prism select: '--by {a.by}' compares images in the teacher's features and "
-                             f"'{a.project}' has no {SPEC_FILE} naming one: add --teacher (e.g. --teacher digits)")
-        value = a.teacher if a.teacher is not None else Project.open(a.project).teacher_value()
-        teacher = TeacherSpec.from_value(value, "--teacher" if a.teacher else SPEC_FILE).load()
+        teacher = project_teacher(a.project, a.teacher, "prism select",
+                                  why=f"'--by {a.by}' compares images in the teacher's features and ")
     ev = _progress(select_job(a.project, a.per_class, a.by, a.run, teacher, seed=a.seed))[-1]
     print(f"kept {a.per_class} per class ({DESCRIPTIONS[a.by]}), rejected {ev.data['rejected']}")
     return 0

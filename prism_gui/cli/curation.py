@@ -10,13 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-
-def _progress(events):
-    from prism_gui.engine.jobs import run_to_completion
-
-    return run_to_completion(events)
+from prism_gui.cli.common import progress as _progress
+from prism_gui.cli.common import project_teacher, require_project, require_runs
 
 
 def _common(p: argparse.ArgumentParser, reference: bool = True) -> None:
@@ -33,50 +28,30 @@ def _common(p: argparse.ArgumentParser, reference: bool = True) -> None:
 
 
 def _open(a, prog: str):
-    """(teacher, reference, mapping, project spec or None) for a command's arguments."""
+    """(teacher, reference, mapping) for a command's arguments, after checking them."""
     from prism_gui.engine.project.project import SPEC_FILE, Project
-    from prism_gui.engine.teachers.spec import TeacherSpec
 
-    if not (a.project / "catalog.sqlite").exists():
-        raise SystemExit(f"{prog}: '{a.project}' is not a PRISM project (no catalog.sqlite): give the project folder "
-                         "that 'prism generate' wrote")
-    has_spec = (a.project / SPEC_FILE).exists()
-    if a.teacher is None and not has_spec:
-        raise SystemExit(f"{prog}: '{a.project}' has no {SPEC_FILE} naming its teacher: add --teacher "
-                         "(e.g. --teacher digits)")
-    project = Project.open(a.project) if has_spec else None
-    value = a.teacher if a.teacher is not None else project.teacher_value()
-    teacher = TeacherSpec.from_value(value, "--teacher" if a.teacher else SPEC_FILE).load()
+    require_project(a.project, prog)
+    teacher = project_teacher(a.project, a.teacher, prog)
     reference, mapping = getattr(a, "reference", "none"), getattr(a, "mapping", None)
     if reference == "project":
-        reference, mapping = project.evaluation() if project is not None else ("", None)
+        has_spec = (a.project / SPEC_FILE).exists()
+        reference, mapping = Project.open(a.project).evaluation() if has_spec else ("", None)
     elif reference not in ("none", "") and not Path(reference).is_dir():
         from prism_gui.engine.worlds import is_named_image_set
 
         if not is_named_image_set(reference):
             raise SystemExit(f"{prog}: --reference '{reference}' is neither a folder nor a built-in set: give a "
                              "labelled image folder, 'digits-test', 'project' or 'none'")
-    if a.runs:
-        from prism_gui.engine.data.catalog import Catalog
-
-        with Catalog(a.project, create=False) as cat:
-            runs = [r["id"] for r in cat.runs("generate")]
-        unknown = [r for r in a.runs if r not in runs]
-        if unknown:
-            raise SystemExit(f"{prog}: '{a.project}' has no generation run(s) {unknown}; its runs are {runs}")
-    return teacher, (reference if reference not in ("none",) else ""), mapping
+    require_runs(a.project, a.runs, prog)
+    return teacher, (reference if reference != "none" else ""), mapping
 
 
 def _out(a) -> Path:
-    out = a.out or a.project / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """The folder the JSON and PNG go to (made by the writes)."""
+    from prism_gui.engine.analysis.features import ANALYSIS_DIR
 
-
-def _write(path: Path, data: bytes | str) -> None:
-    from prism_gui.engine.data.catalog import atomic_write_bytes
-
-    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    return a.out or a.project / ANALYSIS_DIR
 
 
 COLOURS = ("class", "energy", "confidence", "run", "status", "density")
@@ -94,36 +69,35 @@ def cmd_map(rest):
     p.add_argument("--refit", action="store_true", help="fit the map again instead of updating the cached one")
     a = p.parse_args(rest)
     teacher, reference, mapping = _open(a, "prism map")
-    from prism_gui.engine.analysis.embedding import map_job
-    from prism_gui.engine.analysis.plots import map_png
-    from prism_gui.engine.data.catalog import Catalog
+    import numpy as np
 
-    ev = _progress(map_job(a.project, teacher, method=a.method, reference=reference, mapping=mapping, runs=a.runs,
-                           seed=a.seed, refit=a.refit))[-1]
-    pm = ev.data["map"]
-    with Catalog(a.project, create=False) as cat:
-        rows = {r["id"]: r for r in cat.query(columns="id, status, energy, confidence")}
-    status = [rows[int(i)]["status"] if i >= 0 else "" for i in pm.ids]
-    kept = pm.real | (~pm.real & (np.array(status) != "reject"))
+    from prism_gui.engine.analysis.plots import energy_for_display, map_png
+    from prism_gui.engine.data.catalog import atomic_write_bytes, atomic_write_text
+    from prism_gui.engine.project.actions import map_view_job
+
+    ev = _progress(map_view_job(a.project, teacher, method=a.method, reference=reference, mapping=mapping,
+                                runs=a.runs, seed=a.seed, refit=a.refit))[-1]
+    pm, cols = ev.data["map"], ev.data["columns"]
+    status = cols["status"].astype(str)
+    kept = pm.real | (status != "reject")
     values, log = None, False
-    if a.color in ("energy", "confidence"):
-        values = np.array([rows[int(i)][a.color] if i >= 0 and rows[int(i)][a.color] is not None else np.nan
-                           for i in pm.ids], float)
-        log = a.color == "energy" and bool(np.all(values[np.isfinite(values)] > 0))  # free energy: negative
-        if log:
-            values = np.log10(values)
+    if a.color == "energy":
+        values, log = energy_for_display(cols["energy"])
+    elif a.color == "confidence":
+        values = cols["confidence"]
     elif a.color in ("run", "status"):
-        cats = pm.runs if a.color == "run" else np.array(status)
+        cats = pm.runs if a.color == "run" else status
         names = sorted(set(cats.tolist()) - {""})
         values = np.array([names.index(c) if c in names else -1 for c in cats], float)
     out = _out(a)
     doc = pm.to_json()
     for pt, st in zip(doc["points"], status, strict=True):
         pt["status"] = st
-    _write(out / "map.json", json.dumps(doc))
-    _write(out / "map.png", map_png(pm.xy, pm.labels, pm.real, list(teacher.class_names), kept=kept,
-                                    values=values, value_label="log10 energy" if log else a.color,
-                                    title=f"{pm.method.upper()} map of '{a.project.name}' in the teacher's features"))
+    atomic_write_text(out / "map.json", json.dumps(doc))
+    atomic_write_bytes(out / "map.png", map_png(
+        pm.xy, pm.labels, pm.real, list(teacher.class_names), kept=kept, values=values,
+        value_label="log10 energy" if log else a.color,
+        title=f"{pm.method.upper()} map of '{a.project.name}' in the teacher's features"))
     print(ev.message)
     print(f"map -> {out / 'map.json'}, {out / 'map.png'}")
     return 0
@@ -150,7 +124,7 @@ def cmd_duplicates(rest):
     teacher, _, _ = _open(a, "prism duplicates")
     from prism_gui.engine.analysis.duplicates import duplicates_job
     from prism_gui.engine.analysis.plots import montage_png
-    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog, atomic_write_bytes, atomic_write_text
 
     ev = _progress(duplicates_job(a.project, teacher, threshold=a.threshold, ratio=a.ratio, runs=a.runs,
                                   reject=a.reject))[-1]
@@ -159,12 +133,12 @@ def cmd_duplicates(rest):
     doc = {k: v for k, v in res.items() if k not in ("density", "nn_distance", "ids")}
     doc["class_thresholds"] = {str(k): v for k, v in res["class_thresholds"].items()}
     doc["density"] = {str(int(i)): round(float(d), 4) for i, d in zip(res["ids"], res["density"], strict=True)}
-    _write(out / "duplicates.json", json.dumps(doc, indent=1))
+    atomic_write_text(out / "duplicates.json", json.dumps(doc, indent=1))
     with Catalog(a.project, create=False) as cat:
         thumbs = {r["id"]: r["thumb"] for r in cat.query(columns="id, thumb")}
     rows = [(f"{teacher.class_names[g['class']]} ({len(g['ids'])})",
              [(thumbs[i], "keep" if i == g["keep"] else "reject") for i in g["ids"]]) for g in res["groups"][:16]]
-    _write(out / "duplicates.png", montage_png(a.project, rows or [("no near-duplicates", [])]))
+    atomic_write_bytes(out / "duplicates.png", montage_png(a.project, rows or [("no near-duplicates", [])]))
     print(ev.message + (" (Ctrl+Z in the app, or the curation journal, undoes it)" if res.get("action") else ""))
     print(f"duplicates -> {out / 'duplicates.json'}, {out / 'duplicates.png'}")
     return 0
@@ -191,16 +165,19 @@ def cmd_holes(rest):
     if a.fill is not None and a.fill < 1:
         raise SystemExit(f"prism holes: --fill must be at least 1, not {a.fill}")
     teacher, reference, mapping = _open(a, "prism holes")
+    from prism_gui.engine.analysis.features import ANALYSIS_DIR
     from prism_gui.engine.analysis.holes import holes_job, holes_json
     from prism_gui.engine.analysis.plots import coverage_png
+    from prism_gui.engine.data.catalog import atomic_write_bytes, atomic_write_text
 
     ev = _progress(holes_job(a.project, teacher, reference=reference, mapping=mapping, runs=a.runs, k=a.k,
                              regions=a.regions, seed=a.seed))[-1]
     res = ev.data["result"]
     out = _out(a)
-    _write(out / "holes.json", json.dumps(holes_json(res), indent=1))
-    _write(out / "holes.png", coverage_png(res["per_class"], title=f"coverage per class against "
-                                           f"{'the real set' if res['reference'] == 'real' else 'class prototypes'}"))
+    if out.resolve() != (a.project / ANALYSIS_DIR).resolve():  # the job saved it there for the report
+        atomic_write_text(out / "holes.json", json.dumps(holes_json(res), indent=1))
+    against = "the real set" if res["reference"] == "real" else "class prototypes"
+    atomic_write_bytes(out / "holes.png", coverage_png(res["per_class"], title=f"coverage per class against {against}"))
     print(ev.message)
     for g in res["regions"][:5]:
         print(f"  {g['class_name']}: {g['size']} uncovered; proposed: "
@@ -225,10 +202,8 @@ def cmd_holes(rest):
             return 0
         from prism_gui.engine.project.actions import fill_holes_job
 
-        evs = _progress(fill_holes_job(a.project, teacher, regions, per_class=a.fill))
-        run = next((e.data.get("run") for e in reversed(evs) if e.data.get("run")), None)
-        print(f"generated {a.fill} more per class for {len({g['class'] for g in regions})} classes"
-              + (f" into run '{run}'" if run else ""))
+        run = _progress(fill_holes_job(a.project, teacher, regions, per_class=a.fill))[-1].data["run"]
+        print(f"generated {a.fill} more per class for {len({g['class'] for g in regions})} classes into run '{run}'")
     return 0
 
 

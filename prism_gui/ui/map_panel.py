@@ -294,6 +294,20 @@ class MapPanel(QWidget):
                 slot(*args)
         return call
 
+    def _submit(self, name: str, factory, done, button=None, failed=None):
+        """Queue a job on the open project: its result goes to ``done`` only while that project is
+        still open; errors show in the panel; ``button`` is disabled while it runs."""
+        root = self.studio.project.root
+        show_error(self.error, "")
+        if button is not None:
+            button.setEnabled(False)
+        self.job = self.studio.submit(name, factory)
+        self.job.finished.connect(self._for(root, done))
+        self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), failed and failed()))
+        if button is not None:
+            self.job.ended.connect(lambda _o: button.setEnabled(True))
+        return self.job
+
     def clear(self) -> None:
         self.data, self.columns, self.density, self.dups, self.holes = None, {}, None, None, None
         self._tree = None
@@ -319,16 +333,12 @@ class MapPanel(QWidget):
         root, teacher = self.studio.project.root, self.studio.teacher
         method = method or METHODS[self.method.currentText()]
         reference, mapping = self._reference()
-        show_error(self.error, "")
-        self.compute_button.setEnabled(False)
         self.status.setText("computing the map…")
-        self.job = self.studio.submit("Map", lambda token: map_view_job(
-            root, teacher, method=method, reference=reference, mapping=mapping, refit=refit, cancel=token))
-        self.job.progress.connect(self._for(root, lambda ev: self.status.setText(ev.message)))
-        self.job.finished.connect(self._for(root, self._mapped))
-        self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), self.status.setText("")))
-        self.job.ended.connect(lambda _o: self.compute_button.setEnabled(True))
-        return self.job
+        job = self._submit("Map", lambda token: map_view_job(
+            root, teacher, method=method, reference=reference, mapping=mapping, refit=refit, cancel=token),
+            self._mapped, self.compute_button, failed=lambda: self.status.setText(""))
+        job.progress.connect(self._for(root, lambda ev: self.status.setText(ev.message)))
+        return job
 
     def _mapped(self, ev) -> None:
         from scipy.spatial import cKDTree
@@ -366,10 +376,12 @@ class MapPanel(QWidget):
         if v is None:
             self.message.setText("Density comes from the near-duplicate search: press Find near-duplicates.")
             v = np.full(n, np.nan)
+        log = False
+        if how == "energy":
+            from prism_gui.engine.analysis.plots import energy_for_display
+
+            v, log = energy_for_display(v)
         v = np.asarray(v, float)
-        log = how == "energy" and bool(np.all(v[np.isfinite(v)] > 0))  # free energy is negative: a linear scale
-        if log:
-            v = np.log10(v)
         ok = np.isfinite(v)
         lo, hi = (np.percentile(v[ok], [2, 98]) if ok.any() else (0.0, 1.0))
         idx = np.clip(((v - lo) / max(hi - lo, 1e-12) * (RAMP - 1)).round(), 0, RAMP - 1)
@@ -580,14 +592,8 @@ class MapPanel(QWidget):
         from prism_gui.engine.project.actions import project_teacher
 
         root, teacher, ratio = self.studio.project.root, self.studio.teacher, self.dup_ratio.value()
-        show_error(self.error, "")
-        self.dup_button.setEnabled(False)
-        self.job = self.studio.submit("Near-duplicates", lambda token: duplicates_job(
-            root, project_teacher(root, teacher), ratio=ratio, cancel=token))
-        self.job.finished.connect(self._for(root, self._duplicates_found))
-        self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
-        self.job.ended.connect(lambda _o: self.dup_button.setEnabled(True))
-        return self.job
+        return self._submit("Near-duplicates", lambda token: duplicates_job(
+            root, project_teacher(root, teacher), ratio=ratio, cancel=token), self._duplicates_found, self.dup_button)
 
     def _duplicates_found(self, ev) -> None:
         res = self.dups = ev.data["result"]
@@ -645,14 +651,9 @@ class MapPanel(QWidget):
 
         root, teacher = self.studio.project.root, self.studio.teacher
         reference, mapping = self._reference()
-        show_error(self.error, "")
-        self.holes_button.setEnabled(False)
-        self.job = self.studio.submit("Holes", lambda token: holes_job(
-            root, project_teacher(root, teacher), reference=reference or None, mapping=mapping, cancel=token))
-        self.job.finished.connect(self._for(root, self._holes_found))
-        self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
-        self.job.ended.connect(lambda _o: self.holes_button.setEnabled(True))
-        return self.job
+        return self._submit("Holes", lambda token: holes_job(
+            root, project_teacher(root, teacher), reference=reference or None, mapping=mapping, cancel=token),
+            self._holes_found, self.holes_button)
 
     def _holes_found(self, ev) -> None:
         res = self.holes = ev.data["result"]
@@ -720,13 +721,11 @@ class MapPanel(QWidget):
             return None
         base = runs[-1]  # the run whose settings (and generator) the fill copies, fixed now, not when it starts
         source = base["spec"].get("generator", "digits")
-        self.job = self.studio.submit("Generate more here", lambda token: fill_holes_job(
+        job = self._submit("Generate more here", lambda token: fill_holes_job(
             root, project_teacher(root, teacher), regions, per_class=n, base_run=base["id"],
-            components=generator(source), cancel=token))
-        self.job.finished.connect(self._for(root, self._filled))
-        self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
+            components=generator(source), cancel=token), self._filled)
         self.message.setText(f"queued: {n} more images for each of {len({g['class'] for g in regions})} classes")
-        return self.job
+        return job
 
     def _filled(self, ev) -> None:
         self.message.setText(ev.message + ". Compute the map again to see them (it is updated, not refitted) and "

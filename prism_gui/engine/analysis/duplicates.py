@@ -204,10 +204,8 @@ def duplicates_job(project, teacher, *, threshold: float | None = None, ratio: f
         yield Event("duplicates", ev.step, ev.total, ev.message)
     with Catalog(project, create=False) as cat:
         rows = cat.query(columns="id, status, energy")
-    status = {r["id"]: r["status"] for r in rows}
     en = {r["id"]: r["energy"] for r in rows}
-    mask = np.array([status.get(int(i)) in statuses for i in table.ids], bool)
-    t = table.subset(mask)
+    t = table.only(r["id"] for r in rows if r["status"] in statuses)
     energy = np.array([np.nan if en.get(int(i)) is None else en[int(i)] for i in t.ids], np.float64)
     yield Event("duplicates", 0, 1, f"searching {len(t):,} images for near-duplicates")
     res = find_duplicates(t.features, t.labels, t.ids, energy, threshold=threshold, ratio=ratio, k=k,

@@ -23,7 +23,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,15 +62,18 @@ class FeatureTable:
     items: np.ndarray
     teacher: str = ""
     computed: int = 0  # how many were computed by this call (the rest came from the cache)
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, mask) -> FeatureTable:
         m = np.asarray(mask)
-        return FeatureTable(self.ids[m], self.labels[m], self.features[m], self.runs[m], self.items[m], self.teacher,
-                            self.computed)
+        return replace(self, ids=self.ids[m], labels=self.labels[m], features=self.features[m], runs=self.runs[m],
+                       items=self.items[m])
+
+    def only(self, ids) -> FeatureTable:
+        """The rows of these catalog ids (a set, or any iterable of ids)."""
+        return self.subset(np.isin(self.ids, np.fromiter(ids, np.int64)))
 
 
 def _atomic_save_npz(path: Path, **arrays) -> None:

@@ -190,10 +190,8 @@ def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str]
         yield Event("holes", ev.step, ev.total, ev.message)
     with Catalog(project, create=False) as cat:
         rows = cat.query(columns="id, status, prompt, correct")
-    status = {r["id"]: r["status"] for r in rows}
-    agree = {r["id"] for r in rows if r["correct"] is None or r["correct"]}
-    t = table.subset(np.array([status.get(int(i)) in statuses for i in table.ids], bool))
-    pt = table.subset(np.array([int(i) in agree for i in table.ids], bool))
+    t = table.only(r["id"] for r in rows if r["status"] in statuses)
+    pt = table.only(r["id"] for r in rows if r["correct"] is None or r["correct"])
     pool = Pool(pt.features, pt.labels, pt.ids, {r["id"]: r["prompt"] for r in rows})
     real = real_labels = protos = None
     if reference not in (None, "", "none"):

@@ -21,6 +21,14 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def energy_for_display(values) -> tuple[np.ndarray, bool]:
+    """(values to colour by, whether they are log10): energies span decades, so a log scale, unless
+    some are not positive (free energy is negative), then a linear one."""
+    v = np.asarray(values, float)
+    log = bool(np.all(v[np.isfinite(v)] > 0))
+    return (np.log10(v) if log else v), log
+
+
 def _scatter_classes(ax, xy, labels, class_names, size, marker="o", alpha=0.8, edge=None):
     import matplotlib
 

@@ -102,18 +102,6 @@ def test_repair_keeps_files_of_rows_waiting_in_a_shard_and_merge_is_idempotent(t
         assert cat.repair() == {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
 
 
-def test_export_imagefolder_with_metadata_jsonl(tmp_path):
-    with Catalog(tmp_path / "p") as cat:
-        for i in range(6):
-            add(cat, "r", i, k=i % 2)
-        cat.set_status([1], "reject")
-        n = cat.export_imagefolder(tmp_path / "out")
-    assert n == 5
-    lines = [json.loads(x) for x in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()]
-    assert len(lines) == 5 and all((tmp_path / "out" / x["file_name"]).exists() for x in lines)
-    assert {x["label"] for x in lines} == {"0", "1"}
-
-
 def test_missing_project_is_an_error_when_not_creating(tmp_path):
     with pytest.raises(CatalogError, match="does not exist"):
         Catalog(tmp_path / "nope", create=False)

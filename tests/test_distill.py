@@ -22,7 +22,8 @@ def test_real_data_kd_learns_and_logs(tmp_path, digits_teacher):
     assert res["test_accuracy"] > 0.5 and 0 <= res["agreement"] <= 1
     lines = [json.loads(x) for x in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in x for x in lines) and any("test_accuracy" in x for x in lines)
-    for f in ("student.safetensors", "student.onnx", "student.json", "manifest.json", "result.json"):
+    for f in ("student/model.safetensors", "student/config.json", "student/README.md", "student.onnx", "manifest.json",
+              "result.json"):
         assert (tmp_path / "d" / f).exists(), f
     import onnx
 
@@ -35,7 +36,7 @@ def test_training_resumes_from_a_checkpoint(tmp_path, digits_teacher):
     import safetensors.torch
 
     def weights(d):
-        return safetensors.torch.load_file(str(d / "student.safetensors"))
+        return safetensors.torch.load_file(str(d / "student" / "model.safetensors"))
 
     whole = DistillSpec(data="digits-train", epochs=2, out_dir=str(tmp_path / "whole"), eval="")
     events = list(run_distillation(whole, teacher=digits_teacher))
@@ -65,8 +66,8 @@ def test_a_killed_run_resumes_from_its_last_step_checkpoint(tmp_path, digits_tea
             break  # the generator is dropped, as if the process died: no checkpoint at step 13
     events = list(run_distillation(spec, teacher=digits_teacher))
     assert events[0].step == 10 and events[-1].step == 17
-    a = safetensors.torch.load_file(str(tmp_path / "whole" / "student.safetensors"))
-    b = safetensors.torch.load_file(str(tmp_path / "d" / "student.safetensors"))
+    a = safetensors.torch.load_file(str(tmp_path / "whole" / "student" / "model.safetensors"))
+    b = safetensors.torch.load_file(str(tmp_path / "d" / "student" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -214,7 +215,7 @@ def test_channels_last_gives_the_same_losses_and_restores_the_teacher(tmp_path, 
     np.testing.assert_allclose(_losses(events), ref, rtol=1e-4)
     conv = digits_teacher.model.stem[0].weight  # the shared teacher is back in the standard layout
     assert conv.is_contiguous() and events[-1].data["student"].stem[0].weight.is_contiguous()
-    sd = safetensors.torch.load_file(str(tmp_path / "d" / "student.safetensors"))
+    sd = safetensors.torch.load_file(str(tmp_path / "d" / "student" / "model.safetensors"))
     assert set(sd) == set(events[-1].data["student"].state_dict())
     man = json.loads((tmp_path / "d" / "manifest.json").read_text())  # the options land in the run's manifest
     assert man["spec"]["channels_last"] is True and man["spec"]["precision"] == "auto"
@@ -256,7 +257,7 @@ def test_compiled_and_eager_runs_resume_each_other_and_save_plain_keys(tmp_path,
     # same weights and batches as the uninterrupted run; dropout masks differ (inductor draws its own)
     np.testing.assert_allclose(losses[0], ref[21], rtol=0.05)
     assert np.isfinite(losses).all() and events[-1].data["result"]["speed"]["compile"] is True
-    for f in (a / "checkpoint" / "student.safetensors", a / "student.safetensors"):
+    for f in (a / "checkpoint" / "student.safetensors", a / "student" / "model.safetensors"):
         keys = set(safetensors.torch.load_file(str(f)))
         assert keys == set(events[-1].data["student"].state_dict()) and not any("_orig_mod" in k for k in keys)
     import onnx

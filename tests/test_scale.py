@@ -245,7 +245,7 @@ def _losses(folder: Path) -> np.ndarray:
 def _weights(folder: Path) -> dict:
     import safetensors.torch
 
-    return safetensors.torch.load_file(str(folder / "student.safetensors"))
+    return safetensors.torch.load_file(str(folder / "student" / "model.safetensors"))
 
 
 def test_distillation_on_two_processes_matches_one_and_resumes_after_a_rank_is_killed(tmp_path):

@@ -36,12 +36,14 @@ def test_training_run_curves_and_export(qtbot, tmp_path):
     qtbot.waitUntil(lambda: drawn("acc", 2) and drawn("smooth", 8), timeout=3000)
     assert len(rc.items["smooth"].xData) == 8
     assert "student accuracy" in panel.result.text()
-    assert (tmp_path / "proj" / "runs" / "distill-1" / "student.safetensors").exists()
+    assert (tmp_path / "proj" / "runs" / "distill-1" / "student" / "model.safetensors").exists()
     assert panel.run_name.text() == "distill-2"
     out = tmp_path / "export"
     ejob = panel.export(str(out))
     qtbot.waitUntil(lambda: ejob.state == "finished", timeout=60000)
-    assert (out / "student.safetensors").exists() and (out / "student.json").exists()
+    assert (out / "student" / "model.safetensors").exists() and (out / "student" / "config.json").exists()
+    card = (out / "student" / "README.md").read_text()  # the run's model card goes with the export
+    assert ("library_name: timm" in card and "distill-1" not in card) or "student accuracy" in card
 
     panel.epochs.setValue(50)  # a second run, overlaid, stopped early
     job2 = panel.start()

@@ -148,7 +148,7 @@ def test_distillation_on_two_processes_shows_its_result(qtbot, tmp_path, monkeyp
     assert "student accuracy" in panel.result.text()
     assert panel.student is not None and panel.export_button.isEnabled()
     assert panel.runs["distill-1"].loss  # the curves follow the main process's events
-    assert (tmp_path / "proj" / "runs" / "distill-1" / "student.safetensors").exists()
+    assert (tmp_path / "proj" / "runs" / "distill-1" / "student" / "model.safetensors").exists()
     assert Project.open(tmp_path / "proj").spec["distill"]["processes"] == 2
 
 

@@ -10,7 +10,9 @@
     prism map PROJECT                    a 2-D map of the images (and real ones) in the teacher's features
     prism duplicates PROJECT [--reject]  near-duplicate groups; keep the lowest-energy image of each
     prism holes PROJECT [--fill N]       per-class coverage, uncovered regions, and generate more there
-    prism export PROJECT DEST            export a project's curated images as an ImageFolder
+    prism export PROJECT DEST            curated images as a Hugging Face imagefolder dataset (+ dataset card)
+    prism import PROJECT FOLDER          images made elsewhere into a project as a run, scored by the teacher
+    prism export-metrics PROJECT RUN     a run's curves as CSV (TensorBoard: tensorboard --logdir PROJECT)
     prism report PROJECT [--out FILE]    the project's stakeholder report as one HTML file
     prism world                          sample the Digits prior and score it with the teacher
     prism train-teacher | train-prior | evaluate-prior   rebuild the Digits world
@@ -292,8 +294,8 @@ def cmd_evaluate(rest):
     from prism_gui.engine.devices import pick_device
     from prism_gui.engine.specs import SpecError, check_settings, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
-    from prism_gui.engine.training.distill import load_student
     from prism_gui.engine.training.evaluate import eval_dataset, evaluate
+    from prism_gui.engine.training.export import load_student
 
     s = load_spec(a.spec)
     tspec = TeacherSpec.take(s, a.spec)
@@ -349,16 +351,25 @@ def cmd_metrics(rest):
 
 
 def cmd_export(rest):
-    p = argparse.ArgumentParser(prog="prism export", description="Export curated images as an ImageFolder.")
+    p = argparse.ArgumentParser(prog="prism export", description="Export curated images as a Hugging Face "
+                                "imagefolder dataset (class folders, metadata.jsonl, classes.json, a dataset card); "
+                                "datasets.load_dataset('imagefolder', data_dir=DEST) loads it.")
     p.add_argument("project")
-    p.add_argument("dest")
+    p.add_argument("dest", help="a new or empty folder (an earlier export there is updated in place)")
     p.add_argument("--include-rejected", action="store_true")
+    p.add_argument("--runs", nargs="+", help="only these runs (default: all)")
     a = p.parse_args(rest)
-    from prism_gui.engine.data.catalog import STATUSES, Catalog
+    from prism_gui.cli.common import project_class_names, require_project, require_runs
+    from prism_gui.engine.data.catalog import STATUSES
+    from prism_gui.engine.data.export import export_dataset
 
-    with Catalog(a.project, create=False) as cat:
-        n = cat.export_imagefolder(a.dest, statuses=STATUSES if a.include_rejected else ("unreviewed", "keep"))
-    print(f"exported {n} images to {a.dest} (metadata.jsonl)")
+    root = Path(a.project)
+    require_project(root, "prism export")
+    require_runs(root, a.runs, "prism export")
+    events = _progress(export_dataset(root, a.dest, runs=a.runs, class_names=project_class_names(root),
+                                      statuses=STATUSES if a.include_rejected else ("unreviewed", "keep")))
+    print(f"exported {events[-1].data['images']} images to {a.dest} (metadata.jsonl, classes.json, README.md): "
+          f"datasets.load_dataset(\"imagefolder\", data_dir=\"{a.dest}\")")
     return 0
 
 
@@ -434,6 +445,7 @@ def _delegate(module: str):
 
 
 from prism_gui.cli.curation import COMMANDS as CURATION  # noqa: E402
+from prism_gui.cli.toolchain import COMMANDS as TOOLCHAIN  # noqa: E402
 
 COMMANDS = {
     "demo": cmd_demo,
@@ -445,6 +457,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "metrics": cmd_metrics,
     "export": cmd_export,
+    **TOOLCHAIN,
     "report": cmd_report,
     "cluster": cmd_cluster,
     "doctor": cmd_doctor,

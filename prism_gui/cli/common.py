@@ -18,14 +18,21 @@ def require_project(project: Path, prog: str) -> None:
                          "that 'prism generate' wrote")
 
 
+def project_class_names(project: Path) -> list[str] | None:
+    """The class names of the project's teacher, from its project.json (None without one)."""
+    from prism_gui.engine.project.project import SPEC_FILE, Project
+
+    return (Project.open(project).class_names() or None) if (project / SPEC_FILE).exists() else None
+
+
 def require_runs(project: Path, runs: str | list[str] | None, prog: str) -> None:
-    """``runs`` (one name, or a list) must be generation runs of ``project``."""
+    """``runs`` (one name, or a list) must be image runs of ``project`` (generated or imported)."""
     if not runs:
         return
     from prism_gui.engine.data.catalog import Catalog
 
     with Catalog(project, create=False) as cat:
-        known = [r["id"] for r in cat.runs("generate")]
+        known = [r["id"] for r in cat.runs() if r["kind"] in ("generate", "import")]
     if isinstance(runs, str):
         if runs not in known:
             raise SystemExit(f"{prog}: '{project}' has no generation run '{runs}'; its runs are {known}")

@@ -28,6 +28,7 @@ from prism_gui.ui.worker import Job, JobFactory, JobQueue
 
 ERROR_STYLE = "color: #b00020; font-weight: bold;"
 OK_STYLE = "color: #1b5e20;"
+WARNING_COLOR = "#9a6700"  # a model listed but not usable (amber: not an error until it is chosen to run)
 
 
 # ------------------------------------------------------------------------------ settings

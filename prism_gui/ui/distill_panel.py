@@ -78,14 +78,17 @@ def distill_job(settings: dict, teacher, cancel) -> Iterator:
     yield from run_distillation(spec, teacher=teacher, cancel=cancel)
 
 
-def export_job(student, teacher, out: str, onnx: bool, cancel) -> Iterator:
+def export_job(student, teacher, out: str, onnx: bool, cancel, run_dir: str | None = None) -> Iterator:
+    """Export ``student`` into ``out``; the model card of its run (``run_dir``) goes with it."""
     from prism_gui.engine.jobs import Event
     from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.distill import export_student
+    from prism_gui.engine.training.export import export_student, student_folder
 
     teacher = teacher or load_teacher("digits")
     yield Event("export", 0, 1, "exporting")
-    paths = export_student(student, teacher, Path(out), onnx=onnx)
+    made = student_folder(run_dir) if run_dir else None
+    card = (made / "README.md").read_text(encoding="utf-8") if made and (made / "README.md").is_file() else None
+    paths = export_student(student, teacher, Path(out), onnx=onnx, card=card)
     yield Event("export", 1, 1, "exported", {"paths": [str(p) for p in paths]})
 
 
@@ -109,6 +112,7 @@ class DistillPanel(DropTarget, QWidget):
         self.job = None
         self.export_job = None
         self.student = None
+        self.student_run_dir: str | None = None  # the run the student came from (its model card)
         self.runs: dict[str, RunCurves] = {}
         self._dirty = False
 
@@ -171,8 +175,9 @@ class DistillPanel(DropTarget, QWidget):
                                    "(Ctrl+T)", self.start, shortcut="Ctrl+T")
         self.stop_button = button("Stop", "Stop after the current step (the last finished epoch is checkpointed)",
                                   self.stop, enabled=False)
-        self.export_button = button("Export student…", "Save the trained student as safetensors (+ ONNX) with its "
-                                    "config", lambda: self.export(), enabled=False)
+        self.export_button = button("Export student…", "Save the trained student as a timm model folder "
+                                    "(config.json, model.safetensors, model card; timm.create_model('local-dir:…')) "
+                                    "and, if ticked, ONNX", lambda: self.export(), enabled=False)
         self.progress = QProgressBar()
         self.result = QLabel("")
         self.result.setWordWrap(True)
@@ -388,7 +393,7 @@ class DistillPanel(DropTarget, QWidget):
         self.runs[run] = RunCurves(run, PALETTE[len(self.runs) % len(PALETTE)])
         self.job.started.connect(lambda: self._set_running(True))
         self.job.progress.connect(lambda ev, r=run: self._on_event(r, ev))
-        self.job.finished.connect(lambda ev, r=run: self._on_finished(r, ev))
+        self.job.finished.connect(lambda ev, r=run, d=s["out_dir"]: self._on_finished(r, ev, d))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.job.ended.connect(self._ended)
         if self.job.running:
@@ -425,9 +430,10 @@ class DistillPanel(DropTarget, QWidget):
             rc.agree.append(100 * float(ev.data["agreement"]))
             self._dirty = True
 
-    def _on_finished(self, run: str, ev) -> None:
+    def _on_finished(self, run: str, ev, run_dir: str | None = None) -> None:
         res = ev.data.get("result", {})
         self.student = ev.data.get("student")
+        self.student_run_dir = run_dir
         self.export_button.setEnabled(self.student is not None)
         if "test_accuracy" in res:
             self.result.setText(f"<b>{run}</b>: student accuracy <b>{100 * res['test_accuracy']:.1f}%</b>, "
@@ -470,10 +476,10 @@ class DistillPanel(DropTarget, QWidget):
             out = QFileDialog.getExistingDirectory(self, "Export the student into a folder")
         if not out:
             return None
-        student, teacher = self.student, self.studio.teacher
+        student, teacher, run_dir = self.student, self.studio.teacher, self.student_run_dir
         onnx = self.onnx.isChecked()
         self.export_job = self.studio.submit("Export student", lambda token: export_job(student, teacher, out, onnx,
-                                                                                        token))
+                                                                                        token, run_dir))
         self.export_job.finished.connect(lambda ev: self.result.setText(
             self.result.text() + "<br>Exported: " + ", ".join(Path(p).name for p in ev.data["paths"])))
         return self.export_job

@@ -35,6 +35,7 @@ from prism_gui.engine.generation.local_models import GeneratorEntry, local_gener
 from prism_gui.engine.project.demo_settings import FULL
 from prism_gui.ui.common import (
     ERROR_STYLE,
+    WARNING_COLOR,
     Settings,
     Studio,
     button,
@@ -51,7 +52,6 @@ SCHEDULER_NAMES = ["default", *SCHEDULERS]  # "default": the generator's own (LC
 STRIP_MAX = 120
 TILE = 64
 EXTRA_GENERATORS = "generators/extra"  # the settings key of the folders and files the user added
-WARNING_COLOR = "#9a6700"  # a generator listed but not usable (amber: not an error until it is chosen to run)
 CHECKPOINT_FILTER = "Stable Diffusion checkpoints (*.safetensors *.ckpt *.pt *.pth);;All files (*)"
 PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count this machine's GPUs
 

@@ -146,6 +146,16 @@ class MainWindow(QMainWindow):
         f.addAction(self._action("&Save project", self.save_project, QKeySequence.StandardKey.Save,
                                  "Save the project's settings and prompts"))
         f.addSeparator()
+        f.addAction(self._action("&Import images…", self.import_images, "Ctrl+I",
+                                 "Bring a folder of images made elsewhere into the project as a run, scored by the "
+                                 "teacher (prism import)"))
+        f.addAction(self._action("Export &dataset…", self.export_dataset, "Ctrl+Shift+E",
+                                 "The curated images as a Hugging Face imagefolder dataset with a dataset card "
+                                 "(prism export)"))
+        f.addAction(self._action("Export run &metrics (CSV)…", self.export_metrics, None,
+                                 "A run's curves as CSV (prism export-metrics); TensorBoard reads them from the "
+                                 "project folder"))
+        f.addSeparator()
         f.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
 
         j = mb.addMenu("&Jobs")
@@ -187,7 +197,8 @@ class MainWindow(QMainWindow):
             "Ctrl+1…6  panels · Ctrl+Shift+M  map · Ctrl+0  Digits world\n"
             "F5  play demo · Ctrl+P  pause/resume · Ctrl+.  cancel\n"
             "Curate: arrows move · K keep · R reject · U unreviewed · Ctrl+Z undo\n"
-            "Ctrl+L load teacher · Ctrl+E expand prompts · Ctrl+G generate · Ctrl+T train"))
+            "Ctrl+L load teacher · Ctrl+E expand prompts · Ctrl+G generate · Ctrl+T train\n"
+            "Ctrl+I import images · Ctrl+Shift+E export dataset"))
 
     # ------------------------------------------------------------------ settings
     def _restore(self) -> None:
@@ -267,6 +278,28 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Open a project folder")
         if path:
             self.open_project(path)
+
+    def import_images(self, folder: str | None = None):
+        from prism_gui.ui.exchange import ImportDialog
+
+        if self.studio.project is None:
+            return None
+        self.import_dialog = ImportDialog(self.studio, self)
+        if folder is not None:  # tests and the autopilot fill it in
+            self.import_dialog.folder.setText(folder)
+            return self.import_dialog
+        self.import_dialog.open()
+        return self.import_dialog
+
+    def export_dataset(self, dest: str | None = None):
+        from prism_gui.ui.exchange import export_dataset_dialog
+
+        return export_dataset_dialog(self.studio, self, dest)
+
+    def export_metrics(self, run: str | None = None, dest: str | None = None):
+        from prism_gui.ui.exchange import export_metrics_dialog
+
+        return export_metrics_dialog(self.studio, self, run, dest)
 
     def save_project(self) -> None:
         p = self.studio.project

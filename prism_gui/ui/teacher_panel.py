@@ -1,13 +1,17 @@
 """Teacher panel: choose the classifier to distill (built-in Digits, a timm model, a checkpoint
-or a TorchScript file), edit its class names, and see what was loaded."""
+or a TorchScript file), edit its class names, and see what was loaded.  The timm models already
+in the Hugging Face cache are listed (``hf-hub:org/name``, read from the cache only), and a
+folder that timm saved can be chosen (``local-dir:PATH``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -26,16 +30,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import OK_STYLE, DropTarget, Studio, error_label, show_error
+from prism_gui.ui.common import OK_STYLE, WARNING_COLOR, DropTarget, Studio, error_label, show_error
 
 KINDS = {
     "digits": "Built-in Digits teacher",
-    "timm": "timm model (weights from the local cache)",
+    "timm": "timm model: a name, hf-hub:org/name or local-dir:FOLDER (weights from this computer)",
     "checkpoint": "Checkpoint file + timm architecture",
     "torchscript": "TorchScript file",
 }
 CHECKPOINT_EXT = (".safetensors", ".pth", ".pt", ".bin")
 TORCHSCRIPT_EXT = (".torchscript", ".ts")
+CACHE_PROMPT = "In the Hugging Face cache…"
+
+
+class _CacheScan(QObject):
+    """Carries the cached timm models from the thread pool to the panel."""
+
+    found = Signal(list, str)  # entries, error
 
 
 class TeacherPanel(DropTarget, QWidget):
@@ -59,8 +70,22 @@ class TeacherPanel(DropTarget, QWidget):
         self.kind_buttons["digits"].setToolTip("A small CNN trained on scikit-learn's handwritten digits (8x8)")
         self.timm_name = QLineEdit()
         self.timm_name.setPlaceholderText("e.g. resnet18.a1_in1k")
-        self.timm_name.setToolTip("A timm model name; its weights must be in the local Hugging Face cache")
-        grid.addWidget(self.timm_name, 1, 1, 1, 2)
+        self.timm_name.setToolTip("A timm model name or hf-hub:org/name (its weights must be in the local Hugging Face "
+                                  "cache), or local-dir:FOLDER (a folder timm saved: config.json + model.safetensors)")
+        self.cached = QComboBox()
+        self.cached.setToolTip("The timm models already in the local Hugging Face cache (nothing is downloaded)")
+        self.cached.addItem(CACHE_PROMPT, "")
+        self.cached.activated.connect(self._on_cached_chosen)
+        self._scan: _CacheScan | None = None
+        dir_browse = QPushButton("Folder…")
+        dir_browse.setToolTip("A folder saved by timm (timm.models.save_for_hf, or a student PRISM exported): "
+                              "config.json + model.safetensors")
+        dir_browse.clicked.connect(self._browse_folder)
+        timm_row = QHBoxLayout()
+        timm_row.addWidget(self.timm_name, 2)
+        timm_row.addWidget(self.cached, 2)
+        timm_row.addWidget(dir_browse)
+        grid.addLayout(timm_row, 1, 1, 1, 2)
         self.arch = QLineEdit()
         self.arch.setPlaceholderText("timm architecture, e.g. resnet18")
         self.arch.setToolTip("The architecture the checkpoint was trained with")
@@ -207,6 +232,65 @@ class TeacherPanel(DropTarget, QWidget):
             return
         show_error(self.error, "")
         self.names.setPlainText("\n".join(names))
+
+    # ---- the Hugging Face cache and timm folders
+    def scan_cache(self) -> None:
+        """List the timm models of the local Hugging Face cache in the thread pool (it reads
+        configs and weight headers); the menu fills when it is done."""
+        scan = _CacheScan()
+        scan.found.connect(self._show_cached, Qt.ConnectionType.QueuedConnection)
+        self._scan = scan
+
+        def work():
+            try:
+                from prism_gui.engine.teachers.cache import cached_teachers
+
+                entries, error = cached_teachers(), ""
+            except Exception as e:  # a failed scan leaves the menu empty and says why
+                entries, error = [], f"Could not list the cached timm models: {type(e).__name__}: {e}"
+            scan.found.emit(entries, error)
+
+        QThreadPool.globalInstance().start(work)
+
+    @property
+    def scanning(self) -> bool:
+        return self._scan is not None
+
+    def _show_cached(self, entries: list, error: str) -> None:
+        self._scan = None
+        self.cached.clear()
+        self.cached.addItem(CACHE_PROMPT if entries else "No timm models in the Hugging Face cache", "")
+        for i, e in enumerate(entries, start=1):
+            self.cached.addItem(e.summary() if e.usable else f"{e.label} · ⚠ not usable", e.source)
+            self.cached.setItemData(i, f"{e.summary()}\n{e.source}", Qt.ItemDataRole.ToolTipRole)
+            if not e.usable:
+                self.cached.setItemData(i, QColor(WARNING_COLOR), Qt.ItemDataRole.ForegroundRole)
+        self._cached_entries = {e.source: e for e in entries}
+        if error:
+            show_error(self.error, error)
+
+    def _on_cached_chosen(self, index: int) -> None:
+        source = self.cached.itemData(index)
+        if not source:
+            return
+        self.timm_name.setText(source)
+        self.set_kind("timm")
+        entry = getattr(self, "_cached_entries", {}).get(source)
+        show_error(self.error, f"{entry.label} cannot load: {entry.problem}" if entry and entry.problem else "")
+
+    def _browse_folder(self, folder: str | None = None) -> None:
+        if not folder:
+            folder = QFileDialog.getExistingDirectory(self, "A folder saved by timm (config.json + model.safetensors)")
+        if folder:
+            self.timm_name.setText(f"local-dir:{folder}")
+            self.set_kind("timm")
+
+    def showEvent(self, event) -> None:  # the cache is scanned when the page is first shown
+        super().showEvent(event)
+        if self.cached.count() == 1 and self.cached.itemData(0) == "" and self._scan is None and \
+                not getattr(self, "_scanned", False):
+            self._scanned = True
+            self.scan_cache()
 
     # ---- drag and drop
     def accept_drop(self, path: str) -> None:

@@ -636,26 +636,36 @@ class Catalog:
                                       (run, key)).fetchall()
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
-    # ------------------------------------------------------------------ export
-    def export_imagefolder(self, dest: str | Path, *, statuses=("unreviewed", "keep"), **filters) -> int:
-        """Copy images into ``dest/<class_name>/`` with a Hugging Face imagefolder
-        ``metadata.jsonl`` (file_name, label, prompt, seed, energies, ...)."""
-        import shutil
-
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        lines = []
-        rows = self.query(statuses=statuses, **filters)
+    def metrics_table(self, run: str) -> tuple[list[str], list[list]]:
+        """``run``'s logged metrics as one table: a row per (step, epoch), a column per metric
+        (``step, epoch, time`` first; empty where a step did not log that metric)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT step, epoch, key, value, time FROM metrics WHERE run=? "
+                                      "ORDER BY step, rowid", (run,)).fetchall()
+        keys = list(dict.fromkeys(r["key"] for r in rows))
+        table: dict[tuple, dict] = {}
         for r in rows:
-            rel = Path(r["class_name"].replace("/", "_")) / Path(r["path"]).name
-            try:
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.root / r["path"], dest / rel)
-            except OSError as e:
-                raise write_error(dest / rel, e) from e
-            lines.append(json.dumps({"file_name": str(rel), "label": r["class_name"], "class_index": r["class_index"],
-                                     "prompt": r["prompt"], "seed": r["seed"], "energy": r["energy"],
-                                     "energies": json.loads(r["energies"] or "{}"), "status": r["status"],
-                                     "run": r["run"]}))
-        atomic_write_text(dest / "metadata.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+            line = table.setdefault((r["step"], r["epoch"]), {"time": r["time"]})
+            line[r["key"]] = r["value"]
+        header = ["step", "epoch", "time", *keys]
+        return header, [[step, epoch, line["time"], *(line.get(k) for k in keys)]
+                        for (step, epoch), line in table.items()]
+
+    def export_metrics_csv(self, run: str, dest: str | Path) -> int:
+        """Write ``run``'s metrics (:meth:`metrics_table`) to a CSV file; returns its rows."""
+        import csv
+        import io
+
+        known = [r["id"] for r in self.runs()]
+        if run not in known:
+            raise CatalogError(f"'{self.root}' has no run '{run}'; its runs are {', '.join(known) or 'none'}")
+        header, rows = self.metrics_table(run)
+        if not rows:
+            raise CatalogError(f"run '{run}' logged no metrics yet (a generation logs them per stored batch, a "
+                               "distillation per step): run it first, or choose another run")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+        atomic_write_text(Path(dest), buf.getvalue())
         return len(rows)

@@ -67,13 +67,20 @@ class DigitsNet(nn.Module):
 
 
 def _build(arch, widths, depth, pretrained=False, **kwargs):
-    if pretrained:
+    """Through timm's own builder, so ``timm.create_model("local-dir:PATH", pretrained=True)`` loads
+    a Digits student exported with ``timm.models.save_for_hf`` like any timm model."""
+    from timm.models import build_model_with_cfg
+
+    cfg = kwargs.pop("pretrained_cfg", None) or _cfg(architecture=arch)
+    cfg = dict(cfg) if isinstance(cfg, dict) else cfg.to_dict()
+    cfg.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    if pretrained and not (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("state_dict")):
         raise ValueError("Digits models have no downloadable weights: load the shipped "
                          "checkpoint with prism_gui.engine.teachers.load.load_teacher('digits').")
-    kwargs.pop("pretrained_cfg", None)
-    kwargs.pop("pretrained_cfg_overlay", None)
-    model = DigitsNet(widths=widths, depth=depth, **kwargs)
-    model.pretrained_cfg = model.default_cfg = _cfg(num_classes=model.num_classes, architecture=arch)
+    cfg.setdefault("architecture", arch)
+    model = build_model_with_cfg(DigitsNet, arch, pretrained, pretrained_cfg=cfg, widths=widths, depth=depth,
+                                 **kwargs)
+    model.default_cfg = model.pretrained_cfg
     return model
 
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -221,10 +222,13 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
     from prism_gui.engine.data.catalog import write_image_files
     from prism_gui.engine.data.imaging import to_uint8
     from prism_gui.engine.data.shards import merge_shards, shard_dir, write_shard
+    from prism_gui.engine.tblog import GENERATE_TAGS, TensorBoardLog
 
     total = len(items)
     main = ranks.is_main
     n_done = (cat.count(run=spec.run) if main else 0)
+    # TensorBoard curves (images/s, energies) beside the run's manifest; the catalog keeps the same numbers
+    tb = TensorBoardLog(Path(spec.project) / "runs" / spec.run) if main else None
     try:
         if main:
             yield Event("generate", n_done, total, f"{n_done}/{total} images"
@@ -270,6 +274,10 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                 data = {"new_ids": ids, "eta_s": eta}
                 if mean_energy is not None:
                     data["mean_energy"] = mean_energy
+                curves = {"images_per_s": rate, **({"mean_energy": mean_energy} if mean_energy is not None else {})}
+                cat.log_metrics(spec.run, n_done, curves)
+                tb.scalars(curves, n_done, GENERATE_TAGS)
+                tb.histogram("energy/all", cat.column("energy", ids=ids), n_done)
                 yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s", data)
 
         def sample_batch(batch):
@@ -328,6 +336,7 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                 for m in others:
                     m.unlink(missing_ok=True)
         if main:
+            log_class_energies(tb, cat, spec.run, prompts.class_names, n_done)
             cat.finish_run(spec.run)
     except BaseException:
         if main:
@@ -339,6 +348,18 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
     finally:
         if spec.offload:
             comp.disable_offload()
+        if tb is not None:
+            tb.close()
+
+
+def log_class_energies(tb, cat, run: str, class_names: list[str], step: int) -> None:
+    """One TensorBoard histogram of the run's energies per class (``energy_by_class/<k>_<name>``)."""
+    by_class: dict[int, list[float]] = {}
+    for r in cat.query(run=run, columns="class_index, energy"):
+        by_class.setdefault(int(r["class_index"]), []).append(r["energy"])
+    width = len(str(max(len(class_names) - 1, 0)))
+    for k, energies in sorted(by_class.items()):
+        tb.histogram(f"energy_by_class/{k:0{width}d}_{class_names[k]}", energies, step)
 
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)

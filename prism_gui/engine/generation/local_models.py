@@ -90,7 +90,7 @@ def local_generators(extra_folders: Iterable[str | Path] = (), *,
                      cache_dir: str | Path | None = None) -> list[GeneratorEntry]:
     """The built-in Digits prior, then ``extra_folders`` (diffusers folders or single-file
     checkpoints the user added, in their order), then the generators in the Hugging Face cache
-    (``cache_dir``, default :func:`hub_cache_dir`) by id."""
+    (``cache_dir``, default :func:`prism_gui.engine.hub.hub_cache_dir`) by id."""
     entries = [builtin_generator()]
     seen = {entries[0].source}
     for p in extra_folders:
@@ -123,49 +123,23 @@ def describe_path(path: str | Path) -> GeneratorEntry:
 # the Hugging Face cache
 
 
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (huggingface_hub reads it once,
-    when it is imported): ``HF_HUB_CACHE``, else ``HF_HOME``/hub, else ~/.cache/huggingface/hub."""
-    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
 def cached_generators(cache_dir: str | Path | None = None) -> list[GeneratorEntry]:
     """The diffusers text-to-image pipelines in the local Hugging Face cache, by hub id."""
-    from huggingface_hub import CacheNotFound, scan_cache_dir
+    from prism_gui.engine.hub import cached_snapshots
 
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
-    try:
-        info = scan_cache_dir(cache)
-    except (CacheNotFound, ValueError, OSError):
-        return []
-    entries = []
-    for repo in info.repos:
-        if repo.repo_type != "model" or not repo.revisions:
+    entries, damaged = [], set()
+    for snap in cached_snapshots(cache_dir):
+        if snap.damaged and snap.repo_id in damaged:
             continue
-        main = [r for r in repo.revisions if "main" in r.refs]
-        rev = main[0] if main else max(repo.revisions, key=lambda r: r.last_modified)
-        # an id resolves through refs/main; a revision without that ref loads as a folder
-        source = repo.repo_id if main else str(rev.snapshot_path)
-        entry = _cached_entry(Path(rev.snapshot_path), repo.repo_id, source, repo.size_on_disk)
-        if entry is not None:
-            entries.append(entry)
-    # a repo the scan refused (a broken symlink: a blob was deleted) is listed if it is a generator
-    scanned = {Path(r.repo_path).name for r in info.repos}
-    for repo_path in sorted(cache.glob("models--*")):
-        if repo_path.name not in scanned and (repo_path / "snapshots").is_dir():
-            repo_id = repo_path.name.removeprefix("models--").replace("--", "/")
-            for snap in sorted((repo_path / "snapshots").iterdir()):
-                entry = _cached_entry(snap, repo_id, repo_id, None)
-                if entry is not None:
-                    entries.append(dataclasses.replace(entry, problem=(
-                        f"the cached copy is damaged (a file points to a missing blob): download it again with "
-                        f"`huggingface-cli download {repo_id}`.")))
-                    break
+        entry = _cached_entry(snap.snapshot, snap.repo_id, snap.source, snap.size)
+        if entry is None:
+            continue
+        if snap.damaged:  # a repo the scan refused (a broken symlink: a blob was deleted)
+            damaged.add(snap.repo_id)
+            entry = dataclasses.replace(entry, problem=(
+                f"the cached copy is damaged (a file points to a missing blob): download it again with "
+                f"`huggingface-cli download {snap.repo_id}`."))
+        entries.append(entry)
     return sorted(entries, key=lambda e: e.label.lower())
 
 

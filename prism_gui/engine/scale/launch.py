@@ -195,7 +195,7 @@ def launch_distillation(spec, processes: int, *, teacher=None, cancel: CancelTok
         yield ev
     if last is not None:
         from prism_gui.engine.teachers.spec import TeacherSpec
-        from prism_gui.engine.training.distill import load_student
+        from prism_gui.engine.training.export import load_student
 
         teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
         last.data["student"] = load_student(out, teacher)

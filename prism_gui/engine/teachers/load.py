@@ -5,6 +5,9 @@ Sources (``load_teacher``):
 - ``"digits"``: the built-in Digits teacher (``resources/digits_teacher``);
 - a timm model name (``"resnet50.a1_in1k"``): weights from the local Hugging Face cache only,
   never a surprise download unless ``allow_download=True``;
+- every name timm itself takes for a model folder: ``"hf-hub:org/name"`` (read from the local
+  Hugging Face cache only) and ``"local-dir:PATH"`` (a folder that ``timm.models.save_for_hf``
+  wrote: ``config.json`` + ``model.safetensors``), class names from its ``label_names``;
 - a timm architecture plus a local checkpoint (a safetensors file, or a ``torch.save`` state
   dict read with ``weights_only=True``);
 - a TorchScript file (saved with ``torch.jit.save``).
@@ -414,6 +417,11 @@ def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None
             t.class_names, t.class_descriptions, t.class_ids = _resolve_class_names(t.num_classes, class_names,
                                                                                     str(source))
         return _override(t, over)
+    if str(source).startswith(TIMM_PREFIXES):
+        if checkpoint is not None:
+            raise TeacherLoadError(f"Teacher '{source}' is a timm model folder with its own weights, but a checkpoint "
+                                   "was also given: leave 'checkpoint' out, or name the architecture instead.")
+        return _override(_load_timm_folder(str(source), class_names, allow_download), over)
     path = Path(str(source)).expanduser()
     if path.is_file():
         kind = sniff_model_file(path)
@@ -485,6 +493,99 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
     names, desc, ids = _resolve_class_names(model.num_classes, class_names, source)
     return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    class_names=names, class_descriptions=desc, class_ids=ids, source=source, architecture=name,
+                   crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
+
+
+TIMM_PREFIXES = ("hf-hub:", "local-dir:")
+
+
+def _timm_folder(source: str) -> tuple[Path, str | None]:
+    """The folder of a ``local-dir:`` or ``hf-hub:`` teacher (the cached snapshot; nothing is
+    downloaded) and its hub id, checked: a timm config and whole weights."""
+    from prism_gui.engine.hub import hub_cache_dir
+    from prism_gui.engine.teachers.cache import folder_problem, timm_config
+
+    kind, _, ref = source.partition(":")
+    repo_id = None
+    if kind == "local-dir":
+        folder = Path(ref).expanduser()
+        if not folder.is_dir():
+            raise TeacherLoadError(f"Teacher '{source}': '{folder}' " + (
+                "is a file: local-dir: names the folder that holds config.json and model.safetensors."
+                if folder.exists() else f"does not exist (working folder: {Path.cwd()}): check the path."))
+    else:
+        from huggingface_hub import snapshot_download
+
+        repo_id, _, revision = ref.partition("@")
+        if repo_id.count("/") != 1:
+            raise TeacherLoadError(f"Teacher '{source}': give the hub id as hf-hub:org/name (e.g. "
+                                   "hf-hub:timm/resnet18.a1_in1k).")
+        try:
+            folder = Path(snapshot_download(repo_id, revision=revision or None, local_files_only=True,
+                                            cache_dir=hub_cache_dir()))
+        except Exception as e:  # not cached (LocalEntryNotFoundError), a bad id or revision
+            raise TeacherLoadError(
+                f"Teacher '{source}' is not in the local Hugging Face cache ({hub_cache_dir()}), and PRISM does not "
+                f"download teachers. Download it once with `huggingface-cli download {repo_id}`, or give its folder "
+                f"as local-dir:PATH ({type(e).__name__}).") from e
+    if timm_config(folder) is None:
+        raise TeacherLoadError(
+            f"Teacher '{source}': '{folder}' holds no timm config.json (with 'architecture' and 'num_classes'): "
+            "save the model with timm.models.save_for_hf(model, folder), or give its architecture plus a checkpoint.")
+    problem = folder_problem(folder, repo_id)
+    if problem:
+        raise TeacherLoadError(f"Teacher '{source}' cannot load: {problem}.")
+    return folder, repo_id
+
+
+def _labels_of(pcfg: dict, n: int) -> tuple[list[str], list[str] | None, list[str] | None] | None:
+    """(names, descriptions, ids) from a timm config's ``label_names``/``label_descriptions``: a
+    list of WordNet ids gives ImageNet-style names and ids; None when there are none."""
+    import re
+
+    names = pcfg.get("label_names")
+    if isinstance(names, dict):
+        names = [names.get(str(i), names.get(i)) for i in range(n)]
+    if not isinstance(names, (list, tuple)) or len(names) != n or not all(isinstance(x, str) and x for x in names):
+        return None
+    desc = pcfg.get("label_descriptions") if isinstance(pcfg.get("label_descriptions"), dict) else {}
+    if all(re.fullmatch(r"n\d{8}", x) for x in names):  # WordNet ids, as ImageNet's folders are named
+        if n == 1000 and list(names) == imagenet_class_ids():
+            short, full = imagenet_class_names()
+            return short, full, list(names)
+        full = [str(desc.get(x, x)) for x in names]
+        return [f.split(",")[0].strip() or x for f, x in zip(full, names, strict=True)], full, list(names)
+    return list(names), ([str(desc[x]) for x in names] if desc and all(x in desc for x in names) else None), None
+
+
+def _load_timm_folder(source: str, class_names, allow_download: bool) -> Teacher:
+    import timm
+
+    from prism_gui.engine.worlds import load_worlds
+
+    load_worlds()  # a built-in world's architecture may be the folder's
+    if source.startswith("hf-hub:") and allow_download:
+        model = timm.create_model(source, pretrained=True)
+    else:
+        folder, _repo = _timm_folder(source)
+        try:
+            model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+        except RuntimeError as e:
+            first = str(e).strip().split("\n")[0][:200]
+            raise TeacherLoadError(f"Teacher '{source}' does not load in this timm ({timm.__version__}): {first}. "
+                                   "An architecture newer than this timm needs a newer timm; weights that do not "
+                                   "match config.json need a fresh export.") from e
+    model.eval()
+    cfg = _data_config(model)
+    check_finite(model, cfg["input_size"], source)
+    if class_names is not None:
+        names, desc, ids = _resolve_class_names(model.num_classes, class_names, source)
+    else:
+        names, desc, ids = _labels_of(dict(model.pretrained_cfg or {}), model.num_classes) or \
+            _resolve_class_names(model.num_classes, None, source)
+    arch = (model.pretrained_cfg or {}).get("architecture") or type(model).__name__
+    return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                   class_names=names, class_descriptions=desc, class_ids=ids, source=source, architecture=arch,
                    crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
 
 

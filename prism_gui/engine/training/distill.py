@@ -4,8 +4,9 @@ Loss: ``KL(softmax(t/T) || softmax(s/T)) * T^2``, optionally mixed with cross-en
 teacher's argmax (``alpha_ce``).  The student sees the teacher's preprocessed input (same size
 and normalization).  The trainer is a generator: it yields an event per step (loss) and per
 evaluation (accuracy on a real held-out set, teacher-student agreement), logs every metric to
-``metrics.jsonl`` and the project's catalog, checkpoints each epoch (safetensors) so a stopped
-run resumes, and exports the student as safetensors and ONNX.
+``metrics.jsonl``, TensorBoard event files and the project's catalog, checkpoints each epoch (safetensors) so a stopped
+run resumes, and exports the student as a timm model with a model card, and ONNX
+(:mod:`.export`).
 
 Speed (``precision``, ``channels_last``, ``compile``): the forward passes of student and teacher
 run under ``torch.autocast`` (bf16 or fp16, with a ``GradScaler`` for fp16) while the KD loss is
@@ -301,7 +302,9 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
     from prism_gui.engine.data.catalog import atomic_write_text
     from prism_gui.engine.data.datasets import PlannedBatches
     from prism_gui.engine.jobs import SINGLE
+    from prism_gui.engine.tblog import DISTILL_TAGS, TensorBoardLog
     from prism_gui.engine.teachers.spec import TeacherSpec
+    from prism_gui.engine.training.export import export_student, model_card, training_set_info
     from prism_gui.engine.versions import manifest
 
     cancel = cancel or CancelToken()
@@ -333,7 +336,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
     start_epoch, step, start_batch, resume_gen = 0, 0, 0, None
     logged = 0  # metrics lines written (a checkpoint records it; a resumed run keeps that many)
     kept: list[dict] = []
-    log_f = None
+    log_f = tb = None
     if out is not None:
         ck = out / "checkpoint"
         spec_path = out / "spec.json"
@@ -363,6 +366,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
                          device=str(device), speed=speed.describe(), processes=world), indent=2))
             kept = _keep_metrics(out, logged)
             log_f = open(out / "metrics.jsonl", "a", encoding="utf-8")
+            tb = TensorBoardLog(out, purge_step=step + 1)  # steps after the checkpoint replace the old ones
     cat = None
     if main and spec.project and spec.data == "catalog":
         from prism_gui.engine.data.catalog import Catalog
@@ -378,6 +382,7 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
         if log_f is not None:
             log_f.write(json.dumps({"step": step, "epoch": epoch, "time": time.time(), **values}) + "\n")
             log_f.flush()
+            tb.scalars(values, step, DISTILL_TAGS)
         if cat is not None:
             cat.log_metrics(spec.run, step, values, epoch)
 
@@ -469,7 +474,9 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
             plain.load_state_dict({k: v.cpu() for k, v in student.state_dict().items()})
             student = plain.to(device)
         if out is not None and main:
-            export_student(student, teacher, out, onnx=spec.export_onnx)
+            spec_dict = dataclasses.asdict(spec)
+            card = model_card(spec_dict, result, teacher, training_set_info(spec_dict, len(x)))
+            export_student(student, teacher, out, onnx=spec.export_onnx, card=card)
             atomic_write_text(out / "result.json", json.dumps(result, indent=2))
         if cat is not None:
             cat.finish_run(spec.run)
@@ -490,48 +497,9 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
             teacher.model.to(memory_format=torch.contiguous_format)
         if log_f is not None:
             log_f.close()
+            tb.close()
         if cat is not None:
             cat.close()
-
-
-def export_student(student, teacher, out: Path, onnx: bool = True) -> list[Path]:
-    """``student.safetensors`` + ``student.json`` (and ``student.onnx``) in ``out``."""
-    import safetensors.torch
-
-    out.mkdir(parents=True, exist_ok=True)
-    student = student.eval().cpu()
-    paths = [out / "student.safetensors"]
-    safetensors.torch.save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(paths[0]))
-    arch = getattr(student, "pretrained_cfg", {}).get("architecture") or type(student).__name__
-    (out / "student.json").write_text(json.dumps({
-        "architecture": arch, "num_classes": teacher.num_classes, "input_size": list(teacher.input_size),
-        "mean": list(teacher.mean), "std": list(teacher.std), "class_names": teacher.class_names}, indent=2))
-    if onnx:
-        # the torch.export-based exporter (the TorchScript one is deprecated); batch is dynamic
-        dummy = torch.zeros(2, *teacher.input_size)
-        torch.onnx.export(student, (dummy,), str(out / "student.onnx"), input_names=["input"],
-                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                          dynamo=True, verbose=False)
-        paths.append(out / "student.onnx")
-    teacher.to(teacher.device)
-    return paths
-
-
-def load_student(folder: str | Path, teacher, architecture: str | None = None) -> torch.nn.Module:
-    """A student exported by :func:`export_student` (``student.safetensors`` + ``student.json``)."""
-    import safetensors.torch
-
-    folder = Path(folder)
-    for f in ("student.json", "student.safetensors"):
-        if not (folder / f).is_file():
-            raise ValueError(f"'{folder}' holds no {f}: give the out_dir of a `prism distill` run")
-    info = json.loads((folder / "student.json").read_text())
-    if int(info.get("num_classes", teacher.num_classes)) != teacher.num_classes:
-        raise ValueError(f"the student in '{folder}' has {info['num_classes']} classes but the teacher has "
-                         f"{teacher.num_classes}: evaluate it with the teacher it was distilled from")
-    student = make_student(architecture or info["architecture"], teacher)
-    student.load_state_dict(safetensors.torch.load_file(str(folder / "student.safetensors")))
-    return student.eval()
 
 
 def distill(spec: DistillSpec, **kw) -> dict:

@@ -1,0 +1,259 @@
+"""Images made elsewhere, into a project as a run (``prism import``, File ▸ Import images).
+
+Each image of a folder (and its subfolders) becomes a catalog row like a generated one, so
+curation, metrics, the map and distillation treat it the same way:
+
+- **class**: from its subfolder, named as the evaluation folders of the real-world run are (a
+  class name, a WordNet id, or a mapping file; :mod:`~prism_gui.engine.data.folders`); where
+  the folder has no class subfolders (or an image lies outside them), the teacher's prediction,
+  marked ``class_from: "teacher"`` in the row's settings (its ``correct`` is then unknown);
+- **prompt, seed and settings**: read with ``sd-parsers`` from the PNG metadata that Stable
+  Diffusion web UIs (AUTOMATIC1111, Forge), ComfyUI, Fooocus, InvokeAI and NovelAI write;
+- **scores**: every energy term, confidence, entropy and top-5 from the teacher, on the image
+  as distillation reads it back (resized to the teacher's input).
+
+The stored copy is a PNG (with PRISM's chunks, so a damaged catalog can be rebuilt from it); the
+original's path, SHA-256, size and source tool are kept in ``settings["import"]``.  An image whose
+bytes are already in the project (any earlier import) is skipped, so importing a folder again
+adds only what is new.  Files that cannot be read are listed and skipped, never fatal.
+
+The catalog's ``seed`` column is unique within a run: an image's own seed goes there when no
+other image of the run has it, else (and where the file has none) ``-(item + 1)``; the seed from
+the file is always in ``settings["import"]["seed"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from prism_gui.engine.jobs import CancelToken, Event
+
+IMPORT_KIND = "import"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from prism_gui.engine.data.folders import IMAGE_SUFFIXES
+
+    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                  and not any(p.startswith(".") for p in f.relative_to(folder).parts))
+
+
+def class_plan(folder: Path, files: list[Path], teacher, mapping=None) -> tuple[dict[Path, int | None], str]:
+    """Each file's class index (None: the teacher decides) and how the classes were found:
+    ``"folders"`` (subfolders named by classes, ids or ``mapping``) or ``"teacher"``."""
+    from prism_gui.engine.data.folders import FolderError, label_folders
+
+    in_subfolder = [f for f in files if f.parent != folder]
+    if not in_subfolder:
+        if mapping is not None:
+            raise FolderError(f"'{folder}' has no subfolders for the mapping file to name: put each class's images in "
+                              "a subfolder, or leave the mapping out (the teacher then labels each image)")
+        return {f: None for f in files}, "teacher"
+    try:
+        labels = label_folders(folder, list(teacher.class_names), teacher.class_ids, mapping)
+    except FolderError:
+        names = set(teacher.class_names) | set(teacher.class_ids or [])
+        subdirs = {f.relative_to(folder).parts[0] for f in in_subfolder}
+        if mapping is not None or subdirs & names:
+            raise  # some folders name classes, others do not: say which
+        return {f: None for f in files}, "teacher"  # folders that organise, not label: the teacher labels
+    return {f: (labels.get(f.relative_to(folder).parts[0]) if f.parent != folder else None) for f in files}, "folders"
+
+
+def read_generation_info(im) -> dict:
+    """Prompt, negative prompt, seed, steps, CFG, sampler, model and tool from an image's
+    metadata (``sd-parsers``: A1111/Forge, ComfyUI, Fooocus, InvokeAI, NovelAI); {} if none."""
+    import logging
+
+    from sd_parsers import ParserManager
+
+    logging.getLogger("sd_parsers").setLevel(logging.CRITICAL)  # a file without metadata is normal here
+    try:
+        info = ParserManager().parse(im)
+    except Exception:  # metadata that claims a tool but does not parse: the image still imports
+        return {}
+    if info is None:
+        return {}
+    out: dict = {"tool": getattr(info.generator, "value", str(info.generator))}
+    out["prompt"] = info.full_prompt or ""
+    out["negative_prompt"] = info.full_negative_prompt or ""
+    if info.samplers:
+        s = info.samplers[0]
+        params = dict(s.parameters or {})
+
+        def number(key, cast):
+            try:
+                return cast(float(params[key])) if key in params else None
+            except (TypeError, ValueError):
+                return None
+
+        seed = number("seed", int)
+        if seed is None:
+            seed = number("noise_seed", int)
+        out.update(seed=seed, steps=number("steps", int), cfg=number("cfg_scale", float), sampler=s.name or None,
+                   model=(s.model.name if s.model is not None else None))
+    return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+def _known_hashes(cat) -> set[str]:
+    runs = [r["id"] for r in cat.runs(IMPORT_KIND)]
+    if not runs:
+        return set()
+    out = set()
+    for r in cat.query(run=runs, columns="settings"):
+        try:
+            h = json.loads(r["settings"]).get("import", {}).get("sha256")
+        except (ValueError, AttributeError):
+            h = None
+        if h:
+            out.add(h)
+    return out
+
+
+def default_run_name(cat, folder: Path) -> str:
+    """``import-<folder>``, or with a number when that run came from another folder."""
+    base = "import-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.name).strip("-") or "images")
+    specs = {r["id"]: r["spec"] for r in cat.runs()}
+    name, n = base, 1
+    while name in specs and specs[name].get("folder") != str(folder):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str | None = None, mapping=None,
+                  energy=None, batch_size: int = 32, cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Import every image under ``folder`` into ``project`` as the run ``run`` (default
+    ``import-<folder name>``); the last event's data: ``run``, ``added``, ``duplicates``,
+    ``unreadable`` (``[file, reason]`` pairs), ``teacher_labelled``, ``classes_from``."""
+    import torch
+    from PIL import Image
+
+    from prism_gui.engine.data.catalog import Catalog, write_image_files
+    from prism_gui.engine.data.datasets import _resize, to_mode
+    from prism_gui.engine.data.folders import image_file_problem
+    from prism_gui.engine.data.lock import project_lock
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.sampler import score_images
+    from prism_gui.engine.versions import manifest
+
+    cancel = cancel or CancelToken()
+    root, folder = Path(project), Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"'{folder}' " + ("is a file: give the folder that holds the images" if folder.exists()
+                                                   else f"does not exist (working folder: {Path.cwd()})"))
+    if root.resolve() == folder.resolve() or root.resolve() in folder.resolve().parents:
+        raise ValueError(f"'{folder}' is inside the project: import from a folder outside it")
+    energy = energy or EnergySpec({"class": 1.0})
+    files = _image_files(folder)
+    if not files:
+        from prism_gui.engine.data.folders import IMAGE_SUFFIXES
+
+        raise ValueError(f"'{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)}), in it or its subfolders: "
+                         "give the folder that holds the images")
+    plan, classes_from = class_plan(folder, files, teacher, mapping)
+    mode = "L" if teacher.input_size[0] == 1 else "RGB"
+    size = tuple(teacher.input_size[1:])
+    with project_lock(root, "prism import"), Catalog(root) as cat:
+        run = run or default_run_name(cat, folder)
+        existing = {r["id"]: r for r in cat.runs()}
+        if run in existing and existing[run]["kind"] != IMPORT_KIND:
+            raise ValueError(f"run '{run}' is a {existing[run]['kind']} run: give the import another run name")
+        known = _known_hashes(cat)
+        done = cat.done_items(run)
+        item = max(done) + 1 if done else 0
+        used_seeds = {int(r["seed"]) for r in cat.query(run=run, columns="seed")}
+        spec = {"folder": str(folder), "mapping": str(mapping) if mapping else None, "classes_from": classes_from,
+                "teacher": getattr(teacher, "source", ""), "energy": dataclasses.asdict(energy)}
+        cat.start_run(run, IMPORT_KIND, spec, manifest(spec, {}, job="import", files=len(files)))
+        added = duplicates = teacher_labelled = 0
+        unreadable: list[list[str]] = []
+        status = "interrupted"
+        try:
+            yield Event("import", 0, len(files), f"{len(files)} image files in {folder}"
+                        + (" (classes from the subfolders)" if classes_from == "folders" else
+                           " (no class subfolders: the teacher labels each image)"))
+            for start in range(0, len(files), batch_size):
+                cancel.raise_if_cancelled()
+                batch = []
+                for f in files[start:start + batch_size]:
+                    rel = f.relative_to(folder).as_posix()
+                    problem = image_file_problem(f)
+                    if problem:
+                        unreadable.append([rel, problem])
+                        continue
+                    try:
+                        data = f.read_bytes()
+                        digest = hashlib.sha256(data).hexdigest()
+                        if digest in known:
+                            duplicates += 1
+                            continue
+                        with Image.open(f) as im:
+                            im.load()
+                            meta = read_generation_info(im)
+                            pixels = np.array(to_mode(im, "RGB" if im.mode not in ("L", "1", "I;16", "I", "F")
+                                                      else "L"))
+                    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+                        unreadable.append([rel, f"cannot be read ({type(e).__name__}: {str(e)[:120]})"])
+                        continue
+                    known.add(digest)
+                    batch.append((f, rel, digest, meta, pixels[..., None] if pixels.ndim == 2 else pixels))
+                if not batch:
+                    yield Event("import", min(start + batch_size, len(files)), len(files),
+                                f"{added} added, {duplicates} already in the project")
+                    continue
+                # the teacher sees each image as distillation will read it back: its own size resized to the input
+                x = []
+                for *_, px in batch:
+                    t = torch.from_numpy(np.ascontiguousarray(px)).permute(2, 0, 1).float() / 127.5 - 1.0
+                    if mode == "L" and t.shape[0] == 3:
+                        t = t.mean(0, keepdim=True)
+                    x.append(_resize(t, size))
+                x = torch.stack(x).to(teacher.device)
+                targets = [plan[f] for f, *_ in batch]
+                if any(k is None for k in targets):
+                    with torch.no_grad():
+                        predicted = teacher.logits(x).argmax(-1).tolist()
+                    targets = [p if k is None else k for k, p in zip(targets, predicted, strict=True)]
+                scores = score_images(teacher, x, targets, energy)
+                rows = []
+                for (f, rel, digest, meta, px), k, sc in zip(batch, targets, scores, strict=True):
+                    by_teacher = plan[f] is None
+                    if by_teacher:
+                        sc.pop("correct", None)  # the teacher named the class: its "correctness" means nothing
+                        teacher_labelled += 1
+                    own_seed = meta.get("seed")
+                    seed = own_seed if own_seed is not None and own_seed not in used_seeds else -(item + 1)
+                    used_seeds.add(seed)
+                    settings = {"sampler": {k2: v for k2, v in (("steps", meta.get("steps")), ("cfg", meta.get("cfg")),
+                                                                ("scheduler", meta.get("sampler"))) if v is not None},
+                                "guidance": {},
+                                "import": {"file": rel, "folder": str(folder), "sha256": digest, "seed": own_seed,
+                                           "tool": meta.get("tool"), "model": meta.get("model"),
+                                           "class_from": "teacher" if by_teacher else classes_from,
+                                           "size": [int(px.shape[1]), int(px.shape[0])]}}
+                    rows.append(write_image_files(
+                        root, run, item, px, class_index=int(k), class_name=teacher.class_names[int(k)],
+                        prompt=meta.get("prompt", ""), negative_prompt=meta.get("negative_prompt", ""), seed=seed,
+                        generator=f"imported: {meta['model']}" if meta.get("model") else "imported",
+                        settings=settings, score=sc))
+                    item += 1
+                ids = cat.insert_rows(rows, skip_existing=False)
+                added += len(ids)
+                yield Event("import", min(start + batch_size, len(files)), len(files),
+                            f"{added} added, {duplicates} already in the project", {"new_ids": ids})
+            status = "finished"
+        finally:
+            cat.finish_run(run, status)
+    result = {"run": run, "added": added, "duplicates": duplicates, "unreadable": unreadable,
+              "teacher_labelled": teacher_labelled, "classes_from": classes_from, "files": len(files)}
+    yield Event("import", len(files), len(files),
+                f"{added} images added to '{run}', {duplicates} already in the project"
+                + (f", {len(unreadable)} unreadable" if unreadable else ""), {"result": result})

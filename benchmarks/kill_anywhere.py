@@ -251,7 +251,7 @@ def _distill_outcome(project: Path) -> dict:
     with Catalog(project) as cat:
         steps, loss = cat.metrics("dist", "loss")
         _, acc = cat.metrics("dist", "test_accuracy")
-    return {"weights": safetensors.torch.load_file(str(out / "student.safetensors")),
+    return {"weights": safetensors.torch.load_file(str(out / "student" / "model.safetensors")),
             "lines": [(r["step"], r.get("loss"), r.get("test_accuracy")) for r in lines],
             "catalog": (steps.tolist(), loss.tolist(), acc.tolist())}
 

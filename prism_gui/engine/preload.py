@@ -29,5 +29,8 @@ def import_engine() -> None:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401
         from transformers import CLIPTextModel  # noqa: F401
 
+        # the event-file writer every generation and distillation opens (its import opens an eventfd once)
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
 
         _done = True

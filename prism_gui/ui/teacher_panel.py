@@ -34,7 +34,7 @@ from prism_gui.ui.common import OK_STYLE, WARNING_COLOR, DropTarget, Studio, err
 
 KINDS = {
     "digits": "Built-in Digits teacher",
-    "timm": "timm model: a name, hf-hub:org/name or local-dir:FOLDER (weights from this computer)",
+    "timm": "timm model (weights from this computer)",
     "checkpoint": "Checkpoint file + timm architecture",
     "torchscript": "TorchScript file",
 }
@@ -69,7 +69,7 @@ class TeacherPanel(DropTarget, QWidget):
         self.kind_buttons["digits"].setChecked(True)
         self.kind_buttons["digits"].setToolTip("A small CNN trained on scikit-learn's handwritten digits (8x8)")
         self.timm_name = QLineEdit()
-        self.timm_name.setPlaceholderText("e.g. resnet18.a1_in1k")
+        self.timm_name.setPlaceholderText("resnet18.a1_in1k, hf-hub:org/name or local-dir:FOLDER")
         self.timm_name.setToolTip("A timm model name or hf-hub:org/name (its weights must be in the local Hugging Face "
                                   "cache), or local-dir:FOLDER (a folder timm saved: config.json + model.safetensors)")
         self.cached = QComboBox()

@@ -27,10 +27,10 @@ def import_engine() -> None:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401
-        from transformers import CLIPTextModel  # noqa: F401
 
         # the event-file writer every generation and distillation opens (its import opens an eventfd once)
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        from transformers import CLIPTextModel  # noqa: F401
 
 
         _done = True

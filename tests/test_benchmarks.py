@@ -8,13 +8,21 @@ import sys
 
 import pytest
 
+OFFSCREEN = {"QT_QPA_PLATFORM": "offscreen"}
+
+
+def run_quick(root, args: list[str], out, timeout: int = 600, env: dict | None = None) -> dict:
+    """Run a benchmark script from the repository root (``benchmarks/X.py`` or ``-m benchmarks.X``)
+    with ``args``; it must succeed, and its JSON output ``out`` is returned."""
+    r = subprocess.run([sys.executable, *args, "--out", str(out)], cwd=root, capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, **(env or {})})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(out.read_text())
+
 
 def test_digits_world_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "b.json"
-    r = subprocess.run([sys.executable, "benchmarks/digits_world.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/digits_world.py", "--quick"], out, timeout=300)
     for key in ("render_images_per_s", "prior_sampling_images_per_s", "prior_train_seconds_per_step",
                 "teacher_images_per_s"):
         assert res[key] > 0
@@ -23,10 +31,7 @@ def test_digits_world_benchmark_runs_quick(root, tmp_path):
 @pytest.mark.long
 def test_perf_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "perf.json"
-    r = subprocess.run([sys.executable, "benchmarks/perf.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/perf.py", "--quick"], out)
     assert res["guidance"]["cheap_over_unguided"] > 0 and res["guidance"]["exact_over_unguided"] > 0
     assert res["sampler_vs_pipeline"]["engine_over_pipeline"] > 0
     assert res["distill"]["images_per_s"]["engine"] > 0 and res["distill"]["images_per_s"]["bare"] > 0
@@ -41,10 +46,7 @@ def test_perf_benchmark_runs_quick(root, tmp_path):
 
 def test_perf_distill_bench_runs_quick_with_speed_options(root, tmp_path):
     out = tmp_path / "perf.json"
-    r = subprocess.run([sys.executable, "benchmarks/perf.py", "--quick", "--only", "distill", "--out", str(out)],
-                       cwd=root, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())["distill"]
+    res = run_quick(root, ["benchmarks/perf.py", "--quick", "--only", "distill"], out)["distill"]
     assert res["images_per_s"]["engine"] > 0 and res["images_per_s"]["bare"] > 0
     digits = res["speed_options"]["digits"]
     assert set(digits["images_per_s"]) == {"fp32", "bf16", "channels_last"}  # --quick: no compile, no ResNet
@@ -54,11 +56,8 @@ def test_perf_distill_bench_runs_quick_with_speed_options(root, tmp_path):
 @pytest.mark.long
 def test_ablation_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "ablation.json"
-    r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"),
-                        "--out", str(out), "--plot", str(tmp_path / "a.png")], cwd=root, capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/ablation.py", "--quick", "--work", str(tmp_path / "w"), "--plot",
+                           str(tmp_path / "a.png")], out)
     rows = set(res["summary"])
     assert rows >= {"real-data KD (upper bound)", "plain prompts", "DPE only", "EDA only", "PRISM",
                     "plain prompts + select", "PRISM + select", "Gaussian noise", "DeepInversion"}
@@ -71,11 +70,8 @@ def test_ablation_benchmark_runs_quick(root, tmp_path):
 @pytest.mark.long
 def test_app_perf_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "app.json"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
-    r = subprocess.run([sys.executable, "benchmarks/app_perf.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/app_perf.py", "--quick"], out,
+                    env={**OFFSCREEN, "PRISM_STUDIO_HOME": str(tmp_path / "home")})
     assert res["startup"]["seconds_median"] > 0 and res["startup"]["torch_imported_before_shown"] is False
     assert res["event_loop"]["generation"]["state"] == "finished"
     assert res["event_loop"]["distillation"]["state"] == "finished"
@@ -87,11 +83,8 @@ def test_app_perf_benchmark_runs_quick(root, tmp_path):
 @pytest.mark.long
 def test_ablation_sweeps_run_quick(root, tmp_path):
     out = tmp_path / "sweeps.json"
-    r = subprocess.run([sys.executable, "benchmarks/ablation.py", "--sweeps", "--quick", "--budgets", "3",
-                        "--seeds", "0", "--work", str(tmp_path / "w"), "--out", str(out), "--plot",
-                        str(tmp_path / "s.png")], cwd=root, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/ablation.py", "--sweeps", "--quick", "--budgets", "3", "--seeds", "0",
+                           "--work", str(tmp_path / "w"), "--plot", str(tmp_path / "s.png")], out)
     assert [p["value"] for p in res["guidance_scale"]] == [0.0, 0.05]
     assert 0 <= res["guidance_scale"][0]["accuracy"] <= 1 and "recall" in res["prompts_per_class"][0]
     assert (tmp_path / "s.png").stat().st_size > 10_000
@@ -122,10 +115,7 @@ def test_ablation_candidates_run_quick_and_resume(root, tmp_path):
 @pytest.mark.long
 def test_memory_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "memory.json"
-    r = subprocess.run([sys.executable, "benchmarks/memory.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/memory.py", "--quick"], out, env={"HF_HUB_OFFLINE": "1"})
     assert {(s["stage"], s["images"]) for s in res["stages"]} == \
         {(st, n) for st in ("distill", "evaluate", "metrics") for n in (12, 24, 48)}
     assert all(s["peak_mb"] >= s["base_mb"] > 0 for s in res["stages"])
@@ -135,10 +125,7 @@ def test_memory_benchmark_runs_quick(root, tmp_path):
 @pytest.mark.long
 def test_guidance_memory_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "g.json"
-    r = subprocess.run([sys.executable, "benchmarks/guidance_memory.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    rows = run_quick(root, ["benchmarks/guidance_memory.py", "--quick"], out, env={"HF_HUB_OFFLINE": "1"})["rows"]
     assert [x["setting"] for x in rows] == ["whole batch", "micro-batch 1", "micro-batch 1 + checkpointed decoder"]
     assert all(x["peak_mb"] >= x["base_mb"] > 0 for x in rows)
 
@@ -163,11 +150,8 @@ def test_scale_out_counts_sd15_operations_and_projects_per_gpu(root):
 @pytest.mark.long
 def test_curation_scale_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "cs.json"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PRISM_STUDIO_HOME": str(tmp_path / "home")}
-    r = subprocess.run([sys.executable, "benchmarks/curation_scale.py", "--quick", "--out", str(out)], cwd=root,
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["benchmarks/curation_scale.py", "--quick"], out,
+                    env={**OFFSCREEN, "PRISM_STUDIO_HOME": str(tmp_path / "home")})
     f, a, v = res["features"], res["analysis"], res["view"]
     assert f["cached_computed"] == 0 and f["after_adding_computed"] == f["added"]
     assert a["synthetic"] == 2000 and a["regions"] >= 0 and "umap_map_seconds" not in a
@@ -177,10 +161,8 @@ def test_curation_scale_benchmark_runs_quick(root, tmp_path):
 @pytest.mark.long
 def test_map_curation_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "mc.json"
-    r = subprocess.run([sys.executable, "-m", "benchmarks.map_curation", "--quick", "--seeds", "0", "--work",
-                        str(tmp_path / "w"), "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(out.read_text())
+    res = run_quick(root, ["-m", "benchmarks.map_curation", "--quick", "--seeds", "0", "--work", str(tmp_path / "w")],
+                    out, timeout=900)
     rec = res["seeds"]["0"]
     assert set(rec["arms"]) == {"PRISM", "+50% more, lowest", "+50% where the holes are, lowest", "dedup + lowest"}
     assert rec["holes"]["coverage_after_fill"] >= rec["holes"]["coverage_before"]

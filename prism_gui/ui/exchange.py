@@ -166,7 +166,7 @@ def export_metrics_dialog(studio: Studio, parent: QWidget, run: str | None = Non
     if project is None:
         return None
     with project.catalog() as cat:
-        runs = [r["id"] for r in cat.runs() if cat.metrics_table(r["id"])[1]]
+        runs = cat.metric_runs()
     if not runs:
         QMessageBox.information(parent, "Export run metrics", "No run of this project has logged metrics yet: "
                                 "generate or distill first.")

@@ -77,6 +77,8 @@ class TeacherPanel(DropTarget, QWidget):
         self.cached.addItem(CACHE_PROMPT, "")
         self.cached.activated.connect(self._on_cached_chosen)
         self._scan: _CacheScan | None = None
+        self._scanned = False  # the cache is scanned when the page is first shown
+        self._cached_entries: dict = {}
         dir_browse = QPushButton("Folder…")
         dir_browse.setToolTip("A folder saved by timm (timm.models.save_for_hf, or a student PRISM exported): "
                               "config.json + model.safetensors")
@@ -237,6 +239,7 @@ class TeacherPanel(DropTarget, QWidget):
     def scan_cache(self) -> None:
         """List the timm models of the local Hugging Face cache in the thread pool (it reads
         configs and weight headers); the menu fills when it is done."""
+        self._scanned = True
         scan = _CacheScan()
         scan.found.connect(self._show_cached, Qt.ConnectionType.QueuedConnection)
         self._scan = scan
@@ -275,7 +278,7 @@ class TeacherPanel(DropTarget, QWidget):
             return
         self.timm_name.setText(source)
         self.set_kind("timm")
-        entry = getattr(self, "_cached_entries", {}).get(source)
+        entry = self._cached_entries.get(source)
         show_error(self.error, f"{entry.label} cannot load: {entry.problem}" if entry and entry.problem else "")
 
     def _browse_folder(self, folder: str | None = None) -> None:
@@ -285,10 +288,9 @@ class TeacherPanel(DropTarget, QWidget):
             self.timm_name.setText(f"local-dir:{folder}")
             self.set_kind("timm")
 
-    def showEvent(self, event) -> None:  # the cache is scanned when the page is first shown
+    def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self.cached.count() == 1 and self.cached.itemData(0) == "" and self._scan is None and \
-                not getattr(self, "_scanned", False):
+        if not self._scanned:
             self._scanned = True
             self.scan_cache()
 

@@ -124,7 +124,7 @@ def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None
     Saved to ``runs/<run>/prdc.json`` when ``save``; the last event carries ``data['results']``."""
     import json
 
-    from prism_gui.engine.data.catalog import Catalog, atomic_write_text
+    from prism_gui.engine.data.catalog import Catalog, atomic_write_text, prdc_file
     from prism_gui.engine.data.datasets import catalog_dataset, image_set
 
     cancel = cancel or CancelToken()
@@ -165,7 +165,7 @@ def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None
             if max_real is not None:
                 out[run]["reference_subsample_seed"] = seed
             if save:
-                atomic_write_text(root / "runs" / run / "prdc.json", json.dumps(out[run], indent=2))
+                atomic_write_text(prdc_file(root, run), json.dumps(out[run], indent=2))
         yield Event("metrics", i + 2, n, f"{run}: " + ", ".join(
             f"{key} {out[run][key]:.2f}" for key in ("precision", "recall", "density", "coverage") if key in out[run]),
             {"run": run, "prdc": out[run]})

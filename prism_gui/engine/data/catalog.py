@@ -124,6 +124,21 @@ def write_error(path, e: OSError) -> OSError:
                             "writable, then run again: what was written before is intact")
 
 
+def prdc_file(root: str | Path, run: str) -> Path:
+    """Where ``prism metrics`` saves a run's precision, recall, density and coverage."""
+    return Path(root) / "runs" / run / "prdc.json"
+
+
+def saved_prdc(root: str | Path, run: str) -> dict:
+    """A run's saved P/R/D/C (overall keys and ``per_class``), or {} when none was measured or the
+    file cannot be read."""
+    try:
+        saved = json.loads(prdc_file(root, run).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(Path(path), text.encode("utf-8"))
 
@@ -635,6 +650,12 @@ class Catalog:
             rows = self._conn.execute("SELECT step, value FROM metrics WHERE run=? AND key=? ORDER BY step",
                                       (run, key)).fetchall()
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def metric_runs(self) -> list[str]:
+        """The runs that logged metrics, in the order they were made."""
+        with self._lock:
+            logged = {r[0] for r in self._conn.execute("SELECT DISTINCT run FROM metrics")}
+        return [r["id"] for r in self.runs() if r["id"] in logged]
 
     def metrics_table(self, run: str) -> tuple[list[str], list[list]]:
         """``run``'s logged metrics as one table: a row per (step, epoch), a column per metric

@@ -37,6 +37,12 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+def pm1_tensor(image_hwc: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An 8-bit (H, W, C) image as the engine's (C, H, W) [-1, 1] tensor, resized to ``size``."""
+    x = torch.from_numpy(np.ascontiguousarray(image_hwc)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return x if size is None else _resize(x, size)
+
+
 class TensorImages(Dataset):
     def __init__(self, images: torch.Tensor, labels: Sequence[int] | np.ndarray | None = None):
         self.images = images
@@ -90,10 +96,7 @@ class CatalogImages(Dataset):
 
     def __getitem__(self, i: int):
         a = self._cache[i] if self._cache is not None else self._read(i)
-        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 127.5 - 1.0
-        if self.size is not None:
-            x = _resize(x, self.size)
-        return x, int(self.labels[i])
+        return pm1_tensor(a, self.size), int(self.labels[i])
 
 
 def eval_transform(teacher):

@@ -128,10 +128,14 @@ def _size_category(n: int) -> str:
 def dataset_card(root: Path, rows: list[dict], names: list[str], run_info: dict, statuses) -> str:
     """The dataset's ``README.md``: Hub metadata, how to load it, the generation settings of each
     run, P/R/D/C where ``prism metrics`` measured them, and the images per class."""
-    runs = list(dict.fromkeys(r["run"] for r in rows))
-    counts: dict[int, int] = {}
-    for r in rows:
-        counts[r["class_index"]] = counts.get(r["class_index"], 0) + 1
+    from collections import Counter
+
+    from prism_gui.engine.data.catalog import saved_prdc
+
+    counts = Counter(r["class_index"] for r in rows)
+    per_run = Counter(r["run"] for r in rows)  # in the rows' order
+    generator = {r["run"]: r["generator"] for r in rows}
+    prdc = {run: saved_prdc(root, run) for run in per_run}
     lines = ["---", "task_categories:", "- image-classification", f"size_categories:\n- {_size_category(len(rows))}",
              "tags:", "- synthetic", "- knowledge-distillation", f"- {CARD_TAG}", "---", "",
              f"# {root.name}: {len(rows):,} synthetic images, {len(counts)} classes", "",
@@ -146,28 +150,16 @@ def dataset_card(root: Path, rows: list[dict], names: list[str], run_info: dict,
              + ".", "", "## Runs", "",
              "| run | kind | images | generator | steps | CFG | guidance | precision | recall | density | coverage |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for run in runs:
+    for run, n in per_run.items():
         info = run_info.get(run, {})
         spec = info.get("spec") or {}
         sampler = spec.get("sampler") or {}
         guidance = spec.get("guidance") or {}
-        prdc = {}
-        p = root / "runs" / run / "prdc.json"
-        if p.is_file():
-            try:
-                prdc = json.loads(p.read_text())
-            except (OSError, ValueError):
-                prdc = {}
-
-        def f(v):
-            return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
-
-        n = sum(1 for r in rows if r["run"] == run)
-        gen = next((r["generator"] for r in rows if r["run"] == run), "")
-        lines.append(f"| {run} | {info.get('kind', '–')} | {n:,} | {gen} | {sampler.get('steps', '–')} | "
+        lines.append(f"| {run} | {info.get('kind', '–')} | {n:,} | {generator[run]} | {sampler.get('steps', '–')} | "
                      f"{sampler.get('cfg', '–')} | {guidance.get('scale', '–') if guidance else '–'} | "
-                     + " | ".join(f(prdc.get(k)) for k in ("precision", "recall", "density", "coverage")) + " |")
-    if not any((root / "runs" / run / "prdc.json").is_file() for run in runs):
+                     + " | ".join(f"{v:.3f}" if isinstance(v := prdc[run].get(k), (int, float)) else "–"
+                                  for k in ("precision", "recall", "density", "coverage")) + " |")
+    if not any(prdc.values()):
         lines += ["", "Precision, recall, density and coverage were not measured for these runs (`prism metrics`)."]
     lines += ["", "## Images per class", "", "| label | class | images |", "|---:|---|---:|"]
     lines += [f"| {k} | {names[k]} | {counts.get(k, 0):,} |" for k in range(len(names))]

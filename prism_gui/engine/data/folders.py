@@ -140,6 +140,14 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def image_files(folder: Path, root: Path | None = None) -> list[Path]:
+    """The files with an image suffix under ``folder``, sorted, without hidden ones (hidden
+    relative to ``root``, default ``folder``)."""
+    root = root or folder
+    return [f for f in sorted(folder.rglob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not _hidden(f, root)]
+
+
 def folder_items(root: str | Path, class_names: list[str], class_ids: list[str] | None = None,
                  mapping=None) -> list[tuple[Path, int]]:
     """Every image under ``root/<subfolder>/`` with its class index, in a fixed order.  Files of
@@ -150,13 +158,12 @@ def folder_items(root: str | Path, class_names: list[str], class_ids: list[str] 
     labels = label_folders(root, class_names, class_ids, mapping)
     items, bad = [], []
     for d, k in labels.items():
-        for f in sorted((root / d).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not _hidden(f, root):
-                problem = image_file_problem(f)
-                if problem:
-                    bad.append(f"'{f.relative_to(root)}' {problem}")
-                else:
-                    items.append((f, k))
+        for f in image_files(root / d, root):
+            problem = image_file_problem(f)
+            if problem:
+                bad.append(f"'{f.relative_to(root)}' {problem}")
+            else:
+                items.append((f, k))
     if bad:
         raise FolderError(f"Image folder '{root}': {len(bad)} file(s) cannot be used: {'; '.join(bad[:5])}"
                           f"{' …' if len(bad) > 5 else ''}. Remove or replace them, then try again.")

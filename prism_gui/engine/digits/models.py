@@ -78,10 +78,7 @@ def _build(arch, widths, depth, pretrained=False, **kwargs):
         raise ValueError("Digits models have no downloadable weights: load the shipped "
                          "checkpoint with prism_gui.engine.teachers.load.load_teacher('digits').")
     cfg.setdefault("architecture", arch)
-    model = build_model_with_cfg(DigitsNet, arch, pretrained, pretrained_cfg=cfg, widths=widths, depth=depth,
-                                 **kwargs)
-    model.default_cfg = model.pretrained_cfg
-    return model
+    return build_model_with_cfg(DigitsNet, arch, pretrained, pretrained_cfg=cfg, widths=widths, depth=depth, **kwargs)
 
 
 def register() -> None:

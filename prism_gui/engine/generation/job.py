@@ -254,20 +254,20 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
             if main:  # the one catalog writer; the other ranks' rows arrive in shards
                 ids = cat.insert_rows(rows, skip_existing=False)
                 merged = merge_shards(cat, spec.run)
-                return ids + merged, float(np.mean(energies + list(cat.column("energy", ids=merged))))
+                return ids + merged, energies + list(cat.column("energy", ids=merged))
             write_shard(spec.project, spec.run, ranks.rank, rows)
-            return [], float(np.mean(energies))
+            return [], energies
 
         def merged_events():  # the other ranks' rows, while this process waits for them
             merged = merge_shards(cat, spec.run)
-            mean = float(np.mean(cat.column("energy", ids=merged))) if merged else None
-            yield from stored_events([(merged, mean)])
+            yield from stored_events([(merged, list(cat.column("energy", ids=merged)) if merged else [])])
 
-        def stored_events(results):
+        def stored_events(results):  # (new ids, their energies) per stored batch
             nonlocal n_done
-            for ids, mean_energy in results:
-                if not main or (mean_energy is None and not ids):
+            for ids, energies in results:
+                if not main or (not energies and not ids):
                     continue
+                mean_energy = float(np.mean(energies)) if energies else None
                 n_done += len(ids)
                 rate = (n_done - first_done) / max(time.time() - t0, 1e-9)
                 eta = (total - n_done) / rate if rate > 0 else 0
@@ -277,7 +277,7 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                 curves = {"images_per_s": rate, **({"mean_energy": mean_energy} if mean_energy is not None else {})}
                 cat.log_metrics(spec.run, n_done, curves)
                 tb.scalars(curves, n_done, GENERATE_TAGS)
-                tb.histogram("energy/all", cat.column("energy", ids=ids), n_done)
+                tb.histogram("energy/all", energies, n_done)
                 yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s", data)
 
         def sample_batch(batch):

@@ -38,13 +38,6 @@ from prism_gui.engine.jobs import CancelToken, Event
 IMPORT_KIND = "import"
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from prism_gui.engine.data.folders import IMAGE_SUFFIXES
-
-    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-                  and not any(p.startswith(".") for p in f.relative_to(folder).parts))
-
-
 def class_plan(folder: Path, files: list[Path], teacher, mapping=None) -> tuple[dict[Path, int | None], str]:
     """Each file's class index (None: the teacher decides) and how the classes were found:
     ``"folders"`` (subfolders named by classes, ids or ``mapping``) or ``"teacher"``."""
@@ -67,16 +60,21 @@ def class_plan(folder: Path, files: list[Path], teacher, mapping=None) -> tuple[
     return {f: (labels.get(f.relative_to(folder).parts[0]) if f.parent != folder else None) for f in files}, "folders"
 
 
-def read_generation_info(im) -> dict:
-    """Prompt, negative prompt, seed, steps, CFG, sampler, model and tool from an image's
-    metadata (``sd-parsers``: A1111/Forge, ComfyUI, Fooocus, InvokeAI, NovelAI); {} if none."""
+def metadata_reader():
+    """An ``sd-parsers`` manager for :func:`read_generation_info` (one per import)."""
     import logging
 
     from sd_parsers import ParserManager
 
     logging.getLogger("sd_parsers").setLevel(logging.CRITICAL)  # a file without metadata is normal here
+    return ParserManager()
+
+
+def read_generation_info(im, reader=None) -> dict:
+    """Prompt, negative prompt, seed, steps, CFG, sampler, model and tool from an image's
+    metadata (``sd-parsers``: A1111/Forge, ComfyUI, Fooocus, InvokeAI, NovelAI); {} if none."""
     try:
-        info = ParserManager().parse(im)
+        info = (reader or metadata_reader()).parse(im)
     except Exception:  # metadata that claims a tool but does not parse: the image still imports
         return {}
     if info is None:
@@ -137,8 +135,8 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
     from PIL import Image
 
     from prism_gui.engine.data.catalog import Catalog, write_image_files
-    from prism_gui.engine.data.datasets import _resize, to_mode
-    from prism_gui.engine.data.folders import image_file_problem
+    from prism_gui.engine.data.datasets import pm1_tensor, to_mode
+    from prism_gui.engine.data.folders import IMAGE_SUFFIXES, image_file_problem, image_files
     from prism_gui.engine.data.lock import project_lock
     from prism_gui.engine.generation.energies import EnergySpec
     from prism_gui.engine.generation.sampler import score_images
@@ -152,15 +150,14 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
     if root.resolve() == folder.resolve() or root.resolve() in folder.resolve().parents:
         raise ValueError(f"'{folder}' is inside the project: import from a folder outside it")
     energy = energy or EnergySpec({"class": 1.0})
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
-        from prism_gui.engine.data.folders import IMAGE_SUFFIXES
-
         raise ValueError(f"'{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)}), in it or its subfolders: "
                          "give the folder that holds the images")
     plan, classes_from = class_plan(folder, files, teacher, mapping)
-    mode = "L" if teacher.input_size[0] == 1 else "RGB"
+    mode = "L" if teacher.input_size[0] == 1 else "RGB"  # as distillation reads the stored image back
     size = tuple(teacher.input_size[1:])
+    reader = metadata_reader()
     with project_lock(root, "prism import"), Catalog(root) as cat:
         run = run or default_run_name(cat, folder)
         existing = {r["id"]: r for r in cat.runs()}
@@ -197,26 +194,21 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
                             continue
                         with Image.open(f) as im:
                             im.load()
-                            meta = read_generation_info(im)
-                            pixels = np.array(to_mode(im, "RGB" if im.mode not in ("L", "1", "I;16", "I", "F")
-                                                      else "L"))
+                            meta = read_generation_info(im, reader)
+                            stored = to_mode(im, "RGB" if im.mode not in ("L", "1", "I;16", "I", "F") else "L")
+                        pixels, seen = np.array(stored), np.array(to_mode(stored, mode))
                     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
                         unreadable.append([rel, f"cannot be read ({type(e).__name__}: {str(e)[:120]})"])
                         continue
                     known.add(digest)
-                    batch.append((f, rel, digest, meta, pixels[..., None] if pixels.ndim == 2 else pixels))
+                    batch.append((f, rel, digest, meta, pixels[..., None] if pixels.ndim == 2 else pixels,
+                                  seen[..., None] if seen.ndim == 2 else seen))
                 if not batch:
                     yield Event("import", min(start + batch_size, len(files)), len(files),
                                 f"{added} added, {duplicates} already in the project")
                     continue
                 # the teacher sees each image as distillation will read it back: its own size resized to the input
-                x = []
-                for *_, px in batch:
-                    t = torch.from_numpy(np.ascontiguousarray(px)).permute(2, 0, 1).float() / 127.5 - 1.0
-                    if mode == "L" and t.shape[0] == 3:
-                        t = t.mean(0, keepdim=True)
-                    x.append(_resize(t, size))
-                x = torch.stack(x).to(teacher.device)
+                x = torch.stack([pm1_tensor(b[-1], size) for b in batch]).to(teacher.device)
                 targets = [plan[f] for f, *_ in batch]
                 if any(k is None for k in targets):
                     with torch.no_grad():
@@ -224,7 +216,7 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
                     targets = [p if k is None else k for k, p in zip(targets, predicted, strict=True)]
                 scores = score_images(teacher, x, targets, energy)
                 rows = []
-                for (f, rel, digest, meta, px), k, sc in zip(batch, targets, scores, strict=True):
+                for (f, rel, digest, meta, px, _seen), k, sc in zip(batch, targets, scores, strict=True):
                     by_teacher = plan[f] is None
                     if by_teacher:
                         sc.pop("correct", None)  # the teacher named the class: its "correctness" means nothing

@@ -234,7 +234,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
     """The stakeholder report of a project; the last event carries ``data['report']``."""
     from matplotlib.figure import Figure
 
-    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog, saved_prdc
 
     root = Path(project_root)
     project = Project.open(root)
@@ -271,9 +271,8 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
             sections.append(("Samples per class", ["samples.png"],
                              f"Lowest-energy images the student was trained on (kept or unreviewed), {note}."))
         if len(names) > MAX_GRID_CLASSES:  # the grid shows a sample: the table lists every class
-            saved = [project.run_dir(run) / "prdc.json" for run in gen_runs]
-            last = next((pp for pp in reversed(saved) if pp.exists()), None)
-            prdc_pc = json.loads(last.read_text()).get("per_class", {}) if last else {}
+            newest = (saved_prdc(root, run) for run in reversed(gen_runs))
+            prdc_pc = next((m["per_class"] for m in newest if "per_class" in m), {})
             tables.append(("Per class", list(CLASS_COLUMNS),
                            per_class_rows(summary, names, tspec.get("class_ids"), prdc_pc)))
         yield Event("report", 2, 4, "energy histograms")
@@ -358,12 +357,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
     for r in results:
         if not len(r["acc"]):
             continue
-        prdc_rows = []
-        for run in r["spec"].get("runs") or []:
-            p = project.run_dir(run) / "prdc.json"
-            if p.exists():
-                prdc_rows.append(json.loads(p.read_text()))
-        m = prdc_rows[0] if prdc_rows else {}
+        m = next((m for run in r["spec"].get("runs") or [] if (m := saved_prdc(root, run))), {})
 
         def f(key, m=m):
             return f"{m[key]:.3f}" if key in m else "-"

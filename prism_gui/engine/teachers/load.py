@@ -499,9 +499,9 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
 TIMM_PREFIXES = ("hf-hub:", "local-dir:")
 
 
-def _timm_folder(source: str) -> tuple[Path, str | None]:
+def _timm_folder(source: str) -> Path:
     """The folder of a ``local-dir:`` or ``hf-hub:`` teacher (the cached snapshot; nothing is
-    downloaded) and its hub id, checked: a timm config and whole weights."""
+    downloaded), checked: a timm config and whole weights."""
     from prism_gui.engine.hub import hub_cache_dir
     from prism_gui.engine.teachers.cache import folder_problem, timm_config
 
@@ -535,7 +535,7 @@ def _timm_folder(source: str) -> tuple[Path, str | None]:
     problem = folder_problem(folder, repo_id)
     if problem:
         raise TeacherLoadError(f"Teacher '{source}' cannot load: {problem}.")
-    return folder, repo_id
+    return folder
 
 
 def _labels_of(pcfg: dict, n: int) -> tuple[list[str], list[str] | None, list[str] | None] | None:
@@ -567,7 +567,7 @@ def _load_timm_folder(source: str, class_names, allow_download: bool) -> Teacher
     if source.startswith("hf-hub:") and allow_download:
         model = timm.create_model(source, pretrained=True)
     else:
-        folder, _repo = _timm_folder(source)
+        folder = _timm_folder(source)
         try:
             model = timm.create_model(f"local-dir:{folder}", pretrained=True)
         except RuntimeError as e:

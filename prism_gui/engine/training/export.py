@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 STUDENT_DIR = "student"
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
 # pretrained-config keys that describe where a random-init architecture's ImageNet weights come
 # from: not true of a distilled student
 _SOURCE_KEYS = ("tag", "license", "paper_ids", "paper_name", "origin_url", "notes", "hf_hub_filename",
@@ -130,27 +131,19 @@ def training_set_info(spec: dict, images: int) -> dict:
     project = spec.get("project")
     if info["data"] != "catalog" or not project:
         return info
-    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.catalog import Catalog, saved_prdc
 
     root = Path(project)
     info["project"] = str(root)
     info["statuses"] = list(spec.get("statuses") or [])
     info["energy_max"] = spec.get("energy_max")
     with Catalog(root, create=False) as cat:
-        runs = list(spec.get("runs") or [r["id"] for r in cat.runs("generate")] +
-                    [r["id"] for r in cat.runs("import")])
+        runs = spec.get("runs") or [r["id"] for r in cat.runs() if r["kind"] in ("generate", "import")]
         rows = []
         for run in runs:
             counts = {s: cat.count(run=run, statuses=[s]) for s in ("unreviewed", "keep", "reject")}
-            prdc_path = root / "runs" / run / "prdc.json"
-            prdc = {}
-            if prdc_path.is_file():
-                try:
-                    saved = json.loads(prdc_path.read_text())
-                    prdc = {k: saved[k] for k in ("precision", "recall", "density", "coverage") if k in saved}
-                except (OSError, ValueError):
-                    prdc = {}
-            rows.append({"run": run, **counts, **prdc})
+            saved = saved_prdc(root, run)
+            rows.append({"run": run, **counts, **{k: saved[k] for k in PRDC_KEYS if k in saved}})
     info["runs"] = rows
     return info
 
@@ -200,7 +193,7 @@ def model_card(spec: dict, result: dict, teacher, set_info: dict, spec_file: str
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in set_info.get("runs", []):
             lines.append(f"| {r['run']} | {r['unreviewed']} | {r['keep']} | {r['reject']} | "
-                         + " | ".join(_fmt(r.get(k)) for k in ("precision", "recall", "density", "coverage")) + " |")
+                         + " | ".join(_fmt(r.get(k)) for k in PRDC_KEYS) + " |")
         if not any("precision" in r for r in set_info.get("runs", [])):
             lines += ["", "Precision, recall, density and coverage were not measured: `prism metrics` (or the "
                       "Generate tab's Metrics) saves them to `runs/<run>/prdc.json`."]

@@ -72,18 +72,56 @@ def test_select_lowest_keeps_the_best_per_class(tmp_path):
         assert sorted(r["item"] for r in kept) == [14, 15, 16, 17, 18, 19]
 
 
-def test_repair_removes_orphans_and_temp_files_never_rows_with_files(tmp_path):
+NOTHING = {"temp_files": 0, "adopted_files": 0, "unreadable_files": 0, "removed_thumbs": 0, "missing_files": 0,
+           "missing_examples": []}
+
+
+def test_repair_adopts_images_without_a_row_and_removes_only_temp_files_and_stray_thumbnails(tmp_path):
+    from prism_gui.engine.data.catalog import write_image_files
+
     with Catalog(tmp_path) as cat:
         add(cat, "r", 0)
-        (tmp_path / "images" / "r" / "0000009_9.png").write_bytes(b"orphan")
+        # a complete image whose row never came (killed between the file and the row): adopted, not deleted
+        write_image_files(tmp_path, "r", 9, np.full((8, 8, 1), 9, np.uint8), class_index=3, class_name="3",
+                          prompt="p9", seed=1009, generator="digits", settings={}, score={"energy": -2.0})
+        (tmp_path / "thumbs" / "r" / "0000009_1009.png").unlink()  # and its thumbnail was not written yet
+        (tmp_path / "images" / "r" / "notes.txt").write_text("the user's own file")  # left as it is
         (tmp_path / "images" / "r" / ".x.png.123.tmp").write_bytes(b"half")
+        (tmp_path / "thumbs" / "r" / "0000042_7.png").write_bytes(b"stray")  # no row, no image: made from one
         with pytest.raises(CatalogError, match="needs the project lock"):
             cat.repair()  # another writer may be writing those files
-        assert (tmp_path / "images" / "r" / "0000009_9.png").exists()
         with project_lock(tmp_path, "test"):
             rep = cat.repair()
-        assert rep == {"orphan_files": 1, "temp_files": 1, "rows_without_file": 0}
-        assert cat.count() == 1
+        assert rep == {**NOTHING, "temp_files": 1, "adopted_files": 1, "unreadable_files": 1, "removed_thumbs": 1}
+        assert cat.count() == 2
+        row = cat.query(run="r", sort="id")[-1]
+        assert (row["item"], row["seed"], row["class_index"], row["prompt"], row["energy"]) == (9, 1009, 3, "p9", -2.0)
+        assert (tmp_path / row["thumb"]).exists() and (tmp_path / "images" / "r" / "notes.txt").exists()
+        with project_lock(tmp_path, "test"):
+            assert cat.repair() == {**NOTHING, "unreadable_files": 1}  # the user's file stays, every time
+
+
+def test_repair_never_deletes_rows_whose_files_are_missing(tmp_path):
+    """A moved images/ folder is not a damaged catalog (issue 26): the rows wait for their files."""
+    import shutil
+
+    from prism_gui.engine.data.catalog import describe_repair
+
+    with Catalog(tmp_path) as cat:
+        for i in range(5):
+            add(cat, "r", i)
+        cat.set_status([1, 2], "keep")
+        (tmp_path / "images" / "r" / "0000000_1000.png").unlink()
+        with project_lock(tmp_path, "test"):
+            rep = cat.repair()
+        assert rep["missing_files"] == 1 and rep["missing_examples"] == ["images/r/0000000_1000.png"]
+        assert "their rows are kept" in describe_repair(rep) and cat.count() == 5
+        assert cat.missing_folders() == []
+        shutil.move(tmp_path / "images", tmp_path.parent / f"{tmp_path.name}-elsewhere")
+        with project_lock(tmp_path, "test"):
+            assert cat.repair()["missing_files"] == 5
+        assert cat.count() == 5 and cat.count(statuses=["keep"]) == 2
+        assert cat.missing_folders() == [(tmp_path / "images", 5)]
 
 
 def test_repair_keeps_files_of_rows_waiting_in_a_shard_and_merge_is_idempotent(tmp_path):
@@ -95,11 +133,11 @@ def test_repair_keeps_files_of_rows_waiting_in_a_shard_and_merge_is_idempotent(t
                               generator="g", settings={}) for i in range(3)]
     write_shard(tmp_path, "r", 1, rows)
     with Catalog(tmp_path) as cat, project_lock(tmp_path, "test"):
-        assert cat.repair()["orphan_files"] == 0  # the shard's files are not orphans
+        assert cat.repair()["adopted_files"] == 0  # the shard's files are not orphans
         assert len(merge_shards(cat)) == 3 and not shard_files(tmp_path)
         write_shard(tmp_path, "r", 1, rows)  # merged again (a merge stopped before its delete): nothing new
         assert merge_shards(cat) == [] and cat.count() == 3
-        assert cat.repair() == {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
+        assert cat.repair() == NOTHING
 
 
 def test_missing_project_is_an_error_when_not_creating(tmp_path):
@@ -108,12 +146,19 @@ def test_missing_project_is_an_error_when_not_creating(tmp_path):
 
 
 def test_metrics_table(tmp_path):
+    t0 = time.time()
     with Catalog(tmp_path) as cat:
         for s in range(5):
-            cat.log_metrics("d", s, {"loss": 1.0 / (s + 1)})
+            cat.log_metrics("d", s, {"loss": 1.0 / (s + 1), "acc": s / 10}, epoch=s / 2)
+        cat.log_metrics("other", 0, {"loss": 9.0})
         steps, vals = cat.metrics("d", "loss")
-        assert list(steps) == [0, 1, 2, 3, 4] and vals[0] == 1.0
-    assert time.time() > 0
+        assert list(steps) == [0, 1, 2, 3, 4] and list(vals) == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
+        assert list(cat.metrics("d", "acc")[1]) == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+        assert list(cat.metrics("other", "loss")[1]) == [9.0] and len(cat.metrics("d", "nothing")[0]) == 0
+    with sqlite3.connect(tmp_path / "catalog.sqlite") as db:  # each value with its epoch and the time it was logged
+        epochs, times = zip(*db.execute("SELECT epoch, time FROM metrics WHERE run='d' AND key='loss' ORDER BY step"),
+                            strict=True)
+    assert list(epochs) == [0, 0.5, 1, 1.5, 2] and all(t0 <= t <= time.time() for t in times)
 
 
 def test_filtered_listings_match_pages_and_use_the_covering_index(tmp_path):

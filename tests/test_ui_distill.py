@@ -43,7 +43,12 @@ def test_training_run_curves_and_export(qtbot, tmp_path):
     qtbot.waitUntil(lambda: ejob.state == "finished", timeout=60000)
     assert (out / "student" / "model.safetensors").exists() and (out / "student" / "config.json").exists()
     card = (out / "student" / "README.md").read_text()  # the run's model card goes with the export
-    assert ("library_name: timm" in card and "distill-1" not in card) or "student accuracy" in card
+    from prism_gui.engine.training.export import _fmt
+
+    result = job.last_event.data["result"]
+    assert card.startswith("---\nlibrary_name: timm\n")  # the Hub reads the front matter
+    assert f"| student accuracy | {_fmt(result['test_accuracy'], True)} |" in card  # this run's own number
+    assert f"| architecture | {result['student']} |" in card and "| prism |" in card  # trained on the run chosen
 
     panel.epochs.setValue(50)  # a second run, overlaid, stopped early
     job2 = panel.start()
@@ -81,3 +86,14 @@ def test_speed_settings_reach_the_job_and_persist_in_the_project(qtbot, tmp_path
     studio.set_project(Project.open(tmp_path / "proj"))  # ... and shown again when it is opened
     assert (panel.precision.currentText(), panel.channels_last.currentText()) == ("bf16", "on")
     assert not panel.compile.isChecked()
+
+
+def test_a_run_name_that_is_a_path_is_refused_at_start(qtbot, tmp_path):
+    studio = make_studio()
+    panel = DistillPanel(studio)
+    qtbot.addWidget(panel)
+    studio.warm_up(wait=True)
+    studio.set_project(fake_catalog(tmp_path / "proj", 20))
+    panel.run_name.setText("../../escape")
+    assert panel.start() is None and "path separator" in panel.error.text()
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "proj" / "runs").exists()

@@ -88,3 +88,14 @@ def test_memory_options_reach_the_job_and_its_memory_note_is_shown(qtbot, panel)
     # a new window on the same project reads the settings back
     panel._on_project(panel.studio.project)
     assert panel.resolution.value() == 8 and not panel.auto_batch.isChecked()
+
+
+def test_a_run_name_that_is_a_path_is_refused_at_start_and_nothing_is_written(qtbot, panel, tmp_path):
+    root = panel.studio.project.root
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for name in ("../../escape", "a/b", ".."):
+        panel.run_name.setText(name)
+        assert panel.start() is None
+        assert "run name" in panel.error.text() and name in panel.error.text()
+        assert panel.start_button.isEnabled()
+    assert not (root / "images").exists() and sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

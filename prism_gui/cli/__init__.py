@@ -39,7 +39,11 @@ def cmd_demo(rest):
     p.add_argument("--project", help="keep the generated project in this folder (default: a temp folder)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(rest)
+    from prism_gui.engine.data.guard import check_output
     from prism_gui.engine.project.demo import DemoSpec, run_demo
+
+    if a.json:
+        check_output(a.json, what="--json")
 
     spec = DemoSpec.quick(project=a.project, seed=a.seed) if a.quick else DemoSpec(project=a.project, seed=a.seed)
     events = _progress(run_demo(spec))
@@ -75,7 +79,10 @@ def cmd_prompts(rest):
     else:
         ps = expand(teacher.class_names, bank, per_class=s.get("per_class", 20), seed=s.get("seed", 0),
                     phrases=phrases, axes=s.get("axes"))
+    from prism_gui.engine.data.guard import check_output
+
     out = Path(s.get("output", "prompts.json"))
+    check_output(out, inputs=[a.spec, s.get("descriptions")], what=f"{a.spec}: 'output'", allow=("prompts.json",))
     if s.get("score"):
         ps = _score(ps, s["score"], teacher, a.spec)
     ps.save(out)
@@ -123,10 +130,12 @@ def cmd_report(rest):
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("--out", type=Path, help="the HTML file (default: PROJECT/report.html)")
     a = p.parse_args(rest)
+    from prism_gui.engine.data.guard import check_output
     from prism_gui.engine.project.report import build_report
 
+    out = check_output(a.out or a.project / "report.html", what="--out")
     events = _progress(build_report(a.project))
-    out = events[-1].data["report"].save_html(a.out or a.project / "report.html")
+    out = events[-1].data["report"].save_html(out)
     print(f"report -> {out}")
     return 0
 
@@ -300,6 +309,7 @@ def cmd_evaluate(rest):
     s = load_spec(a.spec)
     tspec = TeacherSpec.take(s, a.spec)
     s = check_settings(s, EVALUATE_SETTINGS, a.spec, also=" plus the teacher's keys")
+    _check_output_setting(s, a.spec)
     teacher = tspec.load()
     device = pick_device(s.get("device", "auto"))
     teacher.to(device)
@@ -323,6 +333,15 @@ def cmd_evaluate(rest):
     return 0
 
 
+def _check_output_setting(s: dict, spec_path) -> None:
+    """A spec's ``output`` file, refused before the job runs when it would overwrite a project's file
+    or the spec itself."""
+    from prism_gui.engine.data.guard import check_output
+
+    if s.get("output"):
+        check_output(s["output"], inputs=[spec_path], what=f"{spec_path}: 'output'")
+
+
 def cmd_metrics(rest):
     p = argparse.ArgumentParser(prog="prism metrics", description="Precision/recall of a synthetic set.")
     p.add_argument("spec", help="JSON/TOML: project, reference (digits-test or a labelled folder), teacher keys, "
@@ -335,6 +354,7 @@ def cmd_metrics(rest):
     s = load_spec(a.spec)
     tspec = TeacherSpec.take(s, a.spec)
     s = check_settings(s, METRICS_SETTINGS, a.spec, also=" plus the teacher's keys")
+    _check_output_setting(s, a.spec)
     if "project" not in s:
         raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
     teacher = tspec.load()

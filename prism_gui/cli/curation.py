@@ -44,14 +44,16 @@ def _open(a, prog: str):
             raise SystemExit(f"{prog}: --reference '{reference}' is neither a folder nor a built-in set: give a "
                              "labelled image folder, 'digits-test', 'project' or 'none'")
     require_runs(a.project, a.runs, prog)
+    _out(a)  # refused before the job runs
     return teacher, (reference if reference != "none" else ""), mapping
 
 
 def _out(a) -> Path:
     """The folder the JSON and PNG go to (made by the writes)."""
     from prism_gui.engine.analysis.features import ANALYSIS_DIR
+    from prism_gui.engine.data.guard import check_output_folder
 
-    return a.out or a.project / ANALYSIS_DIR
+    return check_output_folder(a.out or a.project / ANALYSIS_DIR, what="--out")
 
 
 COLOURS = ("class", "energy", "confidence", "run", "status", "density")

@@ -26,6 +26,10 @@ def cmd_import(rest):
     from prism_gui.engine.project.importer import import_folder
     from prism_gui.engine.project.project import SPEC_FILE, Project
 
+    if a.run is not None:
+        from prism_gui.engine.data.guard import check_run_name
+
+        check_run_name(a.run, "--run name")
     if a.batch_size < 1:
         raise SystemExit(f"prism import: --batch-size must be at least 1, not {a.batch_size}")
     if a.project.exists() and not a.project.is_dir():
@@ -62,9 +66,10 @@ def cmd_export_metrics(rest):
     p.add_argument("--out", type=Path, help="the CSV file (default: PROJECT/runs/RUN/metrics.csv)")
     a = p.parse_args(rest)
     from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.guard import check_output, check_run_name
 
     require_project(a.project, "prism export-metrics")
-    out = a.out or a.project / "runs" / a.run / "metrics.csv"
+    out = check_output(a.out or a.project / "runs" / check_run_name(a.run) / "metrics.csv", what="--out")
     with Catalog(a.project, create=False) as cat:
         n = cat.export_metrics_csv(a.run, out)
     print(f"wrote {n} rows of run '{a.run}' to {out}")

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import torch
 
+DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' (the N-th GPU) or 'mps'"
+
+
+class DeviceError(ValueError):
+    """A ``device`` setting this machine cannot run on."""
+
+
+def check_device_name(preference: str | None) -> str:
+    """``preference`` as a ``device`` setting (lower case) if it names a device PRISM Studio runs on,
+    whether or not this machine has it (a spec may be written here for a GPU machine)."""
+    pref = (preference or "auto").strip().lower()
+    kind, _, index = pref.partition(":")
+    if pref != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit()))):
+        raise DeviceError(f"'device' is {preference!r}, which PRISM Studio cannot run on: give {DEVICE_CHOICES}")
+    return pref
+
 
 def pick_device(preference: str | None = "auto") -> torch.device:
-    pref = (preference or "auto").lower()
+    """The torch device for a ``device`` setting, or :class:`DeviceError` naming the setting and the
+    choices (never torch's own list of internal device types)."""
+    pref = check_device_name(preference)
     if pref == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -14,10 +32,15 @@ def pick_device(preference: str | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"Device '{preference}' was asked for but CUDA is not available: use 'auto' or 'cpu'.")
-    if pref == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("Device 'mps' was asked for but Apple MPS is not available: use 'auto' or 'cpu'.")
+    kind, _, index = pref.partition(":")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"'device' is {preference!r} but CUDA is not available on this machine: use 'auto' or "
+                          "'cpu'")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise DeviceError(f"'device' is {preference!r} but this machine has {torch.cuda.device_count()} GPU(s) "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("'device' is 'mps' but Apple MPS is not available on this machine: use 'auto' or 'cpu'.")
     return torch.device(pref)
 
 

@@ -50,6 +50,7 @@ class PromptSet:
     class_names: list[str]
     prompts: list[Prompt] = dataclasses.field(default_factory=list)
     meta: dict = dataclasses.field(default_factory=dict)
+    source: str = dataclasses.field(default="", compare=False)  # the file it was loaded from (for messages)
 
     # ---- queries
     def for_class(self, k: int) -> list[Prompt]:
@@ -225,6 +226,7 @@ class PromptSet:
         else:
             ps = cls.from_json(text, str(path))
         ps.check(str(path), class_names if match_classes else None, rows=check_rows)
+        ps.source = str(path)
         return ps
 
 
@@ -475,11 +477,22 @@ def llm_expand(model_dir: str | Path, class_names: Sequence[str], phrases: Seque
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise PromptError(f"Language-model folder '{model_dir}' does not exist: give a local transformers folder.")
+    from prism_gui.engine.weights import weight_file_problem
+
+    for f in sorted(model_dir.iterdir()):
+        if f.is_file() and f.suffix in (".bin", ".pt", ".pth", ".safetensors", ".ckpt"):
+            problem = weight_file_problem(f)
+            if problem:
+                raise PromptError(f"The language model's weights '{f}' {problem}: give a folder saved with "
+                                  "save_pretrained(safe_serialization=True) (model.safetensors), or copy it again.")
     try:
         tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         lm = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
-    except (OSError, ValueError) as e:
-        raise PromptError(f"Could not load a causal language model from '{model_dir}': {e}") from e
+    except Exception as e:  # transformers raises OSError, ValueError, and the loaders' own errors
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise PromptError(f"Could not load a causal language model from '{model_dir}' ({type(e).__name__}: {first}): "
+                          "give a local transformers folder with config.json, the tokenizer files and the "
+                          "weights") from None
     phrases = list(phrases or class_names)
     ps = PromptSet(list(class_names), meta={"expander": "llm", "model": str(model_dir), "seed": seed})
     torch.manual_seed(seed)

@@ -249,6 +249,19 @@ def show_error(label: QLabel, message: str) -> None:
     label.setVisible(bool(message))
 
 
+def run_name_or_error(field, default: str, error: QLabel) -> str | None:
+    """The run name typed in ``field`` (``default`` when empty), or None with the reason shown in
+    ``error`` when a project cannot take it (the engine's rule: :func:`check_run_name`)."""
+    from prism_gui.engine.data.guard import check_run_name
+
+    run = field.text().strip() or default
+    try:
+        return check_run_name(run)
+    except ValueError as e:
+        show_error(error, f"Cannot start: {e}.")
+        return None
+
+
 def button(text: str, tip: str, slot, *, shortcut: str | None = None, enabled: bool = True,
            checkable: bool = False) -> QPushButton:
     """A push button with its tooltip, slot, optional shortcut and initial state."""

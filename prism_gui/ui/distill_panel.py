@@ -26,7 +26,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import DropTarget, EvalSetField, Studio, button, dspin, error_label, pg, show_error, spin
+from prism_gui.ui.common import (
+    DropTarget,
+    EvalSetField,
+    Studio,
+    button,
+    dspin,
+    error_label,
+    pg,
+    run_name_or_error,
+    show_error,
+    spin,
+)
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 STUDENT_NAMES = ["digits_student"]  # the rest come from engine.distill.STUDENTS once the engine is imported
@@ -375,10 +386,12 @@ class DistillPanel(DropTarget, QWidget):
             show_error(self.error, "Open or create a project first (File menu).")
             return None
         show_error(self.error, "")
+        run = run_name_or_error(self.run_name, self.next_run_name(), self.error)
+        if run is None:
+            return None
         s = self.settings()
         project.section("distill").update(s)
         project.save()
-        run = self.run_name.text().strip() or self.next_run_name()
         eval_set, mapping = self.eval_set.value()
         s.update(data="catalog", project=str(project.root), runs=self.selected_runs() or None,
                  statuses=["keep"] if self.statuses.currentIndex() == 1 else ["unreviewed", "keep"],

@@ -44,6 +44,7 @@ from prism_gui.ui.common import (
     load_tile,
     pg,
     pixmap,
+    run_name_or_error,
     show_error,
     spin,
 )
@@ -581,7 +582,9 @@ class GeneratePanel(QWidget):
             return None
         show_error(self.error, "")
         s = self.settings()
-        run = self.run_name.text().strip() or self.next_run_name()
+        run = run_name_or_error(self.run_name, self.next_run_name(), self.error)
+        if run is None:
+            return None
         plain = self.prompt_source.currentIndex() == 1
         if not plain and self.studio.prompts is None:
             show_error(self.error, "No prompts yet: expand them in the Prompts panel or choose plain class names.")

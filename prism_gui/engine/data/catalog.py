@@ -12,7 +12,8 @@ Layout of a project folder::
 
 Writes are atomic: a file is written to a temporary name and renamed, and its row is inserted
 only after the rename, so a job killed at any moment leaves either a complete image with its
-row or an orphan file that :meth:`Catalog.repair` removes; never a row without its file.
+row or an image without a row, which :meth:`Catalog.repair` adopts from its PNG metadata; never a
+row without its file.  A row whose file went missing later (a folder moved away) is kept.
 Curation changes are logged, so every change can be undone.
 """
 
@@ -247,6 +248,19 @@ class CatalogError(RuntimeError):
     pass
 
 
+def describe_repair(report: dict) -> str:
+    """What :meth:`Catalog.repair` did, in a sentence ('' when nothing)."""
+    done = [f"{n} {what}" for n, what in ((report.get("adopted_files", 0), "image(s) without a row adopted"),
+                                          (report.get("temp_files", 0), "temporary file(s) removed"),
+                                          (report.get("removed_thumbs", 0), "stray thumbnail(s) removed")) if n]
+    if report.get("unreadable_files"):
+        done.append(f"{report['unreadable_files']} file(s) in images/ without PRISM metadata left as they are")
+    if report.get("missing_files"):
+        done.append(f"{report['missing_files']} image(s) listed in the catalog have no file (first: "
+                    f"{', '.join(report['missing_examples'])}): their rows are kept until the files are back")
+    return "; ".join(done)
+
+
 class CatalogDamaged(CatalogError):
     """The catalog file cannot be read as a database (truncated, overwritten, not SQLite)."""
 
@@ -324,6 +338,9 @@ class Catalog:
 
     # ------------------------------------------------------------------ runs
     def start_run(self, run: str, kind: str, spec: dict, manifest: dict | None = None) -> None:
+        """Record run ``run`` of ``kind`` as running (a new one, or a resumed one of the same kind):
+        a name that cannot be a folder, or that another kind of run has, is refused."""
+        self.check_run(run, kind)
         now = time.time()
         with self._writing():
             self._conn.execute(
@@ -332,6 +349,18 @@ class Catalog:
                 (run, kind, json.dumps(spec), json.dumps(manifest or {}), "running", now, now))
         if manifest is not None:
             atomic_write_text(self.root / "runs" / run / "manifest.json", json.dumps(manifest, indent=2))
+
+    def check_run(self, run: str, kind: str) -> None:
+        """Refuse ``run`` as the name of a ``kind`` run: not a folder name (:func:`check_run_name`),
+        or the name of a run of another kind, whose folder it would write into."""
+        from prism_gui.engine.data.guard import RunNameError, check_run_name
+
+        check_run_name(run)
+        with self._lock:
+            r = self._conn.execute("SELECT kind FROM runs WHERE id=?", (run,)).fetchone()
+        if r is not None and r["kind"] != kind:
+            raise RunNameError(f"'{run}' is already the name of a {r['kind']} run of the project '{self.root}': "
+                               f"give this {kind} run another name (its files would go into that run's folder)")
 
     def finish_run(self, run: str, status: str = "finished") -> None:
         with self._writing():
@@ -388,9 +417,16 @@ class Catalog:
         with self._lock:
             return {r[0] for r in self._conn.execute("SELECT item FROM images WHERE run=?", (run,))}
 
-    def repair(self) -> dict[str, int]:
-        """Remove orphan files (no row: a write interrupted before its row) and temp files, and
-        rows whose image file vanished.  Returns what it removed.
+    def repair(self) -> dict:
+        """Make the catalog and the files agree after a stop, losing nothing a user made.
+
+        - temporary files (a write cut by a kill) are removed;
+        - an image with no row (killed between the file and its row, or a catalog older than the
+          files) is adopted: its row is rebuilt from its PNG metadata (:mod:`.recover`);
+        - a thumbnail with neither a row nor an image is removed (it is made from the image);
+        - a row whose image file is missing is kept, never deleted: a moved or unmounted folder
+          is not a damaged catalog.  They are counted in ``missing_files`` (the first few in
+          ``missing_examples``) and the rows come back to use when the files do.
 
         Only under the project lock (:mod:`.lock`), which no other writer then holds, and after
         shards waiting to be merged are merged (their files have no row yet, but are kept)."""
@@ -399,33 +435,49 @@ class Catalog:
         if not held_here(self.root):
             raise CatalogError(f"repair of '{self.root}' needs the project lock (another writer may be writing "
                                "images): run it inside project_lock(project, ...)")
+        from prism_gui.engine.data.recover import adopt_images
         from prism_gui.engine.data.shards import pending_paths
 
-        removed = {"orphan_files": 0, "temp_files": 0, "rows_without_file": 0}
+        report = {"temp_files": 0, "adopted_files": 0, "unreadable_files": 0, "removed_thumbs": 0,
+                  "missing_files": 0, "missing_examples": []}
         waiting = pending_paths(self.root)
         with self._lock:
-            known = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT path FROM images")} | \
-                    {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
-            for sub in ("images", "thumbs"):
+            paths = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT path FROM images")}
+            thumbs = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
+            strays: dict[str, list[Path]] = {"images": [], "thumbs": []}
+            for sub, known in (("images", paths), ("thumbs", thumbs)):
                 base = self.root / sub
-                if not base.exists():
-                    continue
-                for f in base.rglob("*"):
+                for f in base.rglob("*") if base.exists() else ():
                     if not f.is_file():
                         continue
                     rel = f.relative_to(self.root).as_posix()
                     if f.name.endswith(".tmp"):
                         f.unlink()
-                        removed["temp_files"] += 1
+                        report["temp_files"] += 1
                     elif rel not in known and rel not in waiting:
-                        f.unlink()
-                        removed["orphan_files"] += 1
-            gone = [r["id"] for r in self._conn.execute("SELECT id, path FROM images")
-                    if not (self.root / r["path"]).exists()]
-            with self._conn:
-                self._conn.executemany("DELETE FROM images WHERE id=?", [(i,) for i in gone])
-            removed["rows_without_file"] = len(gone)
-        return removed
+                        strays[sub].append(f)
+            adopted, unreadable = adopt_images(self, self.root, [f for f in strays["images"] if f.suffix == ".png"])
+            report["adopted_files"], report["unreadable_files"] = adopted, unreadable
+            report["unreadable_files"] += sum(f.suffix != ".png" for f in strays["images"])
+            thumbs = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
+            for f in strays["thumbs"]:
+                rel = f.relative_to(self.root).as_posix()
+                if rel not in thumbs and not (self.root / "images" / f.relative_to(self.root / "thumbs")).exists():
+                    f.unlink()
+                    report["removed_thumbs"] += 1
+            missing = [r["path"] for r in self._conn.execute("SELECT path FROM images ORDER BY id")
+                       if not (self.root / r["path"]).exists()]
+            report["missing_files"], report["missing_examples"] = len(missing), missing[:3]
+        return report
+
+    def missing_folders(self) -> list[tuple[Path, int]]:
+        """Image folders that rows point into but that are not there (``images/`` itself, or a run's
+        folder in it), each with how many rows point into it."""
+        with self._lock:
+            counts = self._conn.execute("SELECT run, COUNT(*) FROM images GROUP BY run").fetchall()
+        if counts and not (self.root / "images").is_dir():
+            return [(self.root / "images", sum(n for _, n in counts))]
+        return [(self.root / "images" / run, n) for run, n in counts if not (self.root / "images" / run).is_dir()]
 
     def _where(self, run=None, classes=None, statuses=None, energy_max=None, energy_min=None,
                confidence_min=None, confidence_max=None, text=None, correct=None, ids=None, _listing=False):

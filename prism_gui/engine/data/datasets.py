@@ -181,6 +181,13 @@ def catalog_dataset(project: str | Path, teacher=None, *, cache_mb: float = DEFA
 
     with Catalog(project, create=False) as cat:
         rows = cat.query(columns="id, path, class_index", **filters)
+        top = max((int(r["class_index"]) for r in rows), default=-1)
+        name = cat.query(columns="class_name", classes=[top], limit=1)[0]["class_name"] if top >= 0 else ""
+    if teacher is not None and top >= teacher.num_classes:  # a teacher with fewer outputs than the images' classes
+        raise ValueError(f"the images of '{project}' include class {top} ('{name}'), but the teacher "
+                         f"'{getattr(teacher, 'source', '')}' has {teacher.num_classes} outputs (classes 0 to "
+                         f"{teacher.num_classes - 1}): distill with the teacher the images were made for, or choose "
+                         "runs of this teacher's classes")
     size = tuple(teacher.input_size[1:]) if teacher is not None else None
     channels = teacher.input_size[0] if teacher is not None else None
     return CatalogImages(project, rows, size=size, channels=channels, cache_mb=cache_mb)

@@ -125,12 +125,36 @@ def _class_names(root: Path) -> list[str]:
     return []
 
 
+def adopt_images(cat, root: Path, pngs) -> tuple[int, int]:
+    """Add a row to ``cat`` for each of the ``pngs`` (under ``root/images``) from its PNG metadata,
+    making a missing thumbnail; returns (rows added, files without readable metadata).  A file
+    whose (run, item) is already in the catalog adds nothing."""
+    from PIL import Image
+
+    from prism_gui.engine.data.catalog import THUMB_SIZE, _png_bytes, atomic_write_bytes
+
+    names = _class_names(root)
+    rows, unreadable = [], 0
+    for png in pngs:
+        try:
+            row = _row_from_png(root, png, names)
+        except (OSError, ValueError):
+            row = None
+        if row is None:
+            unreadable += 1
+            continue
+        if not (root / row["thumb"]).exists():
+            with Image.open(png) as im:
+                thumb = im.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if im.width < THUMB_SIZE else Image.BILINEAR)
+                atomic_write_bytes(root / row["thumb"], _png_bytes(thumb))
+        rows.append(row)
+    return len(cat.insert_rows(rows)), unreadable
+
+
 def rebuild_catalog(root) -> dict:
     """Rebuild ``root``'s catalog from its images, run manifests and curation journal (under the
     project lock).  The old file, if any, is renamed ``catalog.sqlite.damaged-<time>``."""
-    from PIL import Image
-
-    from prism_gui.engine.data.catalog import THUMB_SIZE, Catalog, _png_bytes, atomic_write_bytes
+    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.data.lock import project_lock
 
     root = Path(root)
@@ -144,24 +168,9 @@ def rebuild_catalog(root) -> dict:
                 f.rename(root / f"{DB}{suffix}.damaged-{stamp}")
                 if not suffix:
                     report["moved_aside"] = f"{DB}.damaged-{stamp}"
-        names = _class_names(root)
         with Catalog(root) as cat:
-            rows = []
-            for png in sorted((root / "images").rglob("*.png")) if (root / "images").exists() else []:
-                try:
-                    row = _row_from_png(root, png, names)
-                except (OSError, ValueError):
-                    row = None
-                if row is None:
-                    report["unreadable_images"] += 1
-                    continue
-                if not (root / row["thumb"]).exists():
-                    with Image.open(png) as im:
-                        thumb = im.resize((THUMB_SIZE, THUMB_SIZE),
-                                          Image.NEAREST if im.width < THUMB_SIZE else Image.BILINEAR)
-                        atomic_write_bytes(root / row["thumb"], _png_bytes(thumb))
-                rows.append(row)
-            report["images"] = len(cat.insert_rows(rows))
+            pngs = sorted((root / "images").rglob("*.png")) if (root / "images").exists() else []
+            report["images"], report["unreadable_images"] = adopt_images(cat, root, pngs)
             for manifest in sorted((root / "runs").glob("*/manifest.json")) if (root / "runs").exists() else []:
                 try:
                     m = json.loads(manifest.read_text())

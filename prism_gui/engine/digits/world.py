@@ -11,7 +11,7 @@ import torch
 
 import prism_gui.engine.digits.models  # noqa: F401  (registers digits_cnn and digits_student in timm)
 from prism_gui.engine.data.datasets import TensorImages
-from prism_gui.engine.teachers.load import Teacher, TeacherLoadError, _read_state_dict
+from prism_gui.engine.teachers.load import Teacher, TeacherLoadError, read_state_dict
 from prism_gui.engine.worlds import IMAGE_SETS, TEACHERS
 from prism_gui.resources import resource_path
 
@@ -28,7 +28,7 @@ def load_digits_teacher() -> Teacher:
             "`python -m prism_gui.engine.digits.train_teacher`.")
     card = json.loads(card_path.read_text())
     model = timm.create_model(card["architecture"], num_classes=card["num_classes"])
-    model.load_state_dict(_read_state_dict(folder / "model.safetensors"))
+    model.load_state_dict(read_state_dict(folder / "model.safetensors"))
     return Teacher(model=model.eval(), input_size=tuple(card["input_size"]), mean=tuple(card["mean"]),
                    std=tuple(card["std"]), class_names=list(card["class_names"]),
                    class_descriptions=card.get("class_descriptions"), source="digits",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prism_gui.engine.data.catalog import Catalog
+from prism_gui.engine.data.catalog import Catalog, CatalogError, describe_repair
 from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 from prism_gui.engine.generation.writer import BatchWriter
@@ -46,6 +46,11 @@ class GenerateSpec:
     classes: list[int] | None = None  # only these class indices (None: every class), e.g. filling holes
 
     def __post_init__(self):
+        from prism_gui.engine.data.guard import check_run_name
+        from prism_gui.engine.devices import check_device_name
+
+        check_run_name(self.run, "run name ('run')")
+        check_device_name(self.device)
         if isinstance(self.sampler, dict):
             self.sampler = SamplerSettings(**self.sampler)
         if isinstance(self.guidance, dict):
@@ -109,7 +114,10 @@ def plan(prompts: PromptSet, images_per_class: int, seed: int, classes: list[int
     for k in range(len(prompts.class_names)) if classes is None else classes:
         active = [p for p in grouped[k] if p.weight > 0]
         if not active:
-            raise ValueError(f"class '{prompts.class_names[k]}' has no active prompt: add or re-enable one")
+            where = f"the prompt file '{prompts.source}'" if prompts.source else "the prompt set"
+            raise ValueError(f"class '{prompts.class_names[k]}' has no active prompt in {where} (none, or all with "
+                             "weight 0): add a prompt for it or re-enable one (weight above 0), in the Prompts tab "
+                             "or the file")
         weights = np.array([p.weight for p in active], float)
         # deterministic weighted round-robin: prompt j gets about weight_j / sum(weights) of the items
         counts = np.floor(weights / weights.sum() * images_per_class).astype(int)
@@ -203,6 +211,13 @@ def _open_run(stack: contextlib.ExitStack, spec: GenerateSpec, prompts: PromptSe
     cat = stack.enter_context(Catalog(spec.project))
     merged = len(merge_shards(cat))  # rows a stopped multi-process run left waiting
     repaired = cat.repair()
+    moved = cat.missing_folders()
+    if moved:
+        folder, n = moved[0]
+        raise CatalogError(f"the catalog of '{spec.project}' lists {n} image(s) in '{folder}', but that folder is not "
+                           "there (moved to another disk, renamed or unmounted?): put it back at that path, then run "
+                           "again. Nothing was deleted: the rows wait for their files"
+                           + (f" ({len(moved) - 1} more folder(s) are missing)" if len(moved) > 1 else ""))
     existing = cat.run_spec(spec.run)
     if existing is not None:  # settings added since the run was made take their defaults
         existing = {**GenerateSpec(project=spec.project).to_dict(), **existing, "project": spec.project}
@@ -232,7 +247,9 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
     try:
         if main:
             yield Event("generate", n_done, total, f"{n_done}/{total} images"
-                        + (f" (resumed; repaired {info['repaired']})" if info["resumed"] else "")
+                        + (" (resumed)" if info["resumed"] else "")
+                        + (f"; catalog check: {describe_repair(info['repaired'])}" if describe_repair(info["repaired"])
+                           else "")
                         + (f" on {ranks.world_size} processes" if ranks.world_size > 1 else ""),
                         {"resumed": info["resumed"], "processes": ranks.world_size})
         guidance, note = fit_guidance(spec, comp, teacher, device)

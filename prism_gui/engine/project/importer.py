@@ -144,6 +144,10 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
 
     cancel = cancel or CancelToken()
     root, folder = Path(project), Path(folder).expanduser()
+    if run is not None:
+        from prism_gui.engine.data.guard import check_run_name
+
+        check_run_name(run)
     if not folder.is_dir():
         raise FileNotFoundError(f"'{folder}' " + ("is a file: give the folder that holds the images" if folder.exists()
                                                    else f"does not exist (working folder: {Path.cwd()})"))
@@ -160,9 +164,7 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
     reader = metadata_reader()
     with project_lock(root, "prism import"), Catalog(root) as cat:
         run = run or default_run_name(cat, folder)
-        existing = {r["id"]: r for r in cat.runs()}
-        if run in existing and existing[run]["kind"] != IMPORT_KIND:
-            raise ValueError(f"run '{run}' is a {existing[run]['kind']} run: give the import another run name")
+        cat.check_run(run, IMPORT_KIND)
         known = _known_hashes(cat)
         done = cat.done_items(run)
         item = max(done) + 1 if done else 0

@@ -53,7 +53,7 @@ def folder_problem(folder: Path, repo_id: str | None = None) -> str | None:
     weights = [folder / w for w in WEIGHTS if (folder / w).exists()]
     if not weights:
         return f"it has no weights ({' or '.join(WEIGHTS)}): the download is incomplete; {fix}"
-    from prism_gui.engine.teachers.load import checkpoint_problem
+    from prism_gui.engine.weights import checkpoint_problem
 
     problem = checkpoint_problem(weights[0].resolve())
     return f"{weights[0].name} {problem}" if problem else None

@@ -32,6 +32,11 @@ class DeepInversionSpec:
     batch_size: int = 100
     seed: int = 0
 
+    def __post_init__(self):
+        from prism_gui.engine.data.guard import check_run_name
+
+        check_run_name(self.run, "run name ('run')")
+
 
 def _batch_bn_loss(teacher, x) -> torch.Tensor:
     losses = []

@@ -78,9 +78,12 @@ class DistillSpec:
     compile: bool = False  # torch.compile the student's and teacher's forward (inductor needs a C++ compiler)
 
     def __post_init__(self):
-        from prism_gui.engine.devices import PRECISIONS
+        from prism_gui.engine.data.guard import check_run_name
+        from prism_gui.engine.devices import PRECISIONS, check_device_name
         from prism_gui.engine.teachers.spec import TeacherSpec
 
+        check_run_name(self.run, "run name ('run')")
+        check_device_name(self.device)
         self.teacher = TeacherSpec.from_value(self.teacher, "distill spec").to_value()
         if self.precision not in ("auto", *PRECISIONS):
             raise ValueError(f"precision must be one of {['auto', *PRECISIONS]}, not {self.precision!r}")
@@ -201,6 +204,20 @@ def training_dataset(spec: DistillSpec, teacher):
     return ds
 
 
+def _check_outputs(spec: DistillSpec) -> None:
+    """Refuse, before anything is written, a run name that another kind of run of the project has
+    and an ``out_dir`` that is the project's own folder, its images or another run's folder."""
+    from prism_gui.engine.data.guard import check_output_dir
+
+    if spec.project and spec.data == "catalog" and Path(spec.project).is_dir():
+        from prism_gui.engine.data.catalog import Catalog
+
+        with Catalog(spec.project) as cat:
+            cat.check_run(spec.run, "distill")
+    if spec.out_dir:
+        check_output_dir(spec.out_dir, owner=spec.run, job="distill")
+
+
 def training_images(spec: DistillSpec, teacher) -> torch.Tensor:
     """The training set as one tensor (small sets only: benchmarks and tests)."""
     ds = training_dataset(spec, teacher)
@@ -248,7 +265,7 @@ def _load_checkpoint(folder: Path) -> tuple[dict, dict]:
 
     import safetensors.torch
 
-    state = torch.load(folder / "trainer_state.pt", weights_only=True)
+    state = _read_trainer_state(folder / "trainer_state.pt")
     want = state.get("student_sha256")
     nxt = folder / NEXT_STUDENT
     if nxt.exists():
@@ -260,7 +277,33 @@ def _load_checkpoint(folder: Path) -> tuple[dict, dict]:
     if want is not None and hashlib.sha256(weights).hexdigest() != want:
         raise RuntimeError(f"the checkpoint in {folder} is inconsistent (its student is not the one its trainer "
                            "state was saved with). Delete the folder to start the run over.")
-    return safetensors.torch.load(weights), state
+    try:
+        return safetensors.torch.load(weights), state
+    except Exception as e:  # safetensors' own error type: a damaged or replaced file
+        raise ValueError(f"the checkpoint's student '{folder / 'student.safetensors'}' cannot be read ({e}): delete "
+                         f"the folder '{folder}' to start the run over, or give another out_dir") from None
+
+
+def _read_trainer_state(path: Path) -> dict:
+    """The trainer's state a checkpoint saved, read as weights only: a damaged file or one with
+    pickled code (which PRISM never wrote) is a ValueError saying what to do, never unpickled."""
+    from prism_gui.engine.weights import SAFE_PICKLE_MODULES, checkpoint_problem, pickle_globals
+
+    fix = f"delete the folder '{path.parent}' to start the run over, or give the run another out_dir"
+    problem = checkpoint_problem(path)
+    if problem:
+        raise ValueError(f"the resume file '{path}' {problem.split('. ')[0]}: {fix}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:
+        code = [g for g in pickle_globals(path) if not g.startswith(SAFE_PICKLE_MODULES)]
+        what = (f"holds Python objects that only running code from the file could load ({', '.join(code[:3])})"
+                if code else f"cannot be read as weights only ({type(e).__name__})")
+        raise ValueError(f"the resume file '{path}' {what}; PRISM Studio does not load pickles and never wrote "
+                         f"this file: {fix}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"the resume file '{path}' holds a {type(state).__name__}, not a trainer state: {fix}")
+    return state
 
 
 def _keep_metrics(out: Path, logged: int) -> list[dict]:
@@ -310,6 +353,8 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
     cancel = cancel or CancelToken()
     ranks = ranks or SINGLE
     main, world = ranks.is_main, ranks.world_size
+    if main:
+        _check_outputs(spec)
     device = ranks.device(spec.device)
     speed = resolve_speed(spec, device)
     teacher = teacher or TeacherSpec.from_value(spec.teacher).load()

@@ -88,20 +88,50 @@ def student_folder(folder: str | Path) -> Path | None:
     return None
 
 
+def _read_json(path: Path, fix: str) -> dict:
+    """A JSON object file of a student export, or a ValueError naming the file and ``fix``."""
+    from prism_gui.engine.specs import read_text_file
+
+    try:
+        info = json.loads(read_text_file(path, "The student's file"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"'{path}' is not valid JSON ({e}): {fix}") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"'{path}' holds a {type(info).__name__}, not the student's settings: {fix}")
+    return info
+
+
+def _check_student_weights(path: Path, fix: str) -> None:
+    """Refuse, before any loader reads it, a student weights file that is damaged or not safetensors
+    (a pickle under the .safetensors name is never unpickled): the teachers' checks, the students' fix."""
+    from prism_gui.engine.weights import checkpoint_problem, sniff_model_file
+
+    problem = checkpoint_problem(path)
+    if problem is None and sniff_model_file(path) != "safetensors":
+        problem = ("is not a safetensors file (it is a pickle or torch.save archive under that name); PRISM Studio "
+                   "does not load pickles")
+    if problem:
+        raise ValueError(f"The student's weights '{path}' {problem.split('. ')[0]}: {fix}")
+
+
 def load_student(folder: str | Path, teacher, architecture: str | None = None) -> torch.nn.Module:
     """A student exported by :func:`export_student`: a run's folder, or its ``student/`` folder
-    (timm ``local-dir:``); also the older ``student.safetensors`` + ``student.json`` layout."""
-    import safetensors.torch
+    (timm ``local-dir:``); also the older ``student.safetensors`` + ``student.json`` layout.  Its
+    files go through the teachers' safe checks first: a damaged file, a pickle or a config that does
+    not match the weights is a ValueError naming the file and the fix, never a library's traceback."""
     import timm
 
+    from prism_gui.engine.teachers.load import read_state_dict
     from prism_gui.engine.training.distill import make_student
     from prism_gui.engine.worlds import load_worlds
 
     folder = Path(folder)
+    fix = (f"export the student again (`prism distill` writes '{STUDENT_DIR}/config.json' and "
+           f"'{STUDENT_DIR}/model.safetensors'), or copy the folder again")
     load_worlds()  # the built-in worlds' architectures are registered in timm
     timm_dir = student_folder(folder)
     if timm_dir is not None:
-        info = json.loads((timm_dir / "config.json").read_text())
+        info = _read_json(timm_dir / "config.json", fix)
         n = int(info.get("num_classes", teacher.num_classes))
         if n != teacher.num_classes:
             raise ValueError(f"the student in '{timm_dir}' has {n} classes but the teacher has "
@@ -109,17 +139,30 @@ def load_student(folder: str | Path, teacher, architecture: str | None = None) -
         if architecture and architecture != info.get("architecture"):
             raise ValueError(f"the student in '{timm_dir}' is a {info.get('architecture')}, not a {architecture}: "
                              "leave 'student' out (the folder says its architecture)")
-        return timm.create_model(f"local-dir:{timm_dir}", pretrained=True).eval()
+        _check_student_weights(timm_dir / "model.safetensors", fix)
+        try:
+            return timm.create_model(f"local-dir:{timm_dir}", pretrained=True).eval()
+        except (RuntimeError, AttributeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the student in '{timm_dir}' cannot be built: its config.json names architecture "
+                             f"'{info.get('architecture')}', which does not match model.safetensors "
+                             f"({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}). {fix[0].upper()}{fix[1:]}"
+                             ) from None
     for f in ("student.json", "student.safetensors"):
         if not (folder / f).is_file():
             raise ValueError(f"'{folder}' holds no exported student ({STUDENT_DIR}/config.json and "
                              f"{STUDENT_DIR}/model.safetensors): give the out_dir of a `prism distill` run")
-    info = json.loads((folder / "student.json").read_text())
+    info = _read_json(folder / "student.json", fix)
     if int(info.get("num_classes", teacher.num_classes)) != teacher.num_classes:
         raise ValueError(f"the student in '{folder}' has {info['num_classes']} classes but the teacher has "
                          f"{teacher.num_classes}: evaluate it with the teacher it was distilled from")
-    student = make_student(architecture or info["architecture"], teacher)
-    student.load_state_dict(safetensors.torch.load_file(str(folder / "student.safetensors")))
+    _check_student_weights(folder / "student.safetensors", fix)
+    student = make_student(architecture or info.get("architecture", ""), teacher)
+    try:
+        student.load_state_dict(read_state_dict(folder / "student.safetensors"))
+    except RuntimeError as e:
+        raise ValueError(f"the weights in '{folder / 'student.safetensors'}' do not fit a "
+                         f"{architecture or info.get('architecture')} ({str(e).strip().splitlines()[0][:160]}): "
+                         f"{fix}") from None
     return student.eval()
 
 

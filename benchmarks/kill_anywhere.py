@@ -2,7 +2,7 @@
 
     python -m benchmarks.kill_anywhere --trials 20 --json benchmarks/results/kill_anywhere.json
 
-Five jobs, each run as a user runs it, in its own process:
+Seven jobs, each run as a user runs it, in its own process:
 
 - ``generate``: ``prism generate`` of 60 Digits images (batches of 10, 4 steps);
 - ``distill``: ``prism distill`` of a student on those images (3 epochs, a checkpoint every 3 steps,
@@ -10,7 +10,11 @@ Five jobs, each run as a user runs it, in its own process:
 - ``curate``: a curator's session, the calls the Curate panel makes (reject a selection, keep,
   reject beyond an energy, keep the lowest per class, undo), 1,500 changes;
 - ``score``: ``prism prompts`` with pilot scoring, over an existing prompt file;
-- ``report``: ``prism report`` over an existing report.
+- ``report``: ``prism report`` over an existing report;
+- ``import``: ``prism import`` of the 60 images as exported (class folders, PNG metadata) into a
+  project as a new run;
+- ``export``: ``prism export`` of the project's 60 images as a Hugging Face imagefolder dataset
+  (the export is written image by image, then its metadata and card).
 
 A clean run of each gives the reference.  Each trial copies the project, starts the job and kills
 it with SIGKILL at a random point of its work: when its progress bar reaches a fraction drawn
@@ -47,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-JOBS = ("generate", "distill", "curate", "score", "report")
+JOBS = ("generate", "distill", "curate", "score", "report", "import", "export")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 CURATE_CHANGES = 1500
 
@@ -58,7 +62,7 @@ def _cli(*args) -> list[str]:
 
 # the job's first progress output (its tqdm bar, or the curator's "ready"): its work has begun
 READY = {"generate": b"generate", "distill": b"distill:", "curate": b"ready", "score": b"pilot scoring",
-         "report": b"report:"}
+         "report": b"report:", "import": b"import", "export": b"export"}
 
 
 PROGRESS = re.compile(rb"\| *(\d+)/(\d+) \[")  # tqdm's counter: "...| 12/34 [00:03<..." (not "epoch 1/3")
@@ -140,6 +144,7 @@ class Bench:
         self.work = work
         self.base = work / "base"
         self.prompts = work / "prompts.json"
+        self.exported = work / "ref-export"  # the reference export, also the folder the import job reads
 
     def gen_spec(self, project: Path) -> Path:
         spec = project / "generate.json"
@@ -186,6 +191,11 @@ class Bench:
         d = self.work / "ref-distill"  # a project with a distillation: the report has curves
         (d / "report.html").write_text("<html><body>the previous report</body></html>")
         ref["seconds"]["report"] = _run(_cli("report", d, "--out", d / "report.html"), marker=READY["report"])
+        ref["seconds"]["export"] = _run(_cli("export", gen, self.exported), marker=READY["export"])
+        ref["export"] = _tree(self.exported, gen.name)
+        d = self._copy("ref-import")
+        ref["seconds"]["import"] = _run(_cli("import", d, self.exported, "--run", "imp"), marker=READY["import"])
+        ref["import"] = _imported(d)
         return ref
 
     def _copy(self, name: str) -> Path:
@@ -239,6 +249,21 @@ def _common(project: Path) -> dict:
         except Exception:
             f["corrupt"] += 1
     return f
+
+
+def _tree(folder: Path, project: str = "") -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path, with its bytes (the exporting project's folder
+    name, which the dataset card's title carries, written as ``<project>``)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes().replace(project.encode(), b"<project>") if project
+            else p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _imported(project: Path) -> list[str]:
+    """The SHA-256 of each original file the run ``imp`` holds, one entry per row."""
+    from prism_gui.engine.data.catalog import Catalog
+
+    with Catalog(project) as cat:
+        return sorted(json.loads(r["settings"])["import"]["sha256"] for r in cat.query(run="imp"))
 
 
 def _distill_outcome(project: Path) -> dict:
@@ -382,6 +407,28 @@ def trial(bench: Bench, ref: dict, job: str, rng: random.Random, index: int) -> 
         _run(_cli("prompts", spec))
         f["corrupt"] += int((d / "p.json").read_bytes() != ref["score"])
         f["orphans"] += len(list(d.glob(".*.tmp")))
+    elif job == "import":
+        cmd = _cli("import", d, bench.exported, "--run", "imp")
+        rec.update(_kill_at(cmd, READY["import"], rng))
+        rec["progress"] = len(_imported(d)) if (d / "catalog.sqlite").exists() else 0
+        _run(cmd)
+        f = _common(d)
+        got, want = _imported(d), ref["import"]
+        f["lost"] += len(set(want) - set(got))
+        f["duplicates"] += len(got) - len(set(got))
+    elif job == "export":
+        dest = bench.work / f"export-{index}"
+        shutil.rmtree(dest, ignore_errors=True)
+        cmd = _cli("export", d, dest)
+        rec.update(_kill_at(cmd, READY["export"], rng))
+        rec["progress"] = len(list(dest.rglob("*.png"))) if dest.exists() else 0
+        _run(cmd)
+        f = _common(d)
+        got, want = _tree(dest, d.name), ref["export"]
+        f["lost"] += len(set(want) - set(got))
+        f["orphans"] += len(set(got) - set(want))  # a temporary or stray file left in the export
+        f["corrupt"] += sum(got[k] != want[k] for k in set(want) & set(got))
+        shutil.rmtree(dest, ignore_errors=True)
     else:  # report
         src = bench.work / "ref-distill"
         shutil.rmtree(d)

@@ -168,3 +168,11 @@ def test_map_curation_benchmark_runs_quick(root, tmp_path):
     assert rec["holes"]["coverage_after_fill"] >= rec["holes"]["coverage_before"]
     assert "| PRISM |" in subprocess.run([sys.executable, "-m", "benchmarks.map_curation", "--markdown", "--out",
                                           str(out)], cwd=root, capture_output=True, text=True).stdout
+
+
+def test_guidance_schedulers_benchmark_runs_quick(root, tmp_path):
+    out = tmp_path / "g.json"
+    res = run_quick(root, ["-m", "benchmarks.guidance_schedulers", "--quick"], out, env={"HF_HUB_OFFLINE": "1"})
+    want = {(s, c) for s in ("ddim", "pndm") for c in (0.05, 0.15)}
+    assert {(r["scheduler"], r["scale"]) for r in res["rows"]} == want
+    assert all(r["guided_energy"] != r["plain_energy"] for r in res["rows"]) and len(res["demo_setting"]) == 4

@@ -19,8 +19,13 @@ def test_demo_quick_writes_a_results_table_and_json(root, tmp_path):
     res = json.loads(out.read_text())
     assert res["teacher_accuracy"] >= 0.97
     assert set(res["methods"]) == {"real-data KD (upper bound)", "plain prompts", "PRISM"}
-    for m in res["methods"].values():
-        assert 0 <= m["student_accuracy"] <= 1
+    acc = {name: m["student_accuracy"] for name, m in res["methods"].items()}
+    # the product's claim at this seed and size (measured: 72.6% plain, 80.8% PRISM, 98.8% real data):
+    # PRISM beats plain class-name prompts clearly, and real data beats both
+    assert acc["PRISM"] >= acc["plain prompts"] + 0.03, acc
+    assert acc["real-data KD (upper bound)"] > acc["PRISM"], acc
+    assert 0 < res["gap_share"] < 1
+    assert res["methods"]["PRISM"]["metrics"]["recall"] > res["methods"]["plain prompts"]["metrics"]["recall"]
     for name in ("plain prompts", "PRISM"):
         assert set(res["methods"][name]["metrics"]) >= {"precision", "recall", "density", "coverage"}
     assert res["methods"]["real-data KD (upper bound)"]["student_accuracy"] > 0.8

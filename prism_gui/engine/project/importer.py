@@ -163,6 +163,7 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
     size = tuple(teacher.input_size[1:])
     reader = metadata_reader()
     with project_lock(root, "prism import"), Catalog(root) as cat:
+        cat.repair()  # an import killed between a file and its row: the file is adopted, not copied again
         run = run or default_run_name(cat, folder)
         cat.check_run(run, IMPORT_KIND)
         known = _known_hashes(cat)

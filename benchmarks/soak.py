@@ -61,7 +61,8 @@ def _threads() -> int:
 class Soak:
     """Drives one MainWindow; :meth:`run` returns the figures."""
 
-    def __init__(self, win, seconds: float, seed: int = 0):
+    def __init__(self, win, seconds: float, seed: int = 0, trace: bool = False):
+        self.trace = trace  # tracemalloc from the warm-up on: where Python's memory grows (slows the jobs)
         from PySide6.QtCore import QTimer
 
         from prism_gui.ui.autopilot import Autopilot
@@ -213,6 +214,11 @@ class Soak:
             warm_gap, self.max_gap = self.max_gap, 0.0
             base = {"fds": _fds(), "fd_targets": _fd_targets(), "threads": _threads(), "rss_mb": _rss_mb(),
                     "t": time.perf_counter() - self.t0}
+            if self.trace:
+                import tracemalloc
+
+                tracemalloc.start(8)
+                traced0 = tracemalloc.take_snapshot()
             while time.perf_counter() - self.t0 < self.seconds:
                 self._do(self.rng.choice(KINDS))
                 self._idle(self.rng.uniform(0, 1.5))
@@ -222,6 +228,17 @@ class Soak:
             self._sample.stop()
             sys.excepthook, threading.excepthook = old
         elapsed = time.perf_counter() - self.t0
+        growth = None
+        if self.trace:
+            import gc
+            import tracemalloc
+
+            gc.collect()
+            diff = tracemalloc.take_snapshot().compare_to(traced0, "traceback")
+            tracemalloc.stop()
+            growth = [{"kb": round(d.size_diff / 1024, 1), "blocks": d.count_diff,
+                       "where": [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in d.traceback]}
+                      for d in diff[:25]]
         mem = [(t, m) for t, m in self.memory if t >= base["t"] + 0.25 * (elapsed - base["t"])]
         slope = float(np.polyfit([t for t, _ in mem], [m for _, m in mem], 1)[0]) * 3600 if len(mem) >= 3 else None
         dialogs = [b for b in self.win.findChildren(QMessageBox, "job_error_dialog")]
@@ -242,10 +259,11 @@ class Soak:
             "fds_after_warm_up": base["fds"], "fds_end": _fds(),
             "fds_opened_since_warm_up": sorted((Counter(_fd_targets()) - Counter(base["fd_targets"])).items()),
             "threads_after_warm_up": base["threads"], "threads_end": _threads(), "job_log": self.jobs,
+            **({"python_growth_top": growth} if growth is not None else {}),
         }
 
 
-def soak(seconds: float, seed: int = 0, project: Path | None = None) -> dict:
+def soak(seconds: float, seed: int = 0, project: Path | None = None, trace: bool = False) -> dict:
     """Run the soak in this process's QApplication (made if there is none)."""
     from PySide6.QtWidgets import QApplication
 
@@ -260,7 +278,7 @@ def soak(seconds: float, seed: int = 0, project: Path | None = None) -> dict:
     win.show()
     app.processEvents()
     try:
-        return Soak(win, seconds, seed).run()
+        return Soak(win, seconds, seed, trace).run()
     finally:
         win.studio.jobs.cancel_all()
         win.studio.jobs.wait_all(60_000)
@@ -278,8 +296,10 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--trace", action="store_true", help="tracemalloc after the warm-up: the Python allocations "
+                   "that grew most, by traceback (slows the jobs; for finding a leak, not for the figures)")
     a = p.parse_args(argv)
-    res = soak(60 * a.minutes, a.seed)
+    res = soak(60 * a.minutes, a.seed, trace=a.trace)
     res["command"] = "QT_QPA_PLATFORM=offscreen python -m benchmarks.soak " + " ".join(sys.argv[1:] if argv is None
                                                                                         else argv)
     print(json.dumps({k: v for k, v in res.items() if k != "job_log"}, indent=2))

@@ -174,3 +174,25 @@ def test_demo_autopilot_drives_every_panel_and_saves_screenshots(qtbot, tmp_path
         assert cat.count(run="plain-1") == 20 and cat.count(run="prism-1") == 40
         assert cat.count(run="prism-1", statuses=["reject"]) > 0
         assert len(cat.runs("distill")) == 2
+
+
+def test_open_project_never_writes_into_a_folder_the_user_did_not_confirm(qtbot, tmp_path, monkeypatch):
+    """Issue 28's guard: File > Open on a folder of other files asks first; No writes nothing."""
+    from PySide6.QtWidgets import QMessageBox
+
+    win = make_window(qtbot, tmp_path, project=tmp_path / "p1")
+    qtbot.waitUntil(lambda: win.studio.project is not None, timeout=10000)
+    photos = tmp_path / "holiday-photos"
+    photos.mkdir()
+    (photos / "beach.jpg").write_bytes(b"not really a jpeg")
+    asked = []
+    answer = [QMessageBox.StandardButton.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda _p, _t, text, *a, **k: asked.append(text) or answer[0])
+    assert win.open_project(photos) is None
+    assert sorted(p.name for p in photos.iterdir()) == ["beach.jpg"]  # nothing written
+    assert "is not a PRISM project" in asked[0] and "beach.jpg" in asked[0]
+    assert win.studio.project.root == tmp_path / "p1"  # the open project stays open
+    answer[0] = QMessageBox.StandardButton.Yes
+    assert win.open_project(photos) is not None and (photos / "project.json").exists()
+    assert win.open_project(tmp_path / "new-empty") is not None and len(asked) == 2  # a new folder: no question
+    win.close()

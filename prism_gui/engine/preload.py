@@ -32,5 +32,23 @@ def import_engine() -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
         from transformers import CLIPTextModel  # noqa: F401
 
-
+        _import_job_libraries()
         _done = True
+
+
+def _import_job_libraries() -> None:
+    """What the jobs import on first use, imported here instead: scikit-learn (the Digits sets,
+    k-means selection, PCA maps; it pulls in pandas and pyarrow) and matplotlib's figures (the
+    report).  Imported in a job's worker thread, they held the interpreter for seconds in the
+    middle of a session (and each import made PySide's import hook read the new modules' source).
+    Then the source texts that hook left in ``linecache`` (tens of MB after the warm-up) are given
+    back to the allocator: a traceback reads the lines it needs again."""
+    import linecache
+
+    import sklearn.cluster
+    import sklearn.datasets
+    import sklearn.decomposition  # noqa: F401
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+    linecache.clearcache()

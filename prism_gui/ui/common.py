@@ -391,24 +391,6 @@ def dspin(lo: float, hi: float, value: float, tip: str = "", step: float = 0.1, 
     return s
 
 
-def array_to_qimage(a: np.ndarray, size: int | None = None, invert: bool = True) -> QImage:
-    """uint8 (H, W[, C]) -> QImage, gray digits drawn dark on light, upscaled nearest-neighbour."""
-    a = np.ascontiguousarray(a)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim == 2:
-        if invert:
-            a = 255 - a
-        a = np.ascontiguousarray(a)
-        img = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_Grayscale8).copy()
-    else:
-        a = np.ascontiguousarray(a[..., :3])
-        img = QImage(a.data, a.shape[1], a.shape[0], a.strides[0], QImage.Format.Format_RGB888).copy()
-    if size:
-        img = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
-    return img
-
-
 def load_tile(path: str | Path, size: int, invert: bool = True) -> QImage:
     """A thumbnail file -> a QImage tile (safe off the GUI thread)."""
     img = QImage(str(path))

@@ -301,11 +301,9 @@ class CuratePanel(QWidget):
 
     # ---- project and catalog
     def _on_project(self, project) -> None:
-        if self.cat is not None:
-            self.cat.close()
         self.map_ids = None
         self.map_chip.hide()
-        self.cat = project.catalog()
+        self.cat = self.studio.catalog  # the GUI thread's one read connection (the studio closes it)
         self.model.set_catalog(self.cat)
         self._per_class = {}
         self._fill_combos()
@@ -551,10 +549,9 @@ class CuratePanel(QWidget):
             self.fill_class_table()
 
     def close_catalog(self) -> None:
+        """Let go of the studio's catalog (the studio closes it) once no thumbnail is being read."""
         self.model.wait_for_thumbnails()
-        if self.cat is not None:
-            self.cat.close()
-            self.cat = None
+        self.cat = None
 
 
 __all__ = ["CuratePanel", "GalleryModel", "RowRole"]

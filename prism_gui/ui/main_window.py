@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QToolBar,
 )
 
-from prism_gui.engine.project.project import Project, default_project_path
+from prism_gui.engine.project.project import SPEC_FILE, Project, default_project_path
 from prism_gui.ui.common import Settings, job_error_dialog, make_studio
 from prism_gui.ui.curate_panel import CuratePanel
 from prism_gui.ui.distill_panel import DistillPanel
@@ -228,11 +228,39 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, title, message)
 
     # ------------------------------------------------------------------ projects
+    def _may_make_project_in(self, root: Path) -> bool:
+        """True when a project may be made in ``root``, which holds no project.json: a new or empty
+        folder, or one the user confirms (a folder of other files, or a catalog the command line
+        made); nothing is written into a folder the user did not confirm."""
+        try:
+            entries = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        except OSError:
+            return True  # the error is shown by the open itself
+        if not entries:
+            return True
+        if "catalog.sqlite" in entries:
+            text = (f"'{root}' holds images made by the command line but no project.json. Open it as a project "
+                    "of the app? PRISM Studio adds its project.json (teacher and settings) beside them.")
+        else:
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            text = (f"'{root}' is not a PRISM project: it holds {len(entries)} other item(s) ({shown}). Make a new "
+                    "project in this folder? PRISM Studio would add project.json, catalog.sqlite and its folders "
+                    "beside them.")
+        return QMessageBox.question(self, "Not a PRISM project", text,
+                                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                    QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes
+
     def open_project(self, path: str | Path) -> Project | None:
         from prism_gui.engine.data.catalog import CatalogDamaged
 
+        root = Path(path).expanduser()
+        if not (root / SPEC_FILE).exists() and not self._may_make_project_in(root):
+            self.statusBar().showMessage(f"Not opened: '{root}' is not a PRISM project; nothing was written", 10000)
+            return None
         try:
-            project = Project.open_or_create(path)
+            if not (root / SPEC_FILE).exists() and (root / "catalog.sqlite").is_file():
+                Project.open_for_reading(root).save()  # a command-line project: its teacher from its runs
+            project = Project.open_or_create(root)
         except CatalogDamaged as e:
             if not self.rebuild_catalog(path, str(e)):
                 return None

@@ -25,8 +25,8 @@ def student(made, tmp_path_factory):  # noqa: F811
 
     d, _ = made
     out = tmp_path_factory.mktemp("student") / "run"
-    (d / "distill.json").write_text(json.dumps({"project": str(d / "proj"), "run": "d", "epochs": 1, "eval": "",
-                                                 "out_dir": str(out)}))
+    (d / "distill.json").write_text(json.dumps({"project": str(d / "proj"), "run": "d", "epochs": 1,
+                                                 "eval": "digits-test", "out_dir": str(out)}))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert prism(["distill", str(d / "distill.json")]) == 0
     assert (out / "student" / "model.safetensors").is_file() and (out / "checkpoint" / "trainer_state.pt").is_file()
@@ -138,3 +138,21 @@ def test_a_teacher_with_fewer_outputs_than_the_images_classes_is_refused(project
                                                        "epochs": 1, "eval": "", "run": "d7"}))
     rc, err = run(capsys, "distill", tmp_path / "distill.json")
     assert rc == 1 and "include class 9 ('nine')" in err and "has 7 outputs" in err, err
+
+
+def test_a_project_made_only_by_the_command_line_gets_its_full_report(made, student, capsys, tmp_path):  # noqa: F811
+    """Issue 27's two report bugs: no project.json (the report refused: "not a PRISM project"), and a
+    distillation whose out_dir is outside the project (its result's fields were lost)."""
+    import re
+
+    d, _ = made
+    assert not (d / "proj" / "project.json").exists() and not str(student).startswith(str(d / "proj"))
+    before = sorted(p.name for p in (d / "proj").iterdir())
+    rc, err = run(capsys, "report", d / "proj", "--out", tmp_path / "report.html")
+    assert rc == 0, err
+    html = (tmp_path / "report.html").read_text()
+    result = json.loads((student / "result.json").read_text())
+    row = re.search(r"<tr><td[^>]*>d</td>(.*?)</tr>", html)
+    assert row and f"<td>{result['images']}</td>" in row.group(1), row  # the run's result, read from its out_dir
+    assert f"{100 * result['test_accuracy']:.1f}%" in html and "Model size" in html
+    assert sorted(p.name for p in (d / "proj").iterdir()) == before  # nothing written into the project

@@ -1,5 +1,6 @@
-"""Kill anywhere: one random SIGKILL trial of each job (generation, distillation, curation, prompt
-scoring, report), then the moments a random kill rarely hits, made on purpose.  The full campaign
+"""Kill anywhere: one random SIGKILL trial of each job (generation, distillation with its timm student
+export, curation, prompt scoring, report, import, dataset export, the map), then the moments a random
+kill rarely hits, made on purpose.  The full campaign
 (20 trials a job) is ``python -m benchmarks.kill_anywhere``; its figures are in docs/RELIABILITY.md."""
 
 import json
@@ -98,3 +99,36 @@ def test_a_cut_journal_line_costs_only_itself(tmp_path):
     rebuild_catalog(root)
     with Catalog(root) as cat:
         assert [r["status"] for r in sorted(cat.query(), key=lambda r: r["item"])] == ["reject", "keep", "unreviewed"]
+
+
+def test_an_import_killed_mid_write_leaves_no_stray_file_when_run_again(tmp_path):
+    """What the campaign's first import trial found: a kill inside an image's atomic write left its
+    temporary file, which the rerun never removed.  Now the import starts with the catalog's repair:
+    temporary files go, and files whose rows never came are adopted, not copied again."""
+    import sqlite3
+
+    import numpy as np
+    from PIL import Image
+
+    from prism_gui.engine.project.importer import import_folder
+    from prism_gui.engine.teachers.load import load_teacher
+
+    teacher = load_teacher("digits")
+    src = tmp_path / "made-elsewhere"
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        (src / teacher.class_names[i]).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(src / teacher.class_names[i] / "a.png")
+    project = tmp_path / "p"
+    for _ in import_folder(project, src, teacher, run="imp"):
+        pass
+    with sqlite3.connect(project / "catalog.sqlite") as db:  # the kill: three files stored, their rows not
+        db.execute("DELETE FROM images WHERE item >= 7")
+    (project / "images" / "imp" / ".0000010_1.png.x1y2.tmp").write_bytes(b"half an image")  # and one cut
+    for _ in import_folder(project, src, teacher, run="imp"):
+        pass
+    with Catalog(project) as cat:
+        rows = cat.query(run="imp")
+    assert len(rows) == 10 and len({r["path"] for r in rows}) == 10
+    assert sorted(p.relative_to(project).as_posix() for p in (project / "images").rglob("*") if p.is_file()) == \
+        sorted(r["path"] for r in rows)  # no copy beside an orphan, no temporary file left

@@ -569,6 +569,13 @@ class Catalog:
         return {int(k): {"images": n, "kept": kept or 0, "rejected": rej or 0, "energy": e, "confidence": c,
                          "correct": ok} for k, n, kept, rej, e, c, ok in rows}
 
+    def class_names(self) -> list[str]:
+        """The class names the images carry, by class index (an index without images: its number)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT class_index, MIN(class_name) FROM images GROUP BY class_index").fetchall()
+        named = {int(k): name for k, name in rows}
+        return [named.get(k, str(k)) for k in range(max(named) + 1)] if named else []
+
     def column(self, name: str, **filters) -> np.ndarray:
         if name not in SORT_COLUMNS | {"status"}:
             raise CatalogError(f"unknown column '{name}'")

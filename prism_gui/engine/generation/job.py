@@ -428,11 +428,3 @@ def out_of_memory_advice(spec: GenerateSpec, batch_size: int) -> str:
     return (f"out of memory at a batch of {batch_size} image(s)"
             + ("" if spec.auto_batch else " (automatic batch back-off is off: set auto_batch = true)")
             + ": " + "; ".join(tips) + ". Finished images are kept; run again to resume.")
-
-
-def generate_to_tensor(spec: GenerateSpec, prompts: PromptSet, teacher=None, components=None):
-    """Convenience for tests/benchmarks: run a generation and load the stored images back."""
-    for _ in run_generation(spec, prompts, teacher=teacher, components=components):
-        pass
-    with Catalog(spec.project) as cat:
-        return cat.load_images(run=spec.run)

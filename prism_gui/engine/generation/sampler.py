@@ -122,9 +122,6 @@ class GuidanceSpec:
                 span = [min(range(n), key=lambda i: abs(i / max(1, n - 1) - (lo + hi) / 2))]
         return span[:: self.every]
 
-    def acts_at(self, i: int, n: int) -> bool:
-        return i in self.guided_steps(n)
-
 
 def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     """One CPU generator per image, seeded with its seed: the source of every random draw of

@@ -215,6 +215,32 @@ class Project:
         return cls(root, spec)
 
     @classmethod
+    def open_for_reading(cls, root: str | Path) -> Project:
+        """The project at ``root`` for a reader (the report): also one made by the command line
+        alone, which has a catalog but no ``project.json``.  Its teacher then comes from its latest
+        generation run's spec, its class names from its images; nothing is written."""
+        root = Path(root).expanduser()
+        if (root / SPEC_FILE).exists() or not (root / "catalog.sqlite").is_file():
+            return cls.open(root)
+        from prism_gui.engine.data.catalog import Catalog
+
+        with Catalog(root, create=False) as cat:
+            runs = cat.runs("generate") or cat.runs()
+            names = cat.class_names()
+        teacher = (runs[-1]["spec"].get("teacher") if runs else None) or "digits"
+        spec = default_spec(root.name)
+        if teacher != "digits":
+            source = teacher.get("source", "") if isinstance(teacher, dict) else str(teacher)
+            checkpoint = teacher.get("checkpoint") if isinstance(teacher, dict) else None
+            spec["teacher"] = {"kind": "checkpoint" if checkpoint else "timm", "source": source,
+                               "checkpoint": checkpoint, "class_names": names, "test_accuracy": None,
+                               "parameters": None}
+            spec["evaluation"] = {**spec.get("evaluation", {}), "set": "", "mapping": None}
+        elif names:
+            spec["teacher"]["class_names"] = names
+        return cls(root, spec)
+
+    @classmethod
     def open_or_create(cls, root: str | Path) -> Project:
         root = Path(root).expanduser()
         return cls.open(root) if (root / SPEC_FILE).exists() else cls.create(root)

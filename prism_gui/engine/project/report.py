@@ -237,7 +237,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
     from prism_gui.engine.data.catalog import Catalog, saved_prdc
 
     root = Path(project_root)
-    project = Project.open(root)
+    project = Project.open_for_reading(root)  # a project made by the CLI alone has no project.json
     names = project.class_names()
     tspec = project.spec.get("teacher", {})
     yield Event("report", 0, 4, "collecting numbers")
@@ -252,7 +252,8 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
         n_rej = cat.count(statuses=["reject"])
         results = []
         for r in dist_runs:
-            res_path = project.run_dir(r["id"]) / "result.json"
+            out_dir = r["spec"].get("out_dir")  # wherever the distillation wrote (the app: runs/<run>/)
+            res_path = (Path(out_dir) if out_dir else project.run_dir(r["id"])) / "result.json"
             res = json.loads(res_path.read_text()) if res_path.exists() else {}
             steps, acc = cat.metrics(r["id"], "test_accuracy")
             _, agr = cat.metrics(r["id"], "agreement")

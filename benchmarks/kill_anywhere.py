@@ -2,7 +2,7 @@
 
     python -m benchmarks.kill_anywhere --trials 20 --json benchmarks/results/kill_anywhere.json
 
-Seven jobs, each run as a user runs it, in its own process:
+Eight jobs, each run as a user runs it, in its own process:
 
 - ``generate``: ``prism generate`` of 60 Digits images (batches of 10, 4 steps);
 - ``distill``: ``prism distill`` of a student on those images (3 epochs, a checkpoint every 3 steps,
@@ -11,16 +11,20 @@ Seven jobs, each run as a user runs it, in its own process:
   reject beyond an energy, keep the lowest per class, undo), 1,500 changes;
 - ``score``: ``prism prompts`` with pilot scoring, over an existing prompt file;
 - ``report``: ``prism report`` over an existing report;
-- ``import``: ``prism import`` of the 60 images as exported (class folders, PNG metadata) into a
-  project as a new run;
+- ``import``: ``prism import`` of 300 images made elsewhere (class folders of the teacher's class
+  names, PNGs without metadata) into a project as a new run;
 - ``export``: ``prism export`` of the project's 60 images as a Hugging Face imagefolder dataset
-  (the export is written image by image, then its metadata and card).
+  (the export is written image by image, then its metadata and card);
+- ``map``: ``prism map`` (PCA) of the project: teacher features into the feature cache, the map, its
+  JSON and PNG.
 
 A clean run of each gives the reference.  Each trial copies the project, starts the job and kills
 it with SIGKILL at a random point of its work: when its progress bar reaches a fraction drawn
 uniformly from [0, 1] of its total, plus a random delay (up to 0.3 s within the work, up to 2 s
 after its last step, while it writes its results and exits); the job's progress, not a clock,
-places the kill, so the kills spread over the work whatever the load.  Then it runs the job again
+places the kill, so the kills spread over the work whatever the load.  Import, export and map take
+a few seconds of work here, too short for their progress bars: they are killed at a time drawn
+uniformly over their clean run's whole duration, start-up included.  Then it runs the job again
 to the end (the curator makes 10 more changes) and compares:
 
 - ``lost``: images, rows, metric lines or acknowledged curation changes the reference has and the
@@ -51,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-JOBS = ("generate", "distill", "curate", "score", "report", "import", "export")
+JOBS = ("generate", "distill", "curate", "score", "report", "import", "export", "map")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 CURATE_CHANGES = 1500
 
@@ -62,7 +66,8 @@ def _cli(*args) -> list[str]:
 
 # the job's first progress output (its tqdm bar, or the curator's "ready"): its work has begun
 READY = {"generate": b"generate", "distill": b"distill:", "curate": b"ready", "score": b"pilot scoring",
-         "report": b"report:", "import": b"import", "export": b"export"}
+         "report": b"report:", "import": b"import", "export": b"export",
+         "map": b"features"}
 
 
 PROGRESS = re.compile(rb"\| *(\d+)/(\d+) \[")  # tqdm's counter: "...| 12/34 [00:03<..." (not "epoch 1/3")
@@ -136,6 +141,23 @@ def _kill_at(cmd, marker: bytes, rng: random.Random) -> dict:
             "extra_delay_s": round(delay, 2), "seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _kill_timed(cmd, marker: bytes, rng: random.Random, seconds: tuple[float, float]) -> dict:
+    """For jobs whose work takes a few seconds (import, export, map), whose progress bar may show
+    only its end: SIGKILL ``cmd`` at a time drawn uniformly over the clean run's whole duration
+    (``seconds``: the clean run's (until ``marker``, in all)), start-up included."""
+    p, _, t0, _, _ = _watch(cmd, marker)
+    delay = rng.uniform(0, seconds[1])
+    try:
+        p.wait(timeout=delay)
+        killed = False
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        killed = True
+    return {"killed": killed, "at_fraction": round(delay / max(1e-9, seconds[1]), 3),
+            "extra_delay_s": round(delay, 2), "seconds": round(time.perf_counter() - t0, 2)}
+
+
 # ----------------------------------------------------------------------------- the jobs' files
 class Bench:
     """A base project (prompts, a 60-image generation) and the specs of the five jobs."""
@@ -144,7 +166,8 @@ class Bench:
         self.work = work
         self.base = work / "base"
         self.prompts = work / "prompts.json"
-        self.exported = work / "ref-export"  # the reference export, also the folder the import job reads
+        self.exported = work / "ref-export"  # the reference export
+        self.to_import = work / "import-src"  # 300 images made elsewhere, in class folders
 
     def gen_spec(self, project: Path) -> Path:
         spec = project / "generate.json"
@@ -193,9 +216,13 @@ class Bench:
         ref["seconds"]["report"] = _run(_cli("report", d, "--out", d / "report.html"), marker=READY["report"])
         ref["seconds"]["export"] = _run(_cli("export", gen, self.exported), marker=READY["export"])
         ref["export"] = _tree(self.exported, gen.name)
+        _made_elsewhere(self.to_import, 300)
         d = self._copy("ref-import")
-        ref["seconds"]["import"] = _run(_cli("import", d, self.exported, "--run", "imp"), marker=READY["import"])
+        ref["seconds"]["import"] = _run(_cli("import", d, self.to_import, "--run", "imp"), marker=READY["import"])
         ref["import"] = _imported(d)
+        d = self._copy("ref-map")
+        ref["seconds"]["map"] = _run(_map_cmd(d), marker=READY["map"])
+        ref["map"] = _map_points(d)
         return ref
 
     def _copy(self, name: str) -> Path:
@@ -251,11 +278,41 @@ def _common(project: Path) -> dict:
     return f
 
 
+def _made_elsewhere(folder: Path, n: int) -> None:
+    """``n`` distinct 8x8 grey PNGs without PRISM metadata, in folders named by the digit classes."""
+    from PIL import Image
+
+    from prism_gui.engine.teachers.load import load_teacher
+
+    names = load_teacher("digits").class_names
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        (folder / names[i % 10]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(folder / names[i % 10] / f"{i}.png")
+
+
 def _tree(folder: Path, project: str = "") -> dict[str, bytes]:
     """Every file under ``folder`` by relative path, with its bytes (the exporting project's folder
     name, which the dataset card's title carries, written as ``<project>``)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes().replace(project.encode(), b"<project>") if project
             else p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _map_cmd(project: Path) -> list[str]:
+    return _cli("map", project, "--method", "pca", "--reference", "none", "--teacher", "digits")
+
+
+def _map_points(project: Path) -> dict | None:
+    """The map's points by image id, or None when its JSON or PNG is missing or does not load."""
+    from PIL import Image
+
+    try:
+        doc = json.loads((project / "analysis" / "map.json").read_text())
+        with Image.open(project / "analysis" / "map.png") as im:
+            im.load()
+    except (OSError, ValueError):
+        return None
+    return {p["id"]: (round(p["x"], 5), round(p["y"], 5)) for p in doc["points"]}
 
 
 def _imported(project: Path) -> list[str]:
@@ -408,8 +465,8 @@ def trial(bench: Bench, ref: dict, job: str, rng: random.Random, index: int) -> 
         f["corrupt"] += int((d / "p.json").read_bytes() != ref["score"])
         f["orphans"] += len(list(d.glob(".*.tmp")))
     elif job == "import":
-        cmd = _cli("import", d, bench.exported, "--run", "imp")
-        rec.update(_kill_at(cmd, READY["import"], rng))
+        cmd = _cli("import", d, bench.to_import, "--run", "imp")
+        rec.update(_kill_timed(cmd, READY["import"], rng, ref["seconds"]["import"]))
         rec["progress"] = len(_imported(d)) if (d / "catalog.sqlite").exists() else 0
         _run(cmd)
         f = _common(d)
@@ -420,7 +477,7 @@ def trial(bench: Bench, ref: dict, job: str, rng: random.Random, index: int) -> 
         dest = bench.work / f"export-{index}"
         shutil.rmtree(dest, ignore_errors=True)
         cmd = _cli("export", d, dest)
-        rec.update(_kill_at(cmd, READY["export"], rng))
+        rec.update(_kill_timed(cmd, READY["export"], rng, ref["seconds"]["export"]))
         rec["progress"] = len(list(dest.rglob("*.png"))) if dest.exists() else 0
         _run(cmd)
         f = _common(d)
@@ -429,6 +486,13 @@ def trial(bench: Bench, ref: dict, job: str, rng: random.Random, index: int) -> 
         f["orphans"] += len(set(got) - set(want))  # a temporary or stray file left in the export
         f["corrupt"] += sum(got[k] != want[k] for k in set(want) & set(got))
         shutil.rmtree(dest, ignore_errors=True)
+    elif job == "map":
+        rec.update(_kill_timed(_map_cmd(d), READY["map"], rng, ref["seconds"]["map"]))
+        rec["progress"] = "map" if _map_points(d) is not None else "none"
+        _run(_map_cmd(d))
+        f = _common(d)
+        got = _map_points(d)
+        f["corrupt"] += int(got is None or got != ref["map"])
     else:  # report
         src = bench.work / "ref-distill"
         shutil.rmtree(d)

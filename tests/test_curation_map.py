@@ -284,7 +284,7 @@ def test_fill_names_its_problems(project, digits_teacher):
 def test_generate_spec_classes_plans_only_those():
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     items = plan(ps, 4, seed=1, classes=[2, 7])
-    assert [it[1] for it in items] == [2] * 4 + [7] * 4
+    assert [it.class_index for it in items] == [2] * 4 + [7] * 4
     with pytest.raises(ValueError, match="not class indices"):
         plan(ps, 4, seed=1, classes=[12])
     with pytest.raises(ValueError, match="classes is empty"):

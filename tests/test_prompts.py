@@ -63,6 +63,7 @@ def test_validation_reports_empty_and_over_long_prompts_without_truncating(digit
     issues = ps.validate(digits_prior.tokenizer)
     assert any("empty prompt" in i for i in issues)
     assert any("over the generator's limit" in i for i in issues)
+    assert {i.code for i in issues} >= {"empty", "too-long"}  # the codes the generation acts on
     assert ps.prompts[1].text.count("bold") == 40
 
 
@@ -200,4 +201,4 @@ def test_imagenet_prompts_fit_the_clip_token_limit_and_read_well(tmp_path):
     assert not any(p.text.startswith("an of") or " a of " in p.text for p in ps.prompts)
     tok = real_clip_tokenizer(tmp_path / "tok")  # CLIP's own BPE: counts as Stable Diffusion does
     assert tok("a photo of a tench").input_ids == [49406, 320, 1125, 539, 320, 1149, 634, 49407]
-    assert not [i for i in ps.validate(tok) if "over the generator's limit" in i]
+    assert not [i for i in ps.validate(tok) if i.code == "too-long"]

@@ -45,6 +45,23 @@ class Prompt:
     source: str = "dpe"
 
 
+class PromptIssue(str):
+    """One problem of a prompt set: the text a user reads, and a ``code`` that code acts on
+    (``class-index``, ``empty``, ``too-long``, ``unknown-words``, ``no-active-prompt``)."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> PromptIssue:
+        issue = super().__new__(cls, text)
+        issue.code = code
+        return issue
+
+
+# what stops a generation (the others are warnings: unknown words still condition, a class without
+# prompts is named by the generation's plan)
+BLOCKING_ISSUES = frozenset({"empty", "too-long"})
+
+
 @dataclasses.dataclass
 class PromptSet:
     class_names: list[str]
@@ -78,30 +95,33 @@ class PromptSet:
         return [p for p in self.prompts if p.weight > 0]
 
     # ---- validation
-    def validate(self, tokenizer=None) -> list[str]:
+    def validate(self, tokenizer=None) -> list[PromptIssue]:
         """Problems a user must see: empty prompts, prompts longer than the tokenizer's limit
-        (reported, never silently truncated), classes without prompts, unknown classes."""
+        (reported, never silently truncated), classes without prompts, unknown classes.  Each is
+        a :class:`PromptIssue`: its text for the user, its ``code`` for the code that acts on it."""
         issues = []
         for i, p in enumerate(self.prompts):
             if not (0 <= p.class_index < len(self.class_names)):
-                issues.append(f"prompt {i + 1}: class index {p.class_index} is outside 0..{len(self.class_names) - 1}")
+                issues.append(PromptIssue("class-index", f"prompt {i + 1}: class index {p.class_index} is outside "
+                                                         f"0..{len(self.class_names) - 1}"))
             if not p.text.strip():
-                issues.append(f"prompt {i + 1} ({self._name(p)}): empty prompt")
+                issues.append(PromptIssue("empty", f"prompt {i + 1} ({self._name(p)}): empty prompt"))
                 continue
             if tokenizer is not None:
                 ids = tokenizer(p.text).input_ids
                 n = len(ids)
                 if n > tokenizer.model_max_length:
-                    issues.append(f"prompt {i + 1} ({self._name(p)}): {n} tokens, over the generator's limit of "
-                                  f"{tokenizer.model_max_length}; shorten it")
+                    issues.append(PromptIssue("too-long", f"prompt {i + 1} ({self._name(p)}): {n} tokens, over the "
+                                                          f"generator's limit of {tokenizer.model_max_length}; "
+                                                          "shorten it"))
                 unk = getattr(tokenizer, "unk_token_id", None)
                 if unk is not None and unk != getattr(tokenizer, "eos_token_id", None) and unk in ids:
-                    issues.append(f"prompt {i + 1} ({self._name(p)}): words unknown to the generator "
-                                  f"in '{p.text}'")
+                    issues.append(PromptIssue("unknown-words", f"prompt {i + 1} ({self._name(p)}): words unknown to "
+                                                               f"the generator in '{p.text}'"))
         has_active = {p.class_index for p in self.prompts if p.weight > 0}
         for k, name in enumerate(self.class_names):
             if k not in has_active:
-                issues.append(f"class '{name}' has no active prompt")
+                issues.append(PromptIssue("no-active-prompt", f"class '{name}' has no active prompt"))
         return issues
 
     def _name(self, p: Prompt) -> str:

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from prism_gui.engine.generation.load import SCHEDULERS  # a light module: diffusers loads inside its functions
 from prism_gui.engine.generation.local_models import GeneratorEntry, local_generators  # light too
 from prism_gui.engine.project.demo_settings import FULL
+from prism_gui.engine.seeds import base_seed
 from prism_gui.ui.common import (
     ERROR_STYLE,
     WARNING_COLOR,
@@ -401,7 +402,7 @@ class GeneratePanel(QWidget):
         self.resolution.setValue(int(sm.get("resolution") or 0))
         self.steps.setValue(int(sm.get("steps", self.steps.value())))
         self.cfg.setValue(float(sm.get("cfg", self.cfg.value())))
-        self.seed.setValue(int(row.get("seed", 0)) // 10_000_000)
+        self.seed.setValue(base_seed(row.get("seed", 0)))
         if gd:
             self.scale.setValue(float(gd.get("scale", 0.0)))
             lo, hi = gd.get("window", [0.0, 1.0])

@@ -14,6 +14,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 from prism_gui.engine.generation.writer import BatchWriter
 from prism_gui.engine.jobs import SINGLE, CancelToken, Event, Ranks
-from prism_gui.engine.prompts import PromptSet
+from prism_gui.engine.prompts import BLOCKING_ISSUES, PromptSet
+from prism_gui.engine.seeds import ITEM_SEED_RULE, item_seed
 
 
 @dataclasses.dataclass
@@ -99,10 +101,19 @@ def load_generate_file(path) -> tuple[GenerateSpec, str, object]:
     return build(GenerateSpec, {**s, "teacher": tspec.to_value()}, path), prompts_path, tspec
 
 
+class PlanItem(NamedTuple):
+    """One image a generation run will make."""
+
+    item: int
+    class_index: int
+    prompt: str
+    negative: str
+    seed: int
+
+
 def plan(prompts: PromptSet, images_per_class: int, seed: int, classes: list[int] | None = None
-         ) -> list[tuple[int, int, str, str, int]]:
-    """[(item, class_index, prompt, negative, seed)] in a fixed order, balanced per class (of
-    ``classes`` only, when given)."""
+         ) -> list[PlanItem]:
+    """The run's items in a fixed order, balanced per class (of ``classes`` only, when given)."""
     items = []
     i = 0
     grouped = prompts.by_class()
@@ -133,7 +144,7 @@ def plan(prompts: PromptSet, images_per_class: int, seed: int, classes: list[int
                     left[j] -= 1
         for j in rr:
             p = active[j]
-            items.append((i, k, p.text, p.negative, seed * 10_000_000 + i))
+            items.append(PlanItem(i, k, p.text, p.negative, item_seed(seed, i)))
             i += 1
     return items
 
@@ -167,7 +178,7 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
                     f"{len(prompts.class_names)} classes in the prompts, {teacher.num_classes} for the teacher")
         raise ValueError(f"the prompt set's classes are not the teacher's ({diff}): regenerate the prompts for "
                          "this teacher")
-    issues = [i for i in prompts.validate(comp.tokenizer) if "over the generator's limit" in i or "empty" in i]
+    issues = [i for i in prompts.validate(comp.tokenizer) if i.code in BLOCKING_ISSUES]
     if issues:
         raise ValueError(f"{len(issues)} prompt problem(s) with generator '{spec.generator}'; fix these prompts in the "
                          "Prompts tab or the prompt file, then run again:\n" + "\n".join(issues[:10]))
@@ -180,14 +191,14 @@ def run_generation(spec: GenerateSpec, prompts: PromptSet, *, teacher=None, comp
             except BaseException as e:
                 ranks.share({"error": f"{type(e).__name__}: {e}"})
                 raise
-            ranks.share({"todo": [it[0] for it in todo], **info})
+            ranks.share({"todo": [it.item for it in todo], **info})
         else:
             got = ranks.share(None)
             if "error" in got:
                 raise RuntimeError(f"the main process stopped the run: {got['error']}")
             info = {k: v for k, v in got.items() if k != "todo"}
             todo_ids = set(got["todo"])
-            todo = [it for it in items if it[0] in todo_ids]
+            todo = [it for it in items if it.item in todo_ids]
         yield from _generate(spec, prompts, teacher, comp, device, items, todo[ranks.rank::ranks.world_size],
                              info, cat, ranks, cancel)
 
@@ -226,10 +237,10 @@ def _open_run(stack: contextlib.ExitStack, spec: GenerateSpec, prompts: PromptSe
         raise ValueError(f"run '{spec.run}' exists with different settings: choose a new run name "
                          "to generate with these settings")
     cat.start_run(spec.run, "generate", spec.to_dict(),
-                  manifest(spec.to_dict(), {"base_seed": spec.seed, "item_seed": "seed * 10_000_000 + item"},
+                  manifest(spec.to_dict(), {"base_seed": spec.seed, "item_seed": ITEM_SEED_RULE},
                            prompts=prompts.meta, job="generate"))
     done = cat.done_items(spec.run)
-    todo = [it for it in items if it[0] not in done]
+    todo = [it for it in items if it.item not in done]
     return cat, todo, {"resumed": bool(done), "repaired": repaired, "merged": merged, "token": uuid.uuid4().hex}
 
 
@@ -263,9 +274,10 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
 
         def store(job):  # runs in the writer thread, beside the next batch's sampling
             batch, u8, scores = job
-            rows = [write_image_files(spec.project, spec.run, it[0], img, class_index=it[1],
-                                      class_name=prompts.class_names[it[1]], prompt=it[2], seed=it[4],
-                                      generator=spec.generator, settings=settings, score=sc, negative_prompt=it[3])
+            rows = [write_image_files(spec.project, spec.run, it.item, img, class_index=it.class_index,
+                                      class_name=prompts.class_names[it.class_index], prompt=it.prompt,
+                                      seed=it.seed, generator=spec.generator, settings=settings, score=sc,
+                                      negative_prompt=it.negative)
                     for it, img, sc in zip(batch, u8, scores, strict=True)]
             energies = [sc["energy"] for sc in scores]
             if main:  # the one catalog writer; the other ranks' rows arrive in shards
@@ -299,9 +311,9 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
 
         def sample_batch(batch):
             images = None
-            for ev in sample_steps(comp, [it[2] for it in batch], [it[4] for it in batch], spec.sampler,
-                                   guidance=guidance, teacher=teacher, targets=[it[1] for it in batch],
-                                   negative_prompts=[it[3] for it in batch], cancel=cancel):
+            for ev in sample_steps(comp, [it.prompt for it in batch], [it.seed for it in batch], spec.sampler,
+                                   guidance=guidance, teacher=teacher, targets=[it.class_index for it in batch],
+                                   negative_prompts=[it.negative for it in batch], cancel=cancel):
                 if "images" in ev.data:
                     images = ev.data["images"]
                 elif main:
@@ -309,7 +321,7 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                                 {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
                 yield from stored_events(writer.completed())
             cancel.raise_if_cancelled()
-            scores = score_images(teacher, images.to(device), [it[1] for it in batch], spec.score_energy)
+            scores = score_images(teacher, images.to(device), [it.class_index for it in batch], spec.score_energy)
             writer.submit((batch, to_uint8(images), scores))
 
         batch_size = spec.batch_size

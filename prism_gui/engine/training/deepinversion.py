@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.jobs import CancelToken, Event
+from prism_gui.engine.seeds import item_seed
 
 
 @dataclasses.dataclass
@@ -81,7 +82,7 @@ def run_deepinversion(spec: DeepInversionSpec, teacher=None, cancel: CancelToken
                 items = [i for i in range(b * spec.batch_size, min(len(labels), (b + 1) * spec.batch_size))]
                 if all(i in done for i in items):
                     continue
-                gen = torch.Generator().manual_seed(spec.seed * 10_000_000 + b)
+                gen = torch.Generator().manual_seed(item_seed(spec.seed, b))
                 y = torch.tensor([labels[i] for i in items], device=teacher.device)
                 z = torch.randn(len(items), c, h, w, generator=gen).to(teacher.device).requires_grad_(True)
                 opt = torch.optim.Adam([z], lr=spec.lr)
@@ -104,7 +105,7 @@ def run_deepinversion(spec: DeepInversionSpec, teacher=None, cancel: CancelToken
                         continue
                     cat.add_image(spec.run, i, img, class_index=labels[i], class_name=teacher.class_names[labels[i]],
                                   prompt=f"deepinversion: {teacher.class_names[labels[i]]}",
-                                  seed=spec.seed * 10_000_000 + i, generator="deepinversion",
+                                  seed=item_seed(spec.seed, i), generator="deepinversion",
                                   settings=dataclasses.asdict(spec), score=sc)
             cat.finish_run(spec.run)
             yield Event("deepinversion", total_batches * spec.iterations, total_batches * spec.iterations, "done")

@@ -111,6 +111,18 @@ def test_detail_pane_and_generate_again(qtbot, panel):
     assert row["settings"]["sampler"]["steps"] == 4
 
 
+def test_switching_projects_clears_the_selected_image(qtbot, panel, tmp_path):
+    """Issue 28: after another project opens, the previous project's image and its "Generate again"
+    must not stay in the detail pane."""
+    panel.view.setCurrentIndex(panel.model.index(5))
+    assert panel.again.isEnabled() and panel.detail.toPlainText()
+    panel.studio.set_project(fake_catalog(tmp_path / "other", 40))
+    assert not panel.again.isEnabled() and panel.detail.toPlainText() == ""
+    assert panel.image.pixmap().isNull()
+    with qtbot.assertNotEmitted(panel.regenerate):
+        panel.again.click()
+
+
 def test_keep_lowest_per_class_is_one_undoable_step(qtbot, panel):
     panel.run.setCurrentText("prism")
     panel.apply_filters()

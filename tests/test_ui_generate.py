@@ -19,6 +19,7 @@ def test_generation_streams_images_and_plots_energy(qtbot, panel):
     assert panel.scheduler.count() >= 5
     job = panel.start()
     assert not panel.start_button.isEnabled()
+    assert panel.eta.text() == "ETA —"  # not "ETA 0 s" before the first batch is timed
     qtbot.waitUntil(lambda: job.state == "finished", timeout=120000)
     qtbot.waitUntil(panel.start_button.isEnabled, timeout=5000)
     assert panel.strip.count() == 20
@@ -43,9 +44,10 @@ def test_pause_and_cancel_follow_the_worker(qtbot, panel):
     qtbot.waitUntil(lambda: job.last_event is not None and job.last_event.step >= 0, timeout=60000)
     panel.pause_button.click()
     qtbot.waitUntil(lambda: job.state == "paused", timeout=30000)
-    assert panel.state.text() == "paused"
+    assert panel.state.text() == "paused" and panel.pause_button.text() == "Resume"  # the button says what it does
     panel.pause_button.click()
     qtbot.waitUntil(lambda: job.state == "running", timeout=10000)
+    assert panel.pause_button.text() == "Pause"
     panel.cancel_button.click()
     assert panel.state.text() == "cancelling…"
     qtbot.waitUntil(lambda: job.state == "cancelled", timeout=30000)

@@ -301,6 +301,7 @@ class CuratePanel(QWidget):
 
     # ---- project and catalog
     def _on_project(self, project) -> None:
+        self.clear_detail()  # the previous project's image must not stay, nor "Generate again" with its settings
         self.map_ids = None
         self.map_chip.hide()
         self.cat = self.studio.catalog  # the GUI thread's one read connection (the studio closes it)
@@ -482,8 +483,15 @@ class CuratePanel(QWidget):
         self.refresh()
 
     # ---- detail
+    def clear_detail(self) -> None:
+        self._detail_row = None
+        self.again.setEnabled(False)
+        self.image.clear()
+        self.detail.clear()
+
     def show_detail(self, index) -> None:
         if not index.isValid() or self.cat is None:
+            self.clear_detail()
             return
         row = self.cat.get(index.data(IdRole))
         self._detail_row = row

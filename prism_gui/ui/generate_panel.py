@@ -690,10 +690,14 @@ class GeneratePanel(QWidget):
         self.cancel_button.setEnabled(running)
         if not running:
             self.pause_button.setChecked(False)
+            self.pause_button.setText("Pause")
+        else:
+            self.eta.setText("ETA —")  # until the first batch is stored and timed
 
     def _on_paused(self, paused: bool) -> None:
         self.state.setText("paused" if paused else "running")
         self.pause_button.setChecked(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
 
     def _ended(self, outcome: str) -> None:
         self._set_running(False)
@@ -711,7 +715,8 @@ class GeneratePanel(QWidget):
                 frac = f" (step {ev.data['batch_step']}/{ev.data['batch_steps']})"
             self.progress.setFormat(f"{ev.step}/{ev.total} images{frac}")
         if "eta_s" in ev.data:
-            self.eta.setText(f"ETA {ev.data['eta_s']:.0f} s")
+            eta = ev.data["eta_s"]
+            self.eta.setText("ETA —" if eta is None else f"ETA {eta:.0f} s")
         if "mean_energy" in ev.data and "new_ids" in ev.data:  # one point per stored batch
             xs, ys, _curve = self.curves.setdefault(run, ([], [], None))
             xs.append(ev.step)

@@ -299,7 +299,7 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                 mean_energy = float(np.mean(energies)) if energies else None
                 n_done += len(ids)
                 rate = (n_done - first_done) / max(time.time() - t0, 1e-9)
-                eta = (total - n_done) / rate if rate > 0 else 0
+                eta = (total - n_done) / rate if rate > 0 else None  # not measured yet
                 data = {"new_ids": ids, "eta_s": eta}
                 if mean_energy is not None:
                     data["mean_energy"] = mean_energy
@@ -307,7 +307,8 @@ def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, rank
                 cat.log_metrics(spec.run, n_done, curves)
                 tb.scalars(curves, n_done, GENERATE_TAGS)
                 tb.histogram("energy/all", energies, n_done)
-                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA {eta:.0f}s", data)
+                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA "
+                            + ("—" if eta is None else f"{eta:.0f}s"), data)
 
         def sample_batch(batch):
             images = None

@@ -280,3 +280,17 @@ def test_cli_distill_refuses_fp16_on_the_cpu(tmp_path, capsys):
     spec.write_text('teacher = "digits"\ndata = "digits-train"\nepochs = 1\ndevice = "cpu"\nprecision = "fp16"\n')
     assert main(["distill", str(spec)]) == 1
     assert "fp16 needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_a_training_set_missing_classes_is_named_before_training():
+    """Issue 28: a run interrupted after a few classes was trained on without a word."""
+    import numpy as np
+
+    from prism_gui.engine.training.distill import class_balance_warning
+
+    names = ["zero", "one", "two", "three"]
+    assert class_balance_warning(np.repeat([0, 1, 2, 3], 20), names) is None
+    w = class_balance_warning(np.repeat([0, 1], 20), names)
+    assert "2 of 4 classes have no image (two, three)" in w and "Generate more" in w
+    w = class_balance_warning(np.array([0] * 20 + [1] * 20 + [2] * 20 + [3] * 2), names)
+    assert "under a quarter of the median 20 images (three (2))" in w

@@ -64,6 +64,8 @@ def run_to_completion(events: Iterator[Event], show: bool = True) -> list[Event]
             seen.append(ev)
             if not show:
                 continue
+            if ev.data.get("warning"):  # what the user must read before the job goes on
+                tqdm.write(f"warning: {ev.data['warning']}")
             bar = bars.get(ev.stage)
             if bar is None and ev.total:
                 bar = bars[ev.stage] = tqdm(total=ev.total, desc=ev.stage, leave=True)

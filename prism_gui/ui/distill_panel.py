@@ -429,6 +429,8 @@ class DistillPanel(DropTarget, QWidget):
 
     def _on_event(self, run: str, ev) -> None:
         rc = self.runs[run]
+        if ev.data.get("warning"):  # classes missing from the training set, named
+            show_error(self.error, f"Warning ({run}): {ev.data['warning']}.")
         if ev.total:
             self.progress.setMaximum(ev.total)
             self.progress.setValue(ev.step)

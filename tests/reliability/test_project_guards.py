@@ -172,3 +172,28 @@ def test_a_distillation_cannot_take_a_generation_runs_name_or_folder(project, ca
         rc, err = run(capsys, "distill", d)
         assert rc == 1 and words in err, (settings, err)
         assert state(proj) == before, settings
+
+
+def test_distilling_a_run_that_misses_classes_says_which(project, capsys, tmp_path):
+    """Issue 28: a run interrupted after a few classes was trained on without a word."""
+    from prism_gui.engine.data.catalog import Catalog
+
+    proj, _ = project
+    with Catalog(proj) as cat:
+        cat.set_status(cat.ids(classes=list(range(4, 10))), "reject")
+    spec = tmp_path / "work" / "distill.json"
+    spec.write_text(json.dumps({"project": str(proj), "run": "d", "epochs": 1, "eval": ""}))
+    rc = prism(["distill", str(spec)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "warning: 6 of 10 classes have no image (four, five, six, seven, eight, nine)" in out.out + out.err
+
+
+def test_distilling_with_image_files_missing_names_them_and_the_fix(project, capsys, tmp_path):
+    proj, _ = project
+    first = sorted((proj / "images" / "r").glob("*.png"))[0]
+    first.unlink()
+    spec = tmp_path / "work" / "distill.json"
+    spec.write_text(json.dumps({"project": str(proj), "run": "d", "epochs": 1, "eval": ""}))
+    rc, err = run(capsys, "distill", spec)
+    assert rc == 1 and "1 of the 20 images" in err and first.name in err and "put the files back" in err, err

@@ -183,6 +183,12 @@ def catalog_dataset(project: str | Path, teacher=None, *, cache_mb: float = DEFA
         rows = cat.query(columns="id, path, class_index", **filters)
         top = max((int(r["class_index"]) for r in rows), default=-1)
         name = cat.query(columns="class_name", classes=[top], limit=1)[0]["class_name"] if top >= 0 else ""
+    root = Path(project)
+    missing = [r["path"] for r in rows if not (root / r["path"]).is_file()]
+    if missing:  # the catalog keeps rows whose files went away (a moved folder): say so, never train on less
+        raise ValueError(f"{len(missing)} of the {len(rows)} images chosen in '{project}' have no file (first: "
+                         f"{missing[0]}): put the files back (a moved images/ folder?), or reject those images in "
+                         "the Curate tab to train without them")
     if teacher is not None and top >= teacher.num_classes:  # a teacher with fewer outputs than the images' classes
         raise ValueError(f"the images of '{project}' include class {top} ('{name}'), but the teacher "
                          f"'{getattr(teacher, 'source', '')}' has {teacher.num_classes} outputs (classes 0 to "

@@ -204,6 +204,32 @@ def training_dataset(spec: DistillSpec, teacher):
     return ds
 
 
+def class_balance_warning(labels, class_names: list[str]) -> str | None:
+    """What a user must hear before training on a set that misses classes of the teacher or holds
+    far fewer images of some (a run interrupted after a few classes, a selection that emptied one),
+    naming them; None when every class has at least a quarter of the median count."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))[: len(class_names)]
+    have = counts[counts > 0]
+    if not len(have):
+        return None
+    median = float(np.median(have))
+    missing = [class_names[k] for k in np.flatnonzero(counts == 0)]
+    thin = [f"{class_names[k]} ({counts[k]})" for k in np.flatnonzero((counts > 0) & (counts < median / 4))]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of {len(class_names)} classes have no image ({', '.join(missing[:8])}"
+                     + (", …" if len(missing) > 8 else "") + ")")
+    if thin:
+        parts.append(f"{len(thin)} have under a quarter of the median {median:.0f} images ({', '.join(thin[:8])}"
+                     + (", …" if len(thin) > 8 else "") + ")")
+    if not parts:
+        return None
+    return ("; ".join(parts) + ": the student cannot learn them from this set. Generate more of them (or choose "
+            "more runs), or go on knowing that")
+
+
 def _check_outputs(spec: DistillSpec) -> None:
     """Refuse, before anything is written, a run name that another kind of run of the project has
     and an ``out_dir`` that is the project's own folder, its images or another run's folder."""
@@ -448,8 +474,10 @@ def run_distillation(spec: DistillSpec, *, teacher=None, images=None, cancel: Ca
             student, trained = _ddp(student, device, ranks)
         student_fwd = _compiled(trained) if speed.compile else trained
         teacher_fwd = _compiled(teacher.model) if speed.compile else teacher.model
+        warning = class_balance_warning(x.labels, teacher.class_names) if hasattr(x, "labels") else None
         yield Event("distill", step, total, f"{len(x)} images, {spec.epochs} epochs"
-                    + (f", {world} processes" if world > 1 else ""), {"images": len(x), "processes": world})
+                    + (f", {world} processes" if world > 1 else ""),
+                    {"images": len(x), "processes": world, **({"warning": warning} if warning else {})})
         for epoch in range(start_epoch, spec.epochs):
             student.train()
             order_state = gen.get_state()

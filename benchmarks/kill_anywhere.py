@@ -130,6 +130,11 @@ def _kill_at(cmd, marker: bytes, rng: random.Random) -> dict:
                 break
         time.sleep(0.01)
     delay = rng.uniform(0, 2.0 if fraction == 1.0 else 0.3)
+    return _kill_after(p, delay, t0, None if fraction is None else round(fraction, 3))
+
+
+def _kill_after(p, delay: float, t0: float, fraction: float | None) -> dict:
+    """SIGKILL ``p`` after ``delay`` seconds unless it ends first; the trial's record."""
     try:
         p.wait(timeout=delay)
         killed = False
@@ -137,8 +142,8 @@ def _kill_at(cmd, marker: bytes, rng: random.Random) -> dict:
         p.send_signal(signal.SIGKILL)
         p.wait()
         killed = True
-    return {"killed": killed, "at_fraction": None if fraction is None else round(fraction, 3),
-            "extra_delay_s": round(delay, 2), "seconds": round(time.perf_counter() - t0, 2)}
+    return {"killed": killed, "at_fraction": fraction, "extra_delay_s": round(delay, 2),
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _kill_timed(cmd, marker: bytes, rng: random.Random, seconds: tuple[float, float]) -> dict:
@@ -147,15 +152,7 @@ def _kill_timed(cmd, marker: bytes, rng: random.Random, seconds: tuple[float, fl
     (``seconds``: the clean run's (until ``marker``, in all)), start-up included."""
     p, _, t0, _, _ = _watch(cmd, marker)
     delay = rng.uniform(0, seconds[1])
-    try:
-        p.wait(timeout=delay)
-        killed = False
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        killed = True
-    return {"killed": killed, "at_fraction": round(delay / max(1e-9, seconds[1]), 3),
-            "extra_delay_s": round(delay, 2), "seconds": round(time.perf_counter() - t0, 2)}
+    return _kill_after(p, delay, t0, round(delay / max(1e-9, seconds[1]), 3))
 
 
 # ----------------------------------------------------------------------------- the jobs' files

@@ -197,3 +197,11 @@ def test_distilling_with_image_files_missing_names_them_and_the_fix(project, cap
     spec.write_text(json.dumps({"project": str(proj), "run": "d", "epochs": 1, "eval": ""}))
     rc, err = run(capsys, "distill", spec)
     assert rc == 1 and "1 of the 20 images" in err and first.name in err and "put the files back" in err, err
+
+
+def test_an_output_under_a_file_says_the_file_is_not_a_folder(project, capsys, tmp_path):
+    proj, _ = project
+    (tmp_path / "notes.txt").write_text("mine")
+    rc, err = run(capsys, "report", proj, "--out", tmp_path / "notes.txt" / "report.html")
+    assert rc == 1 and f"'{tmp_path / 'notes.txt'}' is a file, not a folder" in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -121,6 +121,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_error(path, e: OSError) -> OSError:
     """``e`` as an error that names the file and the fix (the errno is kept)."""
+    above = next((p for p in Path(path).parents if p.exists()), None)
+    if above is not None and not above.is_dir():  # a file where a folder of the path should be
+        return OSError(e.errno, f"cannot write '{path}': '{above}' is a file, not a folder: give a path whose "
+                                "folders are folders (nothing was written)")
     return OSError(e.errno, f"cannot write '{path}': {e.strerror or e}. Free disk space or make the folder "
                             "writable, then run again: what was written before is intact")
 

@@ -73,6 +73,9 @@ def export_dataset(project: str | Path, dest: str | Path, *, statuses=("unreview
     root, dest = Path(project), Path(dest).expanduser()
     if dest.resolve() == root.resolve() or root.resolve() in dest.resolve().parents:
         raise ExportError(f"'{dest}' is inside the project: export to a folder outside it")
+    from prism_gui.engine.data.guard import check_output_folder
+
+    check_output_folder(dest, "export folder")  # nor into another project's images or a run's files
     old = _previous_export(dest)
     with Catalog(root, create=False) as cat:
         rows = [dict(r) for r in cat.query(statuses=list(statuses), run=runs)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from prism_gui.engine.jobs import Cancelled, CancelToken, Event
+from prism_gui.engine.jobs import Cancelled, CancelToken, Event, release_memory
 from prism_gui.engine.preload import import_engine
 
 JobFactory = Callable[[CancelToken], Iterator[Event]]
@@ -35,6 +35,7 @@ class _Runner(QObject):
             self._run()
         finally:
             self._factory = None  # what the job's closure holds (a teacher, prompts, images) goes with it
+            release_memory()  # in this thread, not the GUI's: what the job freed goes back to the system
             # end the thread's event loop from inside, so ``Job.wait`` returns even while the GUI
             # thread is blocked in it (closing the app with a running job)
             QThread.currentThread().quit()

@@ -170,6 +170,7 @@ def test_map_curation_benchmark_runs_quick(root, tmp_path):
                                           str(out)], cwd=root, capture_output=True, text=True).stdout
 
 
+@pytest.mark.long
 def test_guidance_schedulers_benchmark_runs_quick(root, tmp_path):
     out = tmp_path / "g.json"
     res = run_quick(root, ["-m", "benchmarks.guidance_schedulers", "--quick"], out, env={"HF_HUB_OFFLINE": "1"})

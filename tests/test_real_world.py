@@ -71,7 +71,7 @@ def test_the_imagenet_shaped_job_runs_end_to_end_through_the_cli(world, root):
     ck = str(d / "teacher.safetensors")
     teacher = {"teacher": "test_resnet", "checkpoint": ck}
     # prompts for 1,000 classes, disambiguated by WordNet definitions
-    _cli(root, "prompts", _spec(d / "prompts.toml", **teacher, bank="natural", per_class=2,
+    _cli(root, "prompts", _spec(d / "prompts-spec.toml", **teacher, bank="natural", per_class=2,
                                 output=str(d / "prompts.json")))
     ps = json.loads((d / "prompts.json").read_text())
     texts = [p["text"] for p in ps["prompts"]]

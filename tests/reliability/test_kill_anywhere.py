@@ -15,6 +15,7 @@ from prism_gui.engine.training.distill import NEXT_STUDENT, _keep_metrics, _load
 from tests.reliability import add_blank_images
 
 
+@pytest.mark.long  # eight jobs, each run three times in processes of their own: over two minutes here
 def test_one_random_kill_of_each_job_loses_nothing(tmp_path):
     res = campaign(1, seed=7, work=tmp_path)
     assert set(res["summary"]) == set(JOBS)

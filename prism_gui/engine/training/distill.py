@@ -313,20 +313,17 @@ def _load_checkpoint(folder: Path) -> tuple[dict, dict]:
 def _read_trainer_state(path: Path) -> dict:
     """The trainer's state a checkpoint saved, read as weights only: a damaged file or one with
     pickled code (which PRISM never wrote) is a ValueError saying what to do, never unpickled."""
-    from prism_gui.engine.weights import SAFE_PICKLE_MODULES, checkpoint_problem, pickle_globals
+    from prism_gui.engine.weights import weight_file_problem
 
     fix = f"delete the folder '{path.parent}' to start the run over, or give the run another out_dir"
-    problem = checkpoint_problem(path)
+    problem = weight_file_problem(path)  # the same byte-level checks as teachers' and students' weights
     if problem:
-        raise ValueError(f"the resume file '{path}' {problem.split('. ')[0]}: {fix}")
+        raise ValueError(f"the resume file '{path}' {problem}: {fix}")
     try:
         state = torch.load(path, weights_only=True)
     except Exception as e:
-        code = [g for g in pickle_globals(path) if not g.startswith(SAFE_PICKLE_MODULES)]
-        what = (f"holds Python objects that only running code from the file could load ({', '.join(code[:3])})"
-                if code else f"cannot be read as weights only ({type(e).__name__})")
-        raise ValueError(f"the resume file '{path}' {what}; PRISM Studio does not load pickles and never wrote "
-                         f"this file: {fix}") from None
+        raise ValueError(f"the resume file '{path}' cannot be read as weights only ({type(e).__name__}); PRISM "
+                         f"Studio does not load pickles and never wrote this file: {fix}") from None
     if not isinstance(state, dict):
         raise ValueError(f"the resume file '{path}' holds a {type(state).__name__}, not a trainer state: {fix}")
     return state

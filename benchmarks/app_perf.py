@@ -188,7 +188,7 @@ def bench_thousand_classes(quick: bool) -> dict:
 
     from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.project.project import Project
-    from prism_gui.engine.project.report import build_report
+    from prism_gui.engine.project.report import report_job
     from prism_gui.engine.prompts import class_phrases, expand, load_bank
     from prism_gui.engine.teachers.load import imagenet_class_ids, imagenet_class_names
     from prism_gui.ui.common import make_studio
@@ -251,7 +251,7 @@ def bench_thousand_classes(quick: bool) -> dict:
     app.processEvents()
     class_filter_ms = 1000 * (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    report = list(build_report(project.root))[-1].data["report"]
+    report = list(report_job(project.root))[-1].data["report"]
     html = report.to_html()
     report_s = time.perf_counter() - t0
     return {"classes": len(names), "prompts": len(ps.prompts), "expand_seconds": expand_s,

@@ -48,15 +48,15 @@ def _last(events):
 
 
 def bench_features(n: int, work: Path) -> dict:
-    from prism_gui.engine.analysis.features import catalog_features
+    from prism_gui.engine.analysis.features import features_job
     from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.teachers.load import load_teacher
     from prism_gui.ui.testing import fake_catalog
 
     project = fake_catalog(work / "features", n)
     teacher = load_teacher("digits")
-    first, t_first = _timed(lambda: _last(catalog_features(project.root, teacher)).data["table"])
-    again, t_again = _timed(lambda: _last(catalog_features(project.root, teacher)).data["table"])
+    first, t_first = _timed(lambda: _last(features_job(project.root, teacher)).data["table"])
+    again, t_again = _timed(lambda: _last(features_job(project.root, teacher)).data["table"])
     add = max(1, n // 100)
     with Catalog(project.root) as cat:  # more rows pointing at the same files
         rows = [dict(r) for r in cat.query(sort="id", limit=add)]
@@ -64,7 +64,7 @@ def bench_features(n: int, work: Path) -> dict:
             r.pop("id"), r.pop("status")
             r.update(run="added", item=j, seed=10**7 + j)
         cat.insert_rows(rows)
-    up, t_up = _timed(lambda: _last(catalog_features(project.root, teacher)).data["table"])
+    up, t_up = _timed(lambda: _last(features_job(project.root, teacher)).data["table"])
     return {"images": n, "dim": int(first.features.shape[1]), "first_seconds": t_first,
             "images_per_s": round(n / t_first, 1), "cached_seconds": t_again, "cached_computed": again.computed,
             "added": add, "after_adding_seconds": t_up, "after_adding_computed": up.computed}

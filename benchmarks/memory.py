@@ -97,7 +97,7 @@ def stage(args) -> dict:
         ds = catalog_dataset(args.project, teacher, run=runs)
         base = rss_mb()
         evaluate(None, teacher, ds, batch_size=128, workers=0)
-    elif args.stage == "metrics":  # what catalog_prdc does, on the growing set as one synthetic set
+    elif args.stage == "metrics":  # what catalog_prdc_job does, on the growing set as one synthetic set
         from prism_gui.engine.analysis.prdc import prdc_per_class, teacher_features
         from prism_gui.engine.data.datasets import catalog_dataset
 

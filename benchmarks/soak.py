@@ -190,7 +190,9 @@ class Soak:
             if previous is not None:
                 p.runs[base] = previous
         self.jobs.append({"kind": kind, "outcome": outcome, "seconds": round(time.perf_counter() - t, 2),
-                          "cancel": cancel, "pause": pause, "longest_stall_ms": round(1000 * self.job_gap, 1)})
+                          "cancel": cancel, "pause": pause, "longest_stall_ms": round(1000 * self.job_gap, 1),
+                          "end_s": round(time.perf_counter() - self.t0, 1), "rss_mb": round(_rss_mb(), 1),
+                          "images": self.win.curate.cat.count()})
 
     def _usable(self) -> list[str]:
         """The bases ('plain', 'prism') whose latest run has images a distillation can use."""
@@ -258,7 +260,8 @@ class Soak:
             "rss_growth_mb_per_hour": None if slope is None else round(slope, 1),
             "fds_after_warm_up": base["fds"], "fds_end": _fds(),
             "fds_opened_since_warm_up": sorted((Counter(_fd_targets()) - Counter(base["fd_targets"])).items()),
-            "threads_after_warm_up": base["threads"], "threads_end": _threads(), "job_log": self.jobs,
+            "threads_after_warm_up": base["threads"], "threads_end": _threads(),
+            "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "job_log": self.jobs,
             **({"python_growth_top": growth} if growth is not None else {}),
         }
 

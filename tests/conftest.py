@@ -62,3 +62,20 @@ def generate_panel(qtbot, tmp_path):
     p.steps.setValue(4)
     p.batch.setValue(10)
     return p
+
+
+@pytest.fixture
+def distill_panel_on(qtbot):
+    """A factory: a Distill panel of a new app (warmed up) on ``project``."""
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.distill_panel import DistillPanel
+
+    def make(project):
+        studio = make_studio()
+        panel = DistillPanel(studio)
+        qtbot.addWidget(panel)
+        studio.warm_up(wait=True)
+        studio.set_project(project)
+        return panel
+
+    return make

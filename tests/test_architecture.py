@@ -53,7 +53,7 @@ def test_ui_layer_exists_and_uses_qt(root):
 
 # Which engine packages each may import (besides the base modules): arrows run one way, and
 # only the built-in worlds (engine/digits) know the Digits world; generic code asks engine/worlds.py.
-BASE = {"jobs", "registry", "specs", "devices", "versions", "worlds", "hub", "tblog", "weights", "seeds"}
+BASE = {"jobs", "events", "registry", "specs", "devices", "versions", "worlds", "hub", "tblog", "weights", "seeds"}
 ALLOWED = {
     "teachers": set(),
     "data": set(),

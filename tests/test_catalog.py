@@ -77,7 +77,7 @@ NOTHING = {"temp_files": 0, "adopted_files": 0, "unreadable_files": 0, "removed_
 
 
 def test_repair_adopts_images_without_a_row_and_removes_only_temp_files_and_stray_thumbnails(tmp_path):
-    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.image_files import write_image_files
 
     with Catalog(tmp_path) as cat:
         add(cat, "r", 0)
@@ -125,7 +125,7 @@ def test_repair_never_deletes_rows_whose_files_are_missing(tmp_path):
 
 
 def test_repair_keeps_files_of_rows_waiting_in_a_shard_and_merge_is_idempotent(tmp_path):
-    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.image_files import write_image_files
     from prism_gui.engine.data.shards import merge_shards, shard_files, write_shard
 
     img = np.zeros((8, 8, 1), np.uint8)

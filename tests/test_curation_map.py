@@ -10,7 +10,7 @@ import torch
 
 from prism_gui.engine.analysis.duplicates import duplicates_job, knn
 from prism_gui.engine.analysis.embedding import map_job, separation
-from prism_gui.engine.analysis.features import catalog_features, class_prototypes, teacher_fingerprint
+from prism_gui.engine.analysis.features import class_prototypes, features_job, teacher_fingerprint
 from prism_gui.engine.analysis.holes import coverage_by_class, holes_job
 from prism_gui.engine.data.catalog import Catalog
 from prism_gui.engine.generation.job import GenerateSpec, plan, run_generation
@@ -64,22 +64,22 @@ def _copy_images(root, ids, run, noise=0.0, seed=0):
 
 # ---------------------------------------------------------------------------- features
 def test_features_are_cached_by_run_and_item_and_computed_only_for_new_images(project, digits_teacher):
-    t1 = _last(catalog_features(project, digits_teacher)).data["table"]
+    t1 = _last(features_job(project, digits_teacher)).data["table"]
     assert len(t1) == 10 * PER_CLASS and t1.computed == len(t1)
     with Catalog(project) as cat:
         x, _, ids = cat.load_images(run="base")
     direct = digits_teacher.features(x).detach().numpy()
     order = np.argsort(ids)
     np.testing.assert_allclose(t1.features, direct[order], atol=2e-2 * np.abs(direct).max())  # float16 storage
-    t2 = _last(catalog_features(project, digits_teacher)).data["table"]
+    t2 = _last(features_job(project, digits_teacher)).data["table"]
     assert t2.computed == 0 and np.array_equal(t2.features, t1.features)  # the same numbers, from the cache
     _copy_images(project, t1.ids[:5].tolist(), "more")
-    t3 = _last(catalog_features(project, digits_teacher)).data["table"]
+    t3 = _last(features_job(project, digits_teacher)).data["table"]
     assert t3.computed == 5 and len(t3) == len(t1) + 5
-    only = _last(catalog_features(project, digits_teacher, runs=["more"])).data["table"]
+    only = _last(features_job(project, digits_teacher, runs=["more"])).data["table"]
     assert len(only) == 5 and only.computed == 0
     with pytest.raises(ValueError, match=r"no images in run\(s\) \['nope'\].*base"):
-        _last(catalog_features(project, digits_teacher, runs=["nope"]))
+        _last(features_job(project, digits_teacher, runs=["nope"]))
 
 
 def test_a_teacher_with_other_weights_never_reads_the_cache(project, digits_teacher):
@@ -89,17 +89,17 @@ def test_a_teacher_with_other_weights_never_reads_the_cache(project, digits_teac
     with torch.no_grad():
         next(other.model.parameters()).add_(0.01)
     assert teacher_fingerprint(other) != teacher_fingerprint(digits_teacher)
-    _last(catalog_features(project, digits_teacher))
-    assert _last(catalog_features(project, other)).data["table"].computed == 10 * PER_CLASS
+    _last(features_job(project, digits_teacher))
+    assert _last(features_job(project, other)).data["table"].computed == 10 * PER_CLASS
 
 
 def test_a_damaged_feature_cache_is_rebuilt_not_trusted(project, digits_teacher):
     from prism_gui.engine.analysis.features import feature_cache_path
 
-    _last(catalog_features(project, digits_teacher))
+    _last(features_job(project, digits_teacher))
     path = feature_cache_path(project, teacher_fingerprint(digits_teacher))
     path.write_bytes(b"not a zip")
-    assert _last(catalog_features(project, digits_teacher)).data["table"].computed == 10 * PER_CLASS
+    assert _last(features_job(project, digits_teacher)).data["table"].computed == 10 * PER_CLASS
 
 
 # ---------------------------------------------------------------------------- the map
@@ -208,7 +208,7 @@ def test_holes_find_a_region_left_out_and_generate_more_here_covers_it(project, 
 
     c = 3
     real, real_y = _real(digits_teacher, project)
-    table = _last(catalog_features(project, digits_teacher)).data["table"]
+    table = _last(features_job(project, digits_teacher)).data["table"]
     rc = real[real_y == c]
     km = KMeans(2, n_init=4, random_state=0).fit(rc)
     # leave one region of class 3 out: reject the synthetic threes nearest to its centre
@@ -239,7 +239,7 @@ def test_coverage_matches_the_metrics_coverage(project, digits_teacher):
     from prism_gui.engine.analysis.prdc import prdc
 
     real, real_y = _real(digits_teacher, project)
-    table = _last(catalog_features(project, digits_teacher)).data["table"]
+    table = _last(features_job(project, digits_teacher)).data["table"]
     _, per = coverage_by_class(real, real_y, table.features, table.labels, k=5)
     for c in (0, 7):
         ref = prdc(real[real_y == c], table.features[table.labels == c], k=5)["coverage"]

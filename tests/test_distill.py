@@ -182,7 +182,7 @@ def test_default_speed_settings_train_exactly_as_plain_fp32(digits_teacher):
 
 
 def test_bf16_autocast_on_the_cpu_trains_like_fp32(digits_teacher, monkeypatch):
-    import prism_gui.engine.training.distill as distill_mod
+    import prism_gui.engine.training.loop as loop_mod
 
     seen = []
 
@@ -193,7 +193,7 @@ def test_bf16_autocast_on_the_cpu_trains_like_fp32(digits_teacher, monkeypatch):
 
     kw = dict(data="digits-train", epochs=3, augment=False)
     ref = list(run_distillation(DistillSpec(**kw), teacher=digits_teacher))
-    monkeypatch.setattr(distill_mod, "kd_loss", spy)
+    monkeypatch.setattr(loop_mod, "kd_loss", spy)
     bf = list(run_distillation(DistillSpec(**kw, precision="bf16"), teacher=digits_teacher))
     assert set(seen) == {(torch.bfloat16, torch.bfloat16, torch.float32)}
     lb, lr = np.array(_losses(bf)), np.array(_losses(ref))
@@ -228,11 +228,11 @@ def compile_backend(monkeypatch):
     without one, aot_eager (traced by dynamo and AOTAutograd, no code generated)."""
     import shutil
 
-    import prism_gui.engine.training.distill as distill_mod
+    import prism_gui.engine.training.speed as speed_mod
 
     if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        monkeypatch.setattr(distill_mod, "COMPILE_BACKEND", "aot_eager")
-    return distill_mod.COMPILE_BACKEND
+        monkeypatch.setattr(speed_mod, "COMPILE_BACKEND", "aot_eager")
+    return speed_mod.COMPILE_BACKEND
 
 
 def test_compiled_and_eager_runs_resume_each_other_and_save_plain_keys(tmp_path, digits_teacher, compile_backend):

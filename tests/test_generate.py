@@ -123,10 +123,10 @@ def test_killed_run_resumes_to_exactly_the_requested_count(tmp_path, root, digit
 
 
 def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teacher, digits_prior, monkeypatch):
-    import prism_gui.engine.data.catalog as catalog_module
+    import prism_gui.engine.data.image_files as image_files
 
     threads = []
-    real = catalog_module.write_image_files
+    real = image_files.write_image_files
 
     def write_image_files(*a, **k):
         import threading
@@ -134,7 +134,7 @@ def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teach
         threads.append(threading.current_thread().name)
         return real(*a, **k)
 
-    monkeypatch.setattr(catalog_module, "write_image_files", write_image_files)
+    monkeypatch.setattr(image_files, "write_image_files", write_image_files)
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     events = list(run_generation(small_spec(tmp_path, batch_size=7, n=5), ps, teacher=digits_teacher,
                                  components=digits_prior))
@@ -149,11 +149,11 @@ def test_batches_are_stored_by_the_writer_thread_in_order(tmp_path, digits_teach
 
 def test_a_writer_error_stops_the_job_and_keeps_the_stored_batches(tmp_path, digits_teacher, digits_prior,
                                                                    monkeypatch):
-    import prism_gui.engine.data.catalog as catalog_module
+    import prism_gui.engine.data.image_files as image_files
     from prism_gui.engine.generation.writer import BatchWriter
 
     calls = []
-    real = catalog_module.write_image_files
+    real = image_files.write_image_files
 
     def write_image_files(*a, **k):
         calls.append(1)
@@ -161,7 +161,7 @@ def test_a_writer_error_stops_the_job_and_keeps_the_stored_batches(tmp_path, dig
             raise OSError("No space left on device")
         return real(*a, **k)
 
-    monkeypatch.setattr(catalog_module, "write_image_files", write_image_files)
+    monkeypatch.setattr(image_files, "write_image_files", write_image_files)
     ps = expand(DIGITS, load_bank("digits"), per_class=2, seed=0)
     with pytest.raises(OSError, match="No space left"):
         for _ in run_generation(small_spec(tmp_path, batch_size=10, n=5), ps, teacher=digits_teacher,

@@ -32,3 +32,24 @@ def test_cancel_token_stops_a_job_at_the_next_step():
 def test_errors_propagate():
     with pytest.raises(RuntimeError, match="boom"):
         run_to_completion(counting_job(5, fail_at=2), show=False)
+
+
+def test_typed_payloads_read_by_attribute_and_as_a_mapping_and_keep_their_type_across_processes():
+    """Progress payloads (engine/events.py): attributes for panels, a mapping for scripts (a field
+    left None is absent, as the dictionaries they replaced left the key out), and the class name
+    travels with a multi-process run's event lines."""
+    from prism_gui.engine.events import BatchStored, DistillDone, GenerationNote
+    from prism_gui.engine.jobs import Event
+    from prism_gui.engine.scale.worker import event_line, parse_event
+
+    note = GenerationNote(batch_size=5)
+    assert note.batch_size == 5 and "batch_size" in note and "memory" not in note and dict(note) == {"batch_size": 5}
+    stored = BatchStored([3, 4], eta_s=None, mean_energy=0.25)
+    assert stored["new_ids"] == [3, 4] and stored.get("eta_s") is None and "eta_s" not in stored
+    back = parse_event(event_line(Event("generate", 2, 10, "2/10", stored)))
+    assert isinstance(back.data, BatchStored) and back.data == stored
+    done = parse_event(event_line(Event("distill", 1, 1, "done", DistillDone({"test_accuracy": 0.9}, object()))))
+    assert isinstance(done.data, DistillDone) and done.data.result == {"test_accuracy": 0.9}
+    assert done.data.student is None  # a model does not cross processes: the launcher loads it from the folder
+    plain = parse_event(event_line(Event("report", 1, 1, "done", {"report": "x"})))
+    assert plain.data == {"report": "x"}  # one-off results stay dictionaries

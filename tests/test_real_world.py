@@ -66,6 +66,7 @@ def _spec(path, **kv):
     return str(path)
 
 
+@pytest.mark.long  # 2 min here: the app-panel test below runs the same job in the default suite
 def test_the_imagenet_shaped_job_runs_end_to_end_through_the_cli(world, root):
     d = world["dir"]
     ck = str(d / "teacher.safetensors")

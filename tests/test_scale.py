@@ -162,6 +162,7 @@ def _wait_for(predicate, timeout=180, what="a condition"):
         time.sleep(0.05)
 
 
+@pytest.mark.long  # the same-number resume and the rank-error tests stay in the default suite
 def test_a_run_whose_rank_is_killed_resumes_on_another_number_of_processes(prompts, tmp_path):
     project = tmp_path / "p"
     spec = gen_spec(tmp_path / "g.json", project, prompts, images_per_class=4, batch_size=2,

@@ -274,12 +274,12 @@ def curated_project(tmp_path):
 
 def test_the_exported_set_loads_with_hf_datasets_with_labels_and_metadata(curated_project, tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
-    from prism_gui.engine.data.export import export_dataset
+    from prism_gui.engine.data.export import export_dataset_job
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     names = ["cat", "dog", "crane (bird)"]
     out = tmp_path / "set"
-    events = list(export_dataset(curated_project, out, class_names=names))
+    events = list(export_dataset_job(curated_project, out, class_names=names))
     assert events[-1].data["images"] == 8
     ds = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
     assert len(ds) == 8 and {"image", "label", "class_name", "prompt", "seed", "energy", "status", "run"} <= \
@@ -295,20 +295,20 @@ def test_the_exported_set_loads_with_hf_datasets_with_labels_and_metadata(curate
 
     with Catalog(curated_project) as cat:
         cat.set_status([3], "reject")
-    list(export_dataset(curated_project, out, class_names=names))
+    list(export_dataset_job(curated_project, out, class_names=names))
     assert len(list(out.rglob("*.png"))) == 7 and len((out / "metadata.jsonl").read_text().splitlines()) == 7
 
 
 def test_export_refuses_a_folder_of_other_files(curated_project, tmp_path):
-    from prism_gui.engine.data.export import ExportError, export_dataset
+    from prism_gui.engine.data.export import ExportError, export_dataset_job
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="did not export"):
-        list(export_dataset(curated_project, tmp_path / "mine"))
+        list(export_dataset_job(curated_project, tmp_path / "mine"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
     with pytest.raises(ExportError, match="inside the project"):
-        list(export_dataset(curated_project, curated_project / "out"))
+        list(export_dataset_job(curated_project, curated_project / "out"))
 
 
 # --------------------------------------------------------------------------- images in
@@ -340,7 +340,7 @@ def _comfy(seed, text):
 
 def test_import_of_a1111_and_comfyui_pngs_in_class_folders_is_idempotent(tmp_path, digits_teacher):
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.project.importer import import_folder
+    from prism_gui.engine.project.importer import import_job
 
     src = tmp_path / "made-elsewhere"
     for i in range(3):
@@ -353,7 +353,7 @@ def test_import_of_a1111_and_comfyui_pngs_in_class_folders_is_idempotent(tmp_pat
     (src / "two" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     (src / "two" / "notes.txt").write_text("not an image")
     proj = tmp_path / "proj"
-    events = list(import_folder(proj, src, digits_teacher))
+    events = list(import_job(proj, src, digits_teacher))
     res = events[-1].data["result"]
     assert res["added"] == 5 and res["duplicates"] == 0 and res["classes_from"] == "folders"
     assert [r[0] for r in res["unreadable"]] == ["two/broken.png"]
@@ -374,7 +374,7 @@ def test_import_of_a1111_and_comfyui_pngs_in_class_folders_is_idempotent(tmp_pat
     assert dup["seed"] < 0 and dup["settings"]["import"]["seed"] == 100
     # again: nothing twice; a new file is added to the same run
     _png(src / "seven" / "new.png", color=77)
-    res2 = list(import_folder(proj, src, digits_teacher))[-1].data["result"]
+    res2 = list(import_job(proj, src, digits_teacher))[-1].data["result"]
     assert (res2["run"], res2["added"], res2["duplicates"]) == (res["run"], 1, 5)
     with Catalog(proj) as cat:
         assert cat.count() == 6
@@ -385,7 +385,7 @@ def test_import_of_jpegs_in_wordnet_id_folders_and_of_a_flat_folder(tmp_path):
 
     from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.data.folders import FolderError
-    from prism_gui.engine.project.importer import import_folder
+    from prism_gui.engine.project.importer import import_job
     from prism_gui.engine.teachers.load import load_teacher
 
     ids = ["n01440764", "n02012849", "n03126707"]
@@ -398,7 +398,7 @@ def test_import_of_jpegs_in_wordnet_id_folders_and_of_a_flat_folder(tmp_path):
             (src / wnid).mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.random.default_rng(10 * k + i).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
                 src / wnid / f"ILSVRC_{k}_{i}.JPEG")
-    res = list(import_folder(tmp_path / "p", src, teacher))[-1].data["result"]
+    res = list(import_job(tmp_path / "p", src, teacher))[-1].data["result"]
     assert res["added"] == 6 and res["classes_from"] == "folders"
     with Catalog(tmp_path / "p") as cat:
         got = sorted((cat.get(r["id"])["settings"]["import"]["file"].split("/")[0], r["class_index"], r["width"])
@@ -408,7 +408,7 @@ def test_import_of_jpegs_in_wordnet_id_folders_and_of_a_flat_folder(tmp_path):
     flat = tmp_path / "flat"
     for i in range(3):
         _png(flat / f"{i}.png", size=(32, 32), color=50 + i, mode="RGB")
-    res = list(import_folder(tmp_path / "p", flat, teacher))[-1].data["result"]
+    res = list(import_job(tmp_path / "p", flat, teacher))[-1].data["result"]
     assert res["classes_from"] == "teacher" and res["teacher_labelled"] == 3
     with Catalog(tmp_path / "p") as cat:
         rows = [cat.get(r["id"]) for r in cat.query(run=res["run"])]
@@ -418,7 +418,7 @@ def test_import_of_jpegs_in_wordnet_id_folders_and_of_a_flat_folder(tmp_path):
     (src / "holiday-photos").mkdir()
     Image.new("RGB", (8, 8)).save(src / "holiday-photos" / "x.jpg")
     with pytest.raises(FolderError, match="holiday-photos"):
-        list(import_folder(tmp_path / "p", src, teacher))
+        list(import_job(tmp_path / "p", src, teacher))
 
 
 def test_cli_import_lists_skipped_files_and_exports_metrics(tmp_path, capsys):
@@ -464,7 +464,7 @@ def test_the_app_imports_a_folder_and_exports_the_dataset_and_a_runs_metrics(qtb
     assert "four/bad.png: is empty" in dialog.summary
     with Catalog(tmp_path / "proj") as cat:
         assert cat.count(run="import-in") == 3 and {r["class_name"] for r in cat.query()} == {"four"}
-    ejob = win.export_dataset(str(tmp_path / "set"))
+    ejob = win.export_dataset_job(str(tmp_path / "set"))
     qtbot.waitUntil(lambda: ejob.state in ("finished", "failed"), timeout=60000)
     assert ejob.state == "finished" and not any(k == "warning" for k, _ in shown), shown
     assert len((tmp_path / "set" / "metadata.jsonl").read_text().splitlines()) == 3

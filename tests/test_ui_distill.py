@@ -88,12 +88,8 @@ def test_speed_settings_reach_the_job_and_persist_in_the_project(qtbot, tmp_path
     assert not panel.compile.isChecked()
 
 
-def test_a_run_name_that_is_a_path_is_refused_at_start(qtbot, tmp_path):
-    studio = make_studio()
-    panel = DistillPanel(studio)
-    qtbot.addWidget(panel)
-    studio.warm_up(wait=True)
-    studio.set_project(fake_catalog(tmp_path / "proj", 20))
+def test_a_run_name_that_is_a_path_is_refused_at_start(distill_panel_on, tmp_path):
+    panel = distill_panel_on(fake_catalog(tmp_path / "proj", 20))
     panel.run_name.setText("../../escape")
     assert panel.start() is None and "path separator" in panel.error.text()
     assert not (tmp_path / "escape").exists() and not (tmp_path / "proj" / "runs").exists()

@@ -209,14 +209,14 @@ def test_map_errors_are_shown_not_raised(qtbot, panels, monkeypatch):
 
 
 def test_the_report_carries_the_map_before_and_after_curation_and_the_coverage_table(qtbot, panels):
-    from prism_gui.engine.project.report import build_report
+    from prism_gui.engine.project.report import report_job
 
     m, _ = panels
     d = _computed(qtbot, m)
     _run(qtbot, m.find_holes())
     m.select_points(np.flatnonzero(~d.real)[:50])
     m.set_status("reject")
-    report = deque(build_report(m.studio.project.root), maxlen=1)[0].data["report"]
+    report = deque(report_job(m.studio.project.root), maxlen=1)[0].data["report"]
     assert report.images["map.png"][:4] == b"\x89PNG"
     caption = next(c for h, names, c in report.sections if "map.png" in names)
     assert "curation kept" in caption

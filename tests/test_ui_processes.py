@@ -153,7 +153,7 @@ def test_distillation_on_two_processes_shows_its_result(qtbot, tmp_path, monkeyp
 
 
 def test_opening_a_project_merges_rows_a_cluster_run_left_waiting(tmp_path, monkeypatch):
-    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.image_files import write_image_files
     from prism_gui.engine.data.shards import shard_files, write_shard
 
     root = Project.create(tmp_path / "proj").root

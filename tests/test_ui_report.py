@@ -41,7 +41,7 @@ def test_a_project_with_many_runs_gets_a_readable_report(tmp_path, recwarn):
     from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.jobs import run_to_completion
     from prism_gui.engine.project.project import Project
-    from prism_gui.engine.project.report import MAX_HIST_RUNS, build_report
+    from prism_gui.engine.project.report import MAX_HIST_RUNS, report_job
 
     root = Project.create(tmp_path / "p").root
     with Catalog(root) as cat:
@@ -55,7 +55,7 @@ def test_a_project_with_many_runs_gets_a_readable_report(tmp_path, recwarn):
             cat.start_run(f"distillation-run-{d}", "distill", {})
             for step in range(1, 4):
                 cat.log_metrics(f"distillation-run-{d}", step, {"test_accuracy": 0.5 + 0.1 * step, "loss": 1 / step})
-    html = run_to_completion(build_report(root))[-1].data["report"].to_html()
+    html = run_to_completion(report_job(root))[-1].data["report"].to_html()
     assert f"The histograms show the latest {MAX_HIST_RUNS} runs" in html
     assert f"The latest {MAX_HIST_RUNS} of 9 runs" in html
     assert not [w for w in recwarn if "layout" in str(w.message).lower()]

@@ -132,9 +132,9 @@ def test_report_samples_24_classes_in_colour_and_tables_all_1000(rgb_catalog, tm
 
     from PIL import Image
 
-    from prism_gui.engine.project.report import MAX_GRID_CLASSES, build_report
+    from prism_gui.engine.project.report import MAX_GRID_CLASSES, report_job
 
-    ev = list(build_report(rgb_catalog.root))[-1]
+    ev = list(report_job(rgb_catalog.root))[-1]
     report = ev.data["report"]
     grid = Image.open(io.BytesIO(report.images["samples.png"])).convert("RGB")
     assert grid.height < (MAX_GRID_CLASSES + 1) * 47  # 24 rows of 44 px tiles, not 1,000

@@ -24,6 +24,7 @@ manifest (spec, seeds, package versions, git revision).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -93,35 +94,21 @@ def cmd_prompts(rest):
     return 0
 
 
-SCORE_KEYS = {"generator": "digits", "pilot_per_prompt": 1, "keep_fraction": 0.7, "steps": 15, "cfg": 3.0,
-              "scheduler": "ddim", "batch": 100, "seed": 0}
-
-
 def _score(ps, settings, teacher, source):
-    """Precision-aware diversity (``score`` in a prompts spec: true, or a table of SCORE_KEYS):
-    pilot samples per prompt, scored by the teacher's class energy; the worst prompts are disabled."""
-    from prism_gui.engine.generation.load import load_generator
-    from prism_gui.engine.generation.sampler import SamplerSettings
-    from prism_gui.engine.prompts import score_prompts
-    from prism_gui.engine.specs import SpecError, check_keys
+    """Precision-aware diversity (``score`` in a prompts spec: true, or a table of ScoreSpec's
+    settings): pilot samples per prompt, scored by the teacher's class energy; the worst prompts
+    are disabled."""
+    from prism_gui.engine.project.actions import score_prompts_job
+    from prism_gui.engine.prompts import ScoreSpec
+    from prism_gui.engine.specs import SpecError, build
 
     if settings is True:
         settings = {}
     if not isinstance(settings, dict):
-        raise SpecError(f"{source}: 'score' must be true or a table of settings ({', '.join(SCORE_KEYS)})")
-    check_keys(settings, SCORE_KEYS, source, "score")
-    o = {**SCORE_KEYS, **settings}
-    kf = o["keep_fraction"]
-    if isinstance(kf, bool) or not isinstance(kf, (int, float)) or not 0 < kf <= 1:
-        raise SpecError(f"{source}: score.keep_fraction must be a number in (0, 1], not {kf!r}")
-    for k in ("pilot_per_prompt", "steps", "batch"):
-        if isinstance(o[k], bool) or not isinstance(o[k], int) or o[k] < 1:
-            raise SpecError(f"{source}: score.{k} must be a whole number of at least 1, not {o[k]!r}")
-    events = _progress(score_prompts(ps, load_generator(o["generator"]), teacher,
-                                     pilot_per_prompt=o["pilot_per_prompt"], keep_fraction=kf,
-                                     sampler=SamplerSettings(steps=o["steps"], cfg=float(o["cfg"]),
-                                                             scheduler=o["scheduler"]),
-                                     batch_size=o["batch"], seed=o["seed"]))
+        names = ", ".join(f.name for f in dataclasses.fields(ScoreSpec))
+        raise SpecError(f"{source}: 'score' must be true or a table of settings ({names})")
+    spec = build(ScoreSpec, settings, f"{source} (score)")
+    events = _progress(score_prompts_job(ps, teacher, spec))
     return events[-1].data["prompts"]
 
 
@@ -131,10 +118,10 @@ def cmd_report(rest):
     p.add_argument("--out", type=Path, help="the HTML file (default: PROJECT/report.html)")
     a = p.parse_args(rest)
     from prism_gui.engine.data.guard import check_output
-    from prism_gui.engine.project.report import build_report
+    from prism_gui.engine.project.report import report_job
 
     out = check_output(a.out or a.project / "report.html", what="--out")
-    events = _progress(build_report(a.project))
+    events = _progress(report_job(a.project))
     out = events[-1].data["report"].save_html(out)
     print(f"report -> {out}")
     return 0
@@ -347,7 +334,7 @@ def cmd_metrics(rest):
     p.add_argument("spec", help="JSON/TOML: project, reference (digits-test or a labelled folder), teacher keys, "
                                 "[runs, statuses, k, mapping, max_real, seed, output]")
     a = p.parse_args(rest)
-    from prism_gui.engine.analysis.prdc import catalog_prdc
+    from prism_gui.engine.analysis.prdc import catalog_prdc_job
     from prism_gui.engine.specs import SpecError, check_settings, load_spec
     from prism_gui.engine.teachers.spec import TeacherSpec
 
@@ -359,7 +346,7 @@ def cmd_metrics(rest):
         raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
     teacher = tspec.load()
     runs = s.get("runs")
-    events = _progress(catalog_prdc(teacher, s.get("reference", "digits-test"), s["project"],
+    events = _progress(catalog_prdc_job(teacher, s.get("reference", "digits-test"), s["project"],
                                     [runs] if isinstance(runs, str) else runs,
                                     statuses=s.get("statuses", ["unreviewed", "keep"]), k=s.get("k", 5),
                                     mapping=s.get("mapping"), max_real=s.get("max_real"), seed=s.get("seed", 0)))
@@ -381,12 +368,12 @@ def cmd_export(rest):
     a = p.parse_args(rest)
     from prism_gui.cli.common import project_class_names, require_project, require_runs
     from prism_gui.engine.data.catalog import STATUSES
-    from prism_gui.engine.data.export import export_dataset
+    from prism_gui.engine.data.export import export_dataset_job
 
     root = Path(a.project)
     require_project(root, "prism export")
     require_runs(root, a.runs, "prism export")
-    events = _progress(export_dataset(root, a.dest, runs=a.runs, class_names=project_class_names(root),
+    events = _progress(export_dataset_job(root, a.dest, runs=a.runs, class_names=project_class_names(root),
                                       statuses=STATUSES if a.include_rejected else ("unreviewed", "keep")))
     print(f"exported {events[-1].data['images']} images to {a.dest} (metadata.jsonl, classes.json, README.md): "
           f"datasets.load_dataset(\"imagefolder\", data_dir=\"{a.dest}\")")

@@ -74,7 +74,7 @@ def cmd_map(rest):
     import numpy as np
 
     from prism_gui.engine.analysis.plots import energy_for_display, map_png
-    from prism_gui.engine.data.catalog import atomic_write_bytes, atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_bytes, atomic_write_text
     from prism_gui.engine.project.actions import map_view_job
 
     ev = _progress(map_view_job(a.project, teacher, method=a.method, reference=reference, mapping=mapping,
@@ -126,7 +126,8 @@ def cmd_duplicates(rest):
     teacher, _, _ = _open(a, "prism duplicates")
     from prism_gui.engine.analysis.duplicates import duplicates_job
     from prism_gui.engine.analysis.plots import montage_png
-    from prism_gui.engine.data.catalog import Catalog, atomic_write_bytes, atomic_write_text
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.files import atomic_write_bytes, atomic_write_text
 
     ev = _progress(duplicates_job(a.project, teacher, threshold=a.threshold, ratio=a.ratio, runs=a.runs,
                                   reject=a.reject))[-1]
@@ -170,7 +171,7 @@ def cmd_holes(rest):
     from prism_gui.engine.analysis.features import ANALYSIS_DIR
     from prism_gui.engine.analysis.holes import holes_job, holes_json
     from prism_gui.engine.analysis.plots import coverage_png
-    from prism_gui.engine.data.catalog import atomic_write_bytes, atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_bytes, atomic_write_text
 
     ev = _progress(holes_job(a.project, teacher, reference=reference, mapping=mapping, runs=a.runs, k=a.k,
                              regions=a.regions, seed=a.seed))[-1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prism_gui.cli.common import progress as _progress
 from prism_gui.cli.common import project_teacher, require_project
+from prism_gui.engine.data.layout import RunPaths
 
 
 def cmd_import(rest):
@@ -23,7 +24,7 @@ def cmd_import(rest):
     p.add_argument("--teacher", help="the teacher (default: the project's, from its project.json)")
     p.add_argument("--batch-size", type=int, default=32)
     a = p.parse_args(rest)
-    from prism_gui.engine.project.importer import import_folder
+    from prism_gui.engine.project.importer import import_job
     from prism_gui.engine.project.project import SPEC_FILE, Project
 
     if a.run is not None:
@@ -44,7 +45,7 @@ def cmd_import(rest):
             p_.section("teacher").update({"kind": "digits" if a.teacher == "digits" else "timm", "source": a.teacher})
             p_.save()
     teacher = project_teacher(a.project, a.teacher, "prism import")
-    events = _progress(import_folder(a.project, a.folder, teacher, run=a.run, mapping=a.mapping,
+    events = _progress(import_job(a.project, a.folder, teacher, run=a.run, mapping=a.mapping,
                                      batch_size=a.batch_size))
     res = events[-1].data["result"]
     print(f"imported {res['added']} of {res['files']} image files into run '{res['run']}' of {a.project} "
@@ -69,7 +70,7 @@ def cmd_export_metrics(rest):
     from prism_gui.engine.data.guard import check_output, check_run_name
 
     require_project(a.project, "prism export-metrics")
-    out = check_output(a.out or a.project / "runs" / check_run_name(a.run) / "metrics.csv", what="--out")
+    out = check_output(a.out or RunPaths.of(a.project, check_run_name(a.run)).dir / "metrics.csv", what="--out")
     with Catalog(a.project, create=False) as cat:
         n = cat.export_metrics_csv(a.run, out)
     print(f"wrote {n} rows of run '{a.run}' to {out}")

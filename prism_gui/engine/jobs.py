@@ -60,6 +60,11 @@ def release_memory() -> None:
     arena.  Linux only (elsewhere a no-op); ctypes releases the GIL for the call."""
     import sys
 
+    fm = sys.modules.get("matplotlib.font_manager")
+    if fm is not None and hasattr(getattr(fm, "_get_font", None), "cache_clear"):
+        # matplotlib caches its fonts per thread (FT2Font is not thread-safe): 64 open font files and
+        # their glyph memory pile up as job threads come and go; reopening a font costs milliseconds
+        fm._get_font.cache_clear()
     if not sys.platform.startswith("linux"):
         return
     import ctypes

@@ -218,7 +218,7 @@ class PromptSet:
         return cls(class_names=list(class_names), prompts=prompts)
 
     def save(self, path: str | Path) -> None:
-        from prism_gui.engine.data.catalog import atomic_write_text
+        from prism_gui.engine.data.files import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, self.to_csv() if path.suffix.lower() == ".csv" else self.to_json())
@@ -559,6 +559,31 @@ def apply_scores(ps: PromptSet, scores: dict[int, float], keep_fraction: float =
                 ps.prompts[i].weight = 1.0
     ps.meta["precision_aware"] = {"keep_fraction": keep_fraction, "mode": mode}
     return ps
+
+
+@dataclasses.dataclass
+class ScoreSpec:
+    """Settings of pilot scoring (precision-aware diversity, :func:`score_prompts`): the one
+    definition that ``prism prompts``' ``score`` table, the Prompts panel and ``prism demo`` use."""
+
+    generator: str = "digits"
+    pilot_per_prompt: int = 1  # unguided samples drawn per prompt
+    keep_fraction: float = 0.7  # of each class's prompts, the share kept at full weight
+    steps: int = 15
+    cfg: float = 3.0
+    scheduler: str | None = "ddim"
+    batch: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.keep_fraction <= 1:
+            raise ValueError(f"keep_fraction must be in (0, 1], not {self.keep_fraction!r}: the share of each "
+                             "class's prompts kept at full weight")
+
+    def sampler(self):
+        from prism_gui.engine.generation.sampler import SamplerSettings
+
+        return SamplerSettings(steps=self.steps, cfg=float(self.cfg), scheduler=self.scheduler)
 
 
 PILOT_SEED_BASE = 900_000_000  # pilot samples never share a seed with a generation run

@@ -46,7 +46,7 @@ class Autopilot(QObject):
             ("map: holes", "map", self.map_holes),
             ("distill: plain prompts", "distill", self.distill_plain),
             ("distill: PRISM", "distill", self.distill_prism),
-            ("report", "report", self.build_report),
+            ("report", "report", self.report_job),
         ]
         self.shot_after = {"overview": "00-overview", "teacher": "01-teacher", "prompts: pilot scoring": "02-prompts",
                            "generate: PRISM": "03-generate", "curate: precision / recall": "04-curate",
@@ -241,7 +241,7 @@ class Autopilot(QObject):
     def distill_prism(self):
         return self._distill("prism")
 
-    def build_report(self):
+    def report_job(self):
         job = self.win.report.build()
         if self.shots is not None:
             job.finished.connect(lambda _ev: (self.win.report.export(str(self.shots / "report.html")),

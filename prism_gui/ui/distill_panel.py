@@ -4,6 +4,7 @@ accuracy, teacher agreement) redrawn at 5 Hz, runs overlaid, export."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prism_gui.engine.data.layout import RunPaths
+from prism_gui.engine.events import DistillDone, DistillEvaluation, DistillStart, DistillStep
 from prism_gui.ui.common import (
     DropTarget,
     EvalSetField,
@@ -58,6 +61,7 @@ def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
 
 PROCESSES_TIP = ("Processes on this machine, one per GPU (torchrun starts them); the batch size stays the whole "
                  "batch, shared between them")
+PLOTTED_RUNS = 8  # runs overlaid on the curves (a chart of more is unreadable, and each holds memory)
 PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count this machine's GPUs
 
 
@@ -83,7 +87,7 @@ def distill_job(settings: dict, teacher, cancel) -> Iterator:
         from prism_gui.engine.scale.launch import launch_distillation
 
         if not spec.out_dir:  # the student comes back through a folder
-            spec.out_dir = str(Path(spec.project or ".") / "runs" / spec.run / "student")
+            spec.out_dir = str(RunPaths.of(spec.project or ".", spec.run).student)
         yield from launch_distillation(spec, processes, teacher=teacher, cancel=cancel)
         return
     yield from run_distillation(spec, teacher=teacher, cancel=cancel)
@@ -91,12 +95,17 @@ def distill_job(settings: dict, teacher, cancel) -> Iterator:
 
 def export_job(student, teacher, out: str, onnx: bool, cancel, run_dir: str | None = None) -> Iterator:
     """Export ``student`` into ``out``; the model card of its run (``run_dir``) goes with it."""
+    from prism_gui.engine.data.layout import student_folder
     from prism_gui.engine.jobs import Event
     from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.export import export_student, student_folder
+    from prism_gui.engine.training.export import export_student
 
     teacher = teacher or load_teacher("digits")
     yield Event("export", 0, 1, "exporting")
+    if student is None:  # a run of an earlier session: its student from its folder
+        from prism_gui.engine.training.export import load_student
+
+        student = load_student(run_dir, teacher)
     made = student_folder(run_dir) if run_dir else None
     card = (made / "README.md").read_text(encoding="utf-8") if made and (made / "README.md").is_file() else None
     paths = export_student(student, teacher, Path(out), onnx=onnx, card=card)
@@ -275,21 +284,26 @@ class DistillPanel(DropTarget, QWidget):
 
     # ---- settings
     def _on_project(self, project) -> None:
-        d = project.spec.get("distill", {})
-        self.student_name.setCurrentText(str(d.get("student", "digits_student")))
-        self.epochs.setValue(int(d.get("epochs", 15)))
-        self.batch.setValue(int(d.get("batch_size", 64)))
-        self.lr.setValue(float(d.get("lr", 5e-3)))
-        self.temperature.setValue(float(d.get("temperature", 4.0)))
-        self.alpha.setValue(float(d.get("alpha_ce", 0.0)))
-        self.augment.setChecked(bool(d.get("augment", True)))
-        self.seed.setValue(int(d.get("seed", 0)))
-        self.precision.setCurrentText(str(d.get("precision", "auto")))
-        cl = d.get("channels_last", "auto")
+        from prism_gui.engine.project.project import default_spec
+
+        # the project's settings over the defaults a new project gets (DistillSpec's, with the quick demo's)
+        d = {**default_spec()["distill"], **{k: v for k, v in project.spec.get("distill", {}).items() if v is not None}}
+        self.student_name.setCurrentText(str(d["student"]))
+        self.epochs.setValue(int(d["epochs"]))
+        self.batch.setValue(int(d["batch_size"]))
+        self.lr.setValue(float(d["lr"]))
+        self.wd.setValue(float(d["weight_decay"]))
+        self.temperature.setValue(float(d["temperature"]))
+        self.alpha.setValue(float(d["alpha_ce"]))
+        self.augment.setChecked(bool(d["augment"]))
+        self.seed.setValue(int(d["seed"]))
+        self.precision.setCurrentText(str(d["precision"]))
+        cl = d["channels_last"]
         self.channels_last.setCurrentText({v: k for k, v in CHANNELS_LAST.items()}.get(cl, "auto"))
-        self.compile.setChecked(bool(d.get("compile", False)))
+        self.compile.setChecked(bool(d["compile"]))
         self.processes.setValue(int(d.get("processes", 1)))
         self._fill_runs()
+        self._load_history(project)
         self.run_name.setText(self.next_run_name())
         acc = project.spec.get("teacher", {}).get("test_accuracy")
         if self.teacher_line is not None:
@@ -301,6 +315,54 @@ class DistillPanel(DropTarget, QWidget):
                                                   label=f"teacher {100 * acc:.1f}%",
                                                   labelOpts={"position": 0.1, "color": "#555"})
             self.acc_plot.addItem(self.teacher_line)
+
+    def _load_history(self, project) -> None:
+        """The project's latest distillations back on the curves (from the catalog's metrics), and
+        the latest finished one's result and student for Export (from its folder), after a restart."""
+        from prism_gui.engine.data.layout import JobFiles, student_folder
+
+        for run in list(self.runs):
+            self._drop_curves(run)
+        self.student, self.student_run_dir = None, None
+        self.export_button.setEnabled(False)
+        self.result.setText("")
+        cat = self.studio.catalog
+        runs = cat.runs("distill")[-PLOTTED_RUNS:] if cat is not None else []
+        for r in runs:
+            rc = RunCurves(r["id"], PALETTE[len(self.runs) % len(PALETTE)])
+            header, rows = cat.metrics_table(r["id"])
+            col = {k: i for i, k in enumerate(header)}
+            for row in rows:
+                if row[col["epoch"]] is None:
+                    continue
+                if "loss" in col and row[col["loss"]] is not None:
+                    rc.loss_x.append(float(row[col["epoch"]]))
+                    rc.loss.append(float(row[col["loss"]]))
+                if "test_accuracy" in col and row[col["test_accuracy"]] is not None:
+                    rc.acc_x.append(float(row[col["epoch"]]))
+                    rc.acc.append(100 * float(row[col["test_accuracy"]]))
+                    rc.agree.append(100 * float(row[col["agreement"]] or 0.0) if "agreement" in col else 0.0)
+            self.runs[r["id"]] = rc
+        self._dirty = True
+        done = [r for r in runs if r["status"] == "finished"]
+        if not done:
+            return
+        last = done[-1]
+        folder = Path(last["spec"].get("out_dir") or project.run_dir(last["id"]))
+        try:
+            res = json.loads(JobFiles(folder).result.read_text())
+        except (OSError, ValueError):
+            res = {}
+        if student_folder(folder) is not None:
+            self.student_run_dir = str(folder)  # Export loads the student from there
+            self.export_button.setEnabled(True)
+        if "test_accuracy" in res:
+            self._show_result(last["id"], res)
+
+    def _show_result(self, run: str, res: dict) -> None:
+        self.result.setText(f"<b>{run}</b>: student accuracy <b>{100 * res['test_accuracy']:.1f}%</b>, "
+                            f"agreement {100 * res['agreement']:.1f}%, {res['student_parameters']:,} parameters, "
+                            f"{res['images']} images, {res['seconds']:.0f} s")
 
     def _fill_runs(self) -> None:
         if self.studio.project is None:
@@ -399,10 +461,9 @@ class DistillPanel(DropTarget, QWidget):
                  teacher=project.teacher_value(), eval=eval_set, eval_mapping=mapping)
         teacher = self.studio.teacher
         self.job = self.studio.submit(f"Distill '{run}'", lambda token: distill_job(s, teacher, token))
-        old = self.runs.pop(run, None)
-        if old is not None:
-            for item in old.items.values():
-                item.getViewBox().removeItem(item) if item.getViewBox() else None
+        self._drop_curves(run)
+        while len(self.runs) >= PLOTTED_RUNS:  # the chart overlays the latest runs: older ones drop off it
+            self._drop_curves(next(iter(self.runs)))
         self.runs[run] = RunCurves(run, PALETTE[len(self.runs) % len(PALETTE)])
         self.job.started.connect(lambda: self._set_running(True))
         self.job.progress.connect(lambda ev, r=run: self._on_event(r, ev))
@@ -427,33 +488,37 @@ class DistillPanel(DropTarget, QWidget):
         self.studio.catalog_changed.emit()
         self._dirty = True
 
+    def _drop_curves(self, run: str) -> None:
+        old = self.runs.pop(run, None)
+        for item in old.items.values() if old is not None else ():
+            for plot in (self.loss_plot, self.acc_plot):  # the plot's own removal takes its legend entry too
+                plot.removeItem(item)
+
     def _on_event(self, run: str, ev) -> None:
-        rc = self.runs[run]
-        if ev.data.get("warning"):  # classes missing from the training set, named
-            show_error(self.error, f"Warning ({run}): {ev.data['warning']}.")
+        rc, p = self.runs[run], ev.data
+        if isinstance(p, DistillStart) and p.warning:  # classes missing from the training set, named
+            show_error(self.error, f"Warning ({run}): {p.warning}.")
         if ev.total:
             self.progress.setMaximum(ev.total)
             self.progress.setValue(ev.step)
             self.progress.setFormat(f"{run}: {ev.message}" if ev.message else "%p%")
-        if "loss" in ev.data:
-            rc.loss_x.append(float(ev.data.get("epoch", ev.step)))
-            rc.loss.append(float(ev.data["loss"]))
+        if isinstance(p, DistillStep):
+            rc.loss_x.append(float(p.epoch))
+            rc.loss.append(float(p.loss))
             self._dirty = True
-        if "test_accuracy" in ev.data and "result" not in ev.data:
-            rc.acc_x.append(float(ev.data.get("epoch", len(rc.acc_x) + 1)))
-            rc.acc.append(100 * float(ev.data["test_accuracy"]))
-            rc.agree.append(100 * float(ev.data["agreement"]))
+        if isinstance(p, DistillEvaluation):
+            rc.acc_x.append(float(p.epoch))
+            rc.acc.append(100 * float(p.test_accuracy))
+            rc.agree.append(100 * float(p.agreement))
             self._dirty = True
 
     def _on_finished(self, run: str, ev, run_dir: str | None = None) -> None:
-        res = ev.data.get("result", {})
-        self.student = ev.data.get("student")
+        done = ev.data if isinstance(ev.data, DistillDone) else DistillDone({})
+        res, self.student = done.result, done.student
         self.student_run_dir = run_dir
         self.export_button.setEnabled(self.student is not None)
         if "test_accuracy" in res:
-            self.result.setText(f"<b>{run}</b>: student accuracy <b>{100 * res['test_accuracy']:.1f}%</b>, "
-                                f"agreement {100 * res['agreement']:.1f}%, {res['student_parameters']:,} parameters, "
-                                f"{res['images']} images, {res['seconds']:.0f} s")
+            self._show_result(run, res)
         self.finished.emit(res)
 
     # ---- plots
@@ -485,7 +550,7 @@ class DistillPanel(DropTarget, QWidget):
 
     # ---- export (a job)
     def export(self, out: str | None = None):
-        if self.student is None:
+        if self.student is None and self.student_run_dir is None:
             return None
         if not out:
             out = QFileDialog.getExistingDirectory(self, "Export the student into a folder")

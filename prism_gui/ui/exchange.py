@@ -106,9 +106,9 @@ class ImportDialog(QDialog):
         studio, root = self.studio, project.root
 
         def job(token):
-            from prism_gui.engine.project.importer import import_folder
+            from prism_gui.engine.project.importer import import_job
 
-            yield from import_folder(root, folder, _teacher(studio, project), run=run, mapping=mapping,
+            yield from import_job(root, folder, _teacher(studio, project), run=run, mapping=mapping,
                                      cancel=token)
 
         self.job = studio.submit(f"Import '{Path(folder).name}'", job)
@@ -146,9 +146,9 @@ def export_dataset_dialog(studio: Studio, parent: QWidget, dest: str | None = No
     root, names = project.root, project.class_names() or None
 
     def job(token):
-        from prism_gui.engine.data.export import export_dataset
+        from prism_gui.engine.data.export import export_dataset_job
 
-        yield from export_dataset(root, dest, class_names=names, cancel=token)
+        yield from export_dataset_job(root, dest, class_names=names, cancel=token)
 
     j = studio.submit("Export dataset", job)
     j.failed.connect(lambda msg, _d: QMessageBox.warning(parent, "Export failed", msg))

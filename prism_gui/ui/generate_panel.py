@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prism_gui.engine.data.layout import RunPaths
+from prism_gui.engine.events import BatchStored, GenerationNote, SamplingStep
 from prism_gui.engine.generation.load import SCHEDULERS  # a light module: diffusers loads inside its functions
 from prism_gui.engine.generation.local_models import GeneratorEntry, local_generators  # light too
 from prism_gui.engine.project.demo_settings import FULL
@@ -52,6 +54,7 @@ from prism_gui.ui.common import (
 
 SCHEDULER_NAMES = ["default", *SCHEDULERS]  # "default": the generator's own (LCM's, Turbo's)
 STRIP_MAX = 120
+PLOTTED_RUNS = 8  # runs on the energy chart (a chart of more is unreadable, and each holds memory)
 TILE = 64
 EXTRA_GENERATORS = "generators/extra"  # the settings key of the folders and files the user added
 CHECKPOINT_FILTER = "Stable Diffusion checkpoints (*.safetensors *.ckpt *.pt *.pth);;All files (*)"
@@ -361,6 +364,27 @@ class GeneratePanel(QWidget):
             cb.setChecked(name in weights)
             self.energy_weights[name].setValue(float(weights.get(name, 1.0)))
         self.run_name.setText(self.next_run_name())
+        self._load_history()
+
+    def _load_history(self) -> None:
+        """The latest runs' energy curves from the catalog's metrics, and an interrupted latest run
+        offered for resume under its own name, after a restart."""
+        for run in list(self.curves):
+            self._drop_curve(run)
+        cat = self.studio.catalog
+        runs = cat.runs("generate") if cat is not None else []
+        for r in runs[-PLOTTED_RUNS:]:
+            steps, values = cat.metrics(r["id"], "mean_energy")
+            if len(steps):
+                self.curves[r["id"]] = (list(map(int, steps)), list(map(float, values)), None)
+        self._dirty = True
+        if runs and runs[-1]["status"] == "interrupted":
+            last = runs[-1]
+            planned = last["spec"].get("images_per_class", 0) * len(self.studio.class_names() or [])
+            self.run_name.setText(last["id"])
+            self.note.setText(f"Run '{last['id']}' was interrupted at {cat.count(run=last['id'])}"
+                              + (f" of {planned}" if planned else "") + " images: Start resumes it with its "
+                              "settings, or type a new run name.")
 
     def next_run_name(self, base: str = "run") -> str:
         used = set()
@@ -612,9 +636,9 @@ class GeneratePanel(QWidget):
                               "pausing is for one process only.")
         elif self.note.text().startswith("Generating on"):
             self.note.setText("")
-        old = self.curves.pop(run, None)
-        if old is not None and old[2] is not None:
-            self.plot.removeItem(old[2])
+        self._drop_curve(run)
+        while len(self.curves) >= PLOTTED_RUNS:  # the chart shows the latest runs: older ones drop off it
+            self._drop_curve(next(iter(self.curves)))
         self.job.started.connect(lambda: self._set_running(True))
         self.job.progress.connect(lambda ev, r=run: self._on_event(r, ev))
         self.job.paused_changed.connect(self._on_paused)
@@ -639,7 +663,7 @@ class GeneratePanel(QWidget):
         try:
             spec = generate_spec(s)
             if plain or self.studio.prompts is None:
-                prompts_path = project.run_dir(s["run"]) / "prompts.json"
+                prompts_path = RunPaths.of(project.root, s["run"]).prompts
                 prompts_path.parent.mkdir(parents=True, exist_ok=True)
                 plain_class_prompts(s, self.studio.teacher, s["class_names"]).save(prompts_path)
             else:
@@ -707,25 +731,28 @@ class GeneratePanel(QWidget):
         self.studio.catalog_changed.emit()
 
     def _on_event(self, run: str, ev) -> None:
+        p = ev.data
         if ev.total:
             self.progress.setMaximum(ev.total)
             self.progress.setValue(ev.step)
-            frac = ""
-            if "batch_step" in ev.data:
-                frac = f" (step {ev.data['batch_step']}/{ev.data['batch_steps']})"
+            frac = f" (step {p.batch_step}/{p.batch_steps})" if isinstance(p, SamplingStep) else ""
             self.progress.setFormat(f"{ev.step}/{ev.total} images{frac}")
-        if "eta_s" in ev.data:
-            eta = ev.data["eta_s"]
-            self.eta.setText("ETA —" if eta is None else f"ETA {eta:.0f} s")
-        if "mean_energy" in ev.data and "new_ids" in ev.data:  # one point per stored batch
-            xs, ys, _curve = self.curves.setdefault(run, ([], [], None))
-            xs.append(ev.step)
-            ys.append(ev.data["mean_energy"])
-            self._dirty = True
-        if ev.data.get("new_ids"):
-            self.add_images(ev.data["new_ids"])
-        if "memory" in ev.data or "batch_size" in ev.data:  # the estimate at the start; a batch back-off
+        if isinstance(p, BatchStored):
+            self.eta.setText("ETA —" if p.eta_s is None else f"ETA {p.eta_s:.0f} s")
+            if p.mean_energy is not None:  # one point per stored batch
+                xs, ys, _curve = self.curves.setdefault(run, ([], [], None))
+                xs.append(ev.step)
+                ys.append(p.mean_energy)
+                self._dirty = True
+            if p.new_ids:
+                self.add_images(p.new_ids)
+        if isinstance(p, GenerationNote):  # the estimate at the start; a batch back-off
             self.note.setText(ev.message)
+
+    def _drop_curve(self, run: str) -> None:
+        old = self.curves.pop(run, None)
+        if old is not None and old[2] is not None:
+            self.plot.removeItem(old[2])
 
     def add_images(self, ids: list[int]) -> None:
         project = self.studio.project

@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         f.addAction(self._action("&Import images…", self.import_images, "Ctrl+I",
                                  "Bring a folder of images made elsewhere into the project as a run, scored by the "
                                  "teacher (prism import)"))
-        f.addAction(self._action("Export &dataset…", self.export_dataset, "Ctrl+Shift+E",
+        f.addAction(self._action("Export &dataset…", self.export_dataset_job, "Ctrl+Shift+E",
                                  "The curated images as a Hugging Face imagefolder dataset with a dataset card "
                                  "(prism export)"))
         f.addAction(self._action("Export run &metrics (CSV)…", self.export_metrics, None,
@@ -319,7 +319,7 @@ class MainWindow(QMainWindow):
         self.import_dialog.open()
         return self.import_dialog
 
-    def export_dataset(self, dest: str | None = None):
+    def export_dataset_job(self, dest: str | None = None):
         from prism_gui.ui.exchange import export_dataset_dialog
 
         return export_dataset_dialog(self.studio, self, dest)

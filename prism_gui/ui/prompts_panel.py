@@ -432,15 +432,17 @@ class PromptsPanel(DropTarget, QWidget):
             show_error(self.error, "No prompts to score: press Expand first.")
             return None
         from prism_gui.engine.project.actions import score_prompts_job
+        from prism_gui.engine.prompts import ScoreSpec
 
         show_error(self.error, "")
-        ps, teacher, keep = self.model.ps, self.studio.teacher, self.keep_fraction.value()
+        ps, teacher = self.model.ps, self.studio.teacher
         g = self.studio.project.spec.get("generate", {}) if self.studio.project is not None else {}
-        kw = dict(generator_source=g.get("generator", "digits"), steps=int(g.get("steps", 15)),
-                  cfg=float(g.get("cfg", 3.0)), scheduler=g.get("scheduler", "ddim"))
+        base = ScoreSpec()  # the pilot samples with the project's generator and sampler
+        spec = ScoreSpec(generator=g.get("generator", base.generator), steps=int(g.get("steps", base.steps)),
+                         cfg=float(g.get("cfg", base.cfg)), scheduler=g.get("scheduler", base.scheduler),
+                         keep_fraction=self.keep_fraction.value())
         self.score_button.setEnabled(False)
-        self.job = self.studio.submit("Score prompts", lambda token: score_prompts_job(
-            ps, teacher, keep_fraction=keep, cancel=token, **kw))
+        self.job = self.studio.submit("Score prompts", lambda token: score_prompts_job(ps, teacher, spec, cancel=token))
         self.job.finished.connect(lambda ev: self.studio.set_prompts(ev.data["prompts"]))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.job.ended.connect(lambda _o: self.score_button.setEnabled(True))

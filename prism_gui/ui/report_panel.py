@@ -52,13 +52,13 @@ class ReportPanel(QWidget):
     def build(self):
         if self.studio.project is None:
             return None
-        from prism_gui.engine.project.report import build_report
+        from prism_gui.engine.project.report import report_job
 
         root = self.studio.project.root
         show_error(self.error, "")
         self.build_button.setEnabled(False)
         self.status.setText("building…")
-        self.job = self.studio.submit("Build report", lambda token: build_report(root, token))
+        self.job = self.studio.submit("Build report", lambda token: report_job(root, token))
         self.job.finished.connect(lambda ev: self.show_report(ev.data["report"]))
         self.job.failed.connect(lambda msg, _d: show_error(self.error, msg))
         self.job.ended.connect(lambda _o: (self.build_button.setEnabled(True), self.status.setText("")))

@@ -154,7 +154,7 @@ def test_the_app_offers_the_rebuild_on_open_and_opens_the_project(curated, tmp_p
 
 
 def test_images_whose_rows_wait_in_shards_are_not_a_missing_catalog(tmp_path):
-    from prism_gui.engine.data.catalog import write_image_files
+    from prism_gui.engine.data.image_files import write_image_files
     from prism_gui.engine.data.shards import write_shard
 
     img = np.zeros((8, 8, 1), np.uint8)

@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.kill_anywhere import JOBS, campaign
 from prism_gui.engine.data.catalog import Catalog, CatalogError
-from prism_gui.engine.training.distill import NEXT_STUDENT, _keep_metrics, _load_checkpoint, _save_checkpoint
+from prism_gui.engine.training.checkpoint import NEXT_STUDENT, keep_metrics, load_checkpoint, save_checkpoint
 from tests.reliability import add_blank_images
 
 
@@ -35,7 +35,7 @@ def _student(value: float):
 
 def _checkpoint(folder, value: float, step: int):
     m, opt, sched = _student(value)
-    _save_checkpoint(folder, m, opt, sched, {"epoch": 0, "step": step, "batch": step, "logged": step})
+    save_checkpoint(folder, m, opt, sched, {"epoch": 0, "step": step, "batch": step, "logged": step})
     return safetensors.torch.load_file(str(folder / "student.safetensors"))
 
 
@@ -47,14 +47,14 @@ def test_a_kill_between_the_two_checkpoint_files_resumes_from_a_consistent_pair(
 
     # killed after the new student was written beside the old one, before the new state: the old pair
     (ck / NEXT_STUDENT).write_bytes((new_dir / "student.safetensors").read_bytes())
-    weights, state = _load_checkpoint(ck)
+    weights, state = load_checkpoint(ck)
     assert state["step"] == 5 and all(torch.equal(weights[k], old[k]) for k in old)
     assert not (ck / NEXT_STUDENT).exists()
 
     # killed after the new state, before the new student replaced the old: the new pair
     (ck / NEXT_STUDENT).write_bytes((new_dir / "student.safetensors").read_bytes())
     (ck / "trainer_state.pt").write_bytes((new_dir / "trainer_state.pt").read_bytes())
-    weights, state = _load_checkpoint(ck)
+    weights, state = load_checkpoint(ck)
     assert state["step"] == 10 and all(torch.equal(weights[k], new[k]) for k in new)
     assert not (ck / NEXT_STUDENT).exists()
 
@@ -63,17 +63,17 @@ def test_a_kill_between_the_two_checkpoint_files_resumes_from_a_consistent_pair(
     _checkpoint(tmp_path / "other", 3.0, step=10)
     (ck / "student.safetensors").write_bytes((tmp_path / "other" / "student.safetensors").read_bytes())
     with pytest.raises(RuntimeError, match="inconsistent"):
-        _load_checkpoint(ck)
+        load_checkpoint(ck)
 
 
 def test_metrics_are_cut_back_to_the_checkpoint_and_a_cut_line_is_dropped(tmp_path):
     lines = [{"step": i, "loss": 1.0 / i} for i in range(1, 8)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 8, "lo')
-    kept = _keep_metrics(tmp_path, logged=5)
+    kept = keep_metrics(tmp_path, logged=5)
     assert kept == lines[:5]
     assert (tmp_path / "metrics.jsonl").read_text().splitlines() == [json.dumps(r) for r in lines[:5]]
-    assert _keep_metrics(tmp_path, logged=9) == lines[:5]  # fewer on disk than logged: what is there
-    assert _keep_metrics(tmp_path, logged=0) == [] and (tmp_path / "metrics.jsonl").read_text() == ""
+    assert keep_metrics(tmp_path, logged=9) == lines[:5]  # fewer on disk than logged: what is there
+    assert keep_metrics(tmp_path, logged=0) == [] and (tmp_path / "metrics.jsonl").read_text() == ""
 
 
 def test_a_journal_that_cannot_be_written_leaves_the_catalog_unchanged(tmp_path):
@@ -111,7 +111,7 @@ def test_an_import_killed_mid_write_leaves_no_stray_file_when_run_again(tmp_path
     import numpy as np
     from PIL import Image
 
-    from prism_gui.engine.project.importer import import_folder
+    from prism_gui.engine.project.importer import import_job
     from prism_gui.engine.teachers.load import load_teacher
 
     teacher = load_teacher("digits")
@@ -121,12 +121,12 @@ def test_an_import_killed_mid_write_leaves_no_stray_file_when_run_again(tmp_path
         (src / teacher.class_names[i]).mkdir(parents=True)
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(src / teacher.class_names[i] / "a.png")
     project = tmp_path / "p"
-    for _ in import_folder(project, src, teacher, run="imp"):
+    for _ in import_job(project, src, teacher, run="imp"):
         pass
     with sqlite3.connect(project / "catalog.sqlite") as db:  # the kill: three files stored, their rows not
         db.execute("DELETE FROM images WHERE item >= 7")
     (project / "images" / "imp" / ".0000010_1.png.x1y2.tmp").write_bytes(b"half an image")  # and one cut
-    for _ in import_folder(project, src, teacher, run="imp"):
+    for _ in import_job(project, src, teacher, run="imp"):
         pass
     with Catalog(project) as cat:
         rows = cat.query(run="imp")

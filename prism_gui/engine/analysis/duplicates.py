@@ -194,12 +194,12 @@ def duplicates_job(project, teacher, *, threshold: float | None = None, ratio: f
     """Near-duplicates among a project's images of ``statuses``; with ``reject``, reject all but
     the lowest-energy image of each group in one undoable step.  The last event carries
     ``data['result']`` (see :func:`find_duplicates`, plus ``action`` when it rejected)."""
-    from prism_gui.engine.analysis.features import catalog_features
+    from prism_gui.engine.analysis.features import features_job
     from prism_gui.engine.data.catalog import Catalog
 
     cancel = cancel or CancelToken()
     table = None
-    for ev in catalog_features(project, teacher, runs=runs, cancel=cancel):
+    for ev in features_job(project, teacher, runs=runs, cancel=cancel):
         table = ev.data.get("table", table)
         yield Event("duplicates", ev.step, ev.total, ev.message)
     with Catalog(project, create=False) as cat:

@@ -31,7 +31,7 @@ from prism_gui.engine.analysis.features import (
     ANALYSIS_DIR,
     _atomic_save_npz,
     _load_npz,
-    catalog_features,
+    features_job,
     reference_features,
     reference_key,
     teacher_fingerprint,
@@ -148,7 +148,7 @@ def map_job(project: str | Path, teacher, *, method: str = "auto", reference=Non
     method = resolve_method(method)
     fp = teacher_fingerprint(teacher)
     table = None
-    for ev in catalog_features(project, teacher, runs=runs, fingerprint=fp, cancel=cancel):
+    for ev in features_job(project, teacher, runs=runs, fingerprint=fp, cancel=cancel):
         table = ev.data.get("table", table)
         yield Event("map", ev.step, ev.total, ev.message)
     cancel.raise_if_cancelled()

@@ -77,7 +77,7 @@ class FeatureTable:
 
 
 def _atomic_save_npz(path: Path, **arrays) -> None:
-    from prism_gui.engine.data.catalog import atomic_write_bytes
+    from prism_gui.engine.data.files import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -105,7 +105,7 @@ def feature_cache_path(project: str | Path, fingerprint: str) -> Path:
     return Path(project) / ANALYSIS_DIR / f"features-{fingerprint}.npz"
 
 
-def catalog_features(project: str | Path, teacher, *, runs: list[str] | None = None, batch_size: int = 256,
+def features_job(project: str | Path, teacher, *, runs: list[str] | None = None, batch_size: int = 256,
                      fingerprint: str | None = None, cancel: CancelToken | None = None
                      ) -> Iterator[Event]:
     """Features of every image of ``runs`` (default: all) in the catalog, whatever its status;

@@ -175,8 +175,8 @@ def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str]
     "" for the teacher's class prototypes).  Saved to ``analysis/holes.json`` when ``save``; the
     last event carries ``data['result']``."""
     from prism_gui.engine.analysis.features import (
-        catalog_features,
         class_prototypes,
+        features_job,
         reference_features,
         teacher_fingerprint,
     )
@@ -185,7 +185,7 @@ def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str]
     cancel = cancel or CancelToken()
     fp = teacher_fingerprint(teacher)
     table = None
-    for ev in catalog_features(project, teacher, runs=runs, fingerprint=fp, cancel=cancel):
+    for ev in features_job(project, teacher, runs=runs, fingerprint=fp, cancel=cancel):
         table = ev.data.get("table", table)
         yield Event("holes", ev.step, ev.total, ev.message)
     with Catalog(project, create=False) as cat:
@@ -207,7 +207,7 @@ def holes_job(project, teacher, *, reference=None, mapping=None, runs: list[str]
         import json
 
         from prism_gui.engine.analysis.features import ANALYSIS_DIR
-        from prism_gui.engine.data.catalog import atomic_write_text
+        from prism_gui.engine.data.files import atomic_write_text
 
         atomic_write_text(Path(project) / ANALYSIS_DIR / "holes.json", json.dumps(holes_json(res), indent=1))
     worst = sorted(res["per_class"].items(), key=lambda kv: kv[1]["coverage"])[:3]

@@ -116,7 +116,7 @@ def teacher_features(teacher, images, batch_size: int = 512, workers: int | None
     return torch.cat(feats).numpy()
 
 
-def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None = None, *,
+def catalog_prdc_job(teacher, reference, project: str | Path, runs: list[str] | None = None, *,
                  statuses=("unreviewed", "keep"), k: int = 5, mapping=None, max_real: int | None = None,
                  seed: int = 0, save: bool = True, cancel: CancelToken | None = None) -> Iterator[Event]:
     """P/R/D/C of each generation run of a project against a real ``reference`` set (a built-in
@@ -124,8 +124,10 @@ def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None
     Saved to ``runs/<run>/prdc.json`` when ``save``; the last event carries ``data['results']``."""
     import json
 
-    from prism_gui.engine.data.catalog import Catalog, atomic_write_text, prdc_file
+    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.data.datasets import catalog_dataset, image_set
+    from prism_gui.engine.data.files import atomic_write_text
+    from prism_gui.engine.data.layout import RunPaths
 
     cancel = cancel or CancelToken()
     root = Path(project)
@@ -165,7 +167,7 @@ def catalog_prdc(teacher, reference, project: str | Path, runs: list[str] | None
             if max_real is not None:
                 out[run]["reference_subsample_seed"] = seed
             if save:
-                atomic_write_text(prdc_file(root, run), json.dumps(out[run], indent=2))
+                atomic_write_text(RunPaths.of(root, run).prdc, json.dumps(out[run], indent=2))
         yield Event("metrics", i + 2, n, f"{run}: " + ", ".join(
             f"{key} {out[run][key]:.2f}" for key in ("precision", "recall", "density", "coverage") if key in out[run]),
             {"run": run, "prdc": out[run]})

@@ -1,41 +1,35 @@
-"""The project's data: a folder with a spec, images, thumbnails and an SQLite catalog.
-
-Layout of a project folder::
-
-    project.json        the project's spec (teacher, generator, settings)
-    prompts.json        the prompt set
-    catalog.sqlite      one row per image (WAL journal), runs, metrics, curation history
-    images/<run>/       full-size PNGs (prompt, seed and settings also in PNG text chunks: ``prism``,
-                        and ``parameters`` in the Stable Diffusion web UIs' layout)
-    thumbs/<run>/       thumbnails, rendered when an image is saved
-    runs/<run>/         manifest.json and metrics.jsonl of each job
+"""The project's SQLite catalog: one row per image, the runs, the metrics and the curation history
+(the folder's layout is in ``layout.py``; an image's files in ``image_files.py``).
 
 Writes are atomic: a file is written to a temporary name and renamed, and its row is inserted
 only after the rename, so a job killed at any moment leaves either a complete image with its
 row or an image without a row, which :meth:`Catalog.repair` adopts from its PNG metadata; never a
 row without its file.  A row whose file went missing later (a folder moved away) is kept.
-Curation changes are logged, so every change can be undone.
+Curation changes are logged, so every change can be undone (``curation_log.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from prism_gui.engine.data.recover import JOURNAL  # the curation journal, replayed by a rebuild
+from prism_gui.engine.data.curation_log import STATUSES, CurationLog
+from prism_gui.engine.data.errors import CatalogDamaged, CatalogError
+from prism_gui.engine.data.files import atomic_write_text
+from prism_gui.engine.data.image_files import ROW_COLUMNS, write_image_files
+from prism_gui.engine.data.layout import CATALOG_FILE, IMAGES, THUMBS, RunPaths
+from prism_gui.engine.data.metrics_store import MetricsStore
 
-STATUSES = ("unreviewed", "keep", "reject")
-THUMB_SIZE = 96
+__all__ = ["SORT_COLUMNS", "STATUSES", "Catalog", "CatalogDamaged", "CatalogError", "describe_repair"]
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -95,163 +89,6 @@ SORT_COLUMNS = {"id", "energy", "energy_class", "energy_free", "energy_bn", "con
                 "created", "seed"}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a temporary file, flushed, then renamed).  A failed
-    write (disk full, file too large, permissions) leaves the previous file as it was and raises
-    an ``OSError`` that names the file and what to do."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise write_error(path, e) from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from e
-        raise
-
-
-def write_error(path, e: OSError) -> OSError:
-    """``e`` as an error that names the file and the fix (the errno is kept)."""
-    above = next((p for p in Path(path).parents if p.exists()), None)
-    if above is not None and not above.is_dir():  # a file where a folder of the path should be
-        return OSError(e.errno, f"cannot write '{path}': '{above}' is a file, not a folder: give a path whose "
-                                "folders are folders (nothing was written)")
-    return OSError(e.errno, f"cannot write '{path}': {e.strerror or e}. Free disk space or make the folder "
-                            "writable, then run again: what was written before is intact")
-
-
-def prdc_file(root: str | Path, run: str) -> Path:
-    """Where ``prism metrics`` saves a run's precision, recall, density and coverage."""
-    return Path(root) / "runs" / run / "prdc.json"
-
-
-def saved_prdc(root: str | Path, run: str) -> dict:
-    """A run's saved P/R/D/C (overall keys and ``per_class``), or {} when none was measured or the
-    file cannot be read."""
-    try:
-        saved = json.loads(prdc_file(root, run).read_text())
-    except (OSError, ValueError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
-
-
-def _png_bytes(img: Image.Image, text: dict[str, str] | None = None) -> bytes:
-    import io
-
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(k, v)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
-# Stable Diffusion web UI (A1111 / Forge) sampler names of the engine's schedulers
-WEBUI_SAMPLERS = {"ddim": "DDIM", "ddpm": "DDPM", "pndm": "PLMS", "euler": "Euler", "euler_a": "Euler a",
-                  "dpm++": "DPM++ 2M", "unipc": "UniPC", None: "Default"}
-
-
-def _webui_value(v) -> str:
-    """A value of the web UI's ``Key: value, ...`` line, quoted as it quotes them when needed."""
-    text = v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else f"{v:g}" \
-        if isinstance(v, float) else str(v)
-    return json.dumps(text) if any(ch in text for ch in ',:"\n') else text
-
-
-def sd_webui_parameters(prompt: str, negative: str, seed: int, settings: dict, generator: str, score: dict | None,
-                        size: tuple[int, int], class_name: str = "", run: str = "") -> str:
-    """The ``parameters`` PNG text chunk in the layout Stable Diffusion web UIs write (AUTOMATIC1111,
-    Forge), which their "PNG Info", Civitai and metadata readers show: the prompt, a ``Negative
-    prompt:`` line, then ``Steps, Sampler, CFG scale, Seed, Size, Model`` and PRISM's own fields."""
-    sampler = (settings or {}).get("sampler", {}) or {}
-    guidance = (settings or {}).get("guidance", {}) or {}
-    score = score or {}
-    fields: list[tuple[str, object]] = []
-    if "steps" in sampler:
-        fields.append(("Steps", int(sampler["steps"])))
-    if "scheduler" in sampler:
-        fields.append(("Sampler", WEBUI_SAMPLERS.get(sampler["scheduler"], str(sampler["scheduler"]))))
-    if "cfg" in sampler:
-        fields.append(("CFG scale", float(sampler["cfg"])))
-    # Model: the checkpoint's name, as the web UIs write it (a local folder's name, or the hub id), without
-    # commas: several readers split the line on every comma, quoted or not
-    model = Path(generator).name if os.path.isabs(generator) or generator.startswith(".") else generator
-    fields += [("Seed", int(seed)), ("Size", f"{size[0]}x{size[1]}"), ("Model", model.replace(",", ""))]
-    if sampler.get("eta"):
-        fields.append(("Eta", float(sampler["eta"])))
-    if class_name:
-        fields.append(("PRISM class", class_name))
-    if score.get("energy") is not None:
-        fields.append(("PRISM energy", float(score["energy"])))
-    if guidance:
-        fields.append(("PRISM guidance scale", float(guidance.get("scale", 0.0))))
-        weights = (guidance.get("energy") or {}).get("weights")
-        if guidance.get("scale") and weights:
-            fields.append(("PRISM guidance energy", ", ".join(f"{k} {w:g}" for k, w in weights.items())))
-    if run:
-        fields.append(("PRISM run", run))
-    lines = [prompt]
-    if negative:
-        lines.append(f"Negative prompt: {negative}")
-    lines.append(", ".join(f"{k}: {_webui_value(v)}" for k, v in fields))
-    return "\n".join(lines)
-
-
-ROW_COLUMNS = ("run", "item", "class_index", "class_name", "prompt", "negative_prompt", "seed", "generator",
-               "settings", "energy", "energy_class", "energy_free", "energy_bn", "energies", "top5", "confidence",
-               "entropy", "correct", "path", "thumb", "width", "height", "created", "updated")
-
-
-def write_image_files(root: str | Path, run: str, item: int, image_hwc: np.ndarray, *, class_index: int,
-                      class_name: str, prompt: str, seed: int, generator: str, settings: dict,
-                      score: dict | None = None, negative_prompt: str = "") -> dict:
-    """Write one image and its thumbnail atomically under ``root``; returns its catalog row (a
-    dict of :data:`ROW_COLUMNS`, JSON-serializable), for :meth:`Catalog.insert_rows` or a shard."""
-    root = Path(root)
-    score = score or {}
-    rel = Path("images") / run / f"{item:07d}_{seed}.png"
-    rel_t = Path("thumbs") / run / f"{item:07d}_{seed}.png"
-    mode = "L" if image_hwc.shape[-1] == 1 else "RGB"
-    img = Image.fromarray(image_hwc[..., 0] if mode == "L" else image_hwc, mode)
-    # everything the row holds, so a damaged catalog can be rebuilt from the images (data/recover.py)
-    meta = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "class": class_name,
-            "class_index": int(class_index), "generator": generator, "settings": settings, "run": run, "item": item,
-            "score": score or {}}
-    text = {"prism": json.dumps(meta),
-            "parameters": sd_webui_parameters(prompt, negative_prompt, seed, settings, generator, score,
-                                              (img.width, img.height), class_name, run)}
-    atomic_write_bytes(root / rel, _png_bytes(img, text))
-    thumb = img.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if img.width < THUMB_SIZE else Image.BILINEAR)
-    atomic_write_bytes(root / rel_t, _png_bytes(thumb))
-    en = score.get("energies", {})
-    now = time.time()
-    return {"run": run, "item": int(item), "class_index": int(class_index), "class_name": class_name,
-            "prompt": prompt, "negative_prompt": negative_prompt, "seed": int(seed), "generator": generator,
-            "settings": json.dumps(settings), "energy": score.get("energy"), "energy_class": en.get("class"),
-            "energy_free": en.get("free"), "energy_bn": en.get("bn"), "energies": json.dumps(en),
-            "top5": json.dumps(score.get("top5", [])), "confidence": score.get("confidence"),
-            "entropy": score.get("entropy"), "correct": None if "correct" not in score else int(score["correct"]),
-            "path": rel.as_posix(), "thumb": rel_t.as_posix(), "width": img.width, "height": img.height,
-            "created": now, "updated": now}
-
-
-class CatalogError(RuntimeError):
-    pass
-
-
 def describe_repair(report: dict) -> str:
     """What :meth:`Catalog.repair` did, in a sentence ('' when nothing)."""
     done = [f"{n} {what}" for n, what in ((report.get("adopted_files", 0), "image(s) without a row adopted"),
@@ -265,21 +102,7 @@ def describe_repair(report: dict) -> str:
     return "; ".join(done)
 
 
-class CatalogDamaged(CatalogError):
-    """The catalog file cannot be read as a database (truncated, overwritten, not SQLite)."""
-
-    def __init__(self, path: Path, problem: str):
-        self.path = Path(path)
-        super().__init__(
-            f"the catalog {path} is damaged ({problem}). Your images are intact and each carries its prompt, seed, "
-            f"settings and scores: rebuild the catalog from them with `prism repair-catalog {Path(path).parent}` "
-            "(or File > Open in the app, which offers it); curation comes back from curation.jsonl. The damaged "
-            "file is kept beside the new one.")
-
-
-
-
-class Catalog:
+class Catalog(CurationLog, MetricsStore):
     """SQLite catalog of one project folder (thread-safe for one writer + readers)."""
 
     def __init__(self, root: str | Path, create: bool = True):
@@ -288,7 +111,7 @@ class Catalog:
             if not create:
                 raise CatalogError(f"Project folder '{self.root}' does not exist.")
             self.root.mkdir(parents=True)
-        self.db_path = self.root / "catalog.sqlite"
+        self.db_path = self.root / CATALOG_FILE
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
@@ -352,7 +175,7 @@ class Catalog:
                 "ON CONFLICT(id) DO UPDATE SET status='running', updated=excluded.updated",
                 (run, kind, json.dumps(spec), json.dumps(manifest or {}), "running", now, now))
         if manifest is not None:
-            atomic_write_text(self.root / "runs" / run / "manifest.json", json.dumps(manifest, indent=2))
+            atomic_write_text(RunPaths.of(self.root, run).manifest, json.dumps(manifest, indent=2))
 
     def check_run(self, run: str, kind: str) -> None:
         """Refuse ``run`` as the name of a ``kind`` run: not a folder name (:func:`check_run_name`),
@@ -448,8 +271,8 @@ class Catalog:
         with self._lock:
             paths = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT path FROM images")}
             thumbs = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
-            strays: dict[str, list[Path]] = {"images": [], "thumbs": []}
-            for sub, known in (("images", paths), ("thumbs", thumbs)):
+            strays: dict[str, list[Path]] = {IMAGES: [], THUMBS: []}
+            for sub, known in ((IMAGES, paths), (THUMBS, thumbs)):
                 base = self.root / sub
                 for f in base.rglob("*") if base.exists() else ():
                     if not f.is_file():
@@ -460,13 +283,13 @@ class Catalog:
                         report["temp_files"] += 1
                     elif rel not in known and rel not in waiting:
                         strays[sub].append(f)
-            adopted, unreadable = adopt_images(self, self.root, [f for f in strays["images"] if f.suffix == ".png"])
+            adopted, unreadable = adopt_images(self, self.root, [f for f in strays[IMAGES] if f.suffix == ".png"])
             report["adopted_files"], report["unreadable_files"] = adopted, unreadable
-            report["unreadable_files"] += sum(f.suffix != ".png" for f in strays["images"])
+            report["unreadable_files"] += sum(f.suffix != ".png" for f in strays[IMAGES])
             thumbs = {r[0].replace("\\", "/") for r in self._conn.execute("SELECT thumb FROM images")}
-            for f in strays["thumbs"]:
+            for f in strays[THUMBS]:
                 rel = f.relative_to(self.root).as_posix()
-                if rel not in thumbs and not (self.root / "images" / f.relative_to(self.root / "thumbs")).exists():
+                if rel not in thumbs and not (self.root / IMAGES / f.relative_to(self.root / THUMBS)).exists():
                     f.unlink()
                     report["removed_thumbs"] += 1
             missing = [r["path"] for r in self._conn.execute("SELECT path FROM images ORDER BY id")
@@ -479,9 +302,10 @@ class Catalog:
         folder in it), each with how many rows point into it."""
         with self._lock:
             counts = self._conn.execute("SELECT run, COUNT(*) FROM images GROUP BY run").fetchall()
-        if counts and not (self.root / "images").is_dir():
-            return [(self.root / "images", sum(n for _, n in counts))]
-        return [(self.root / "images" / run, n) for run, n in counts if not (self.root / "images" / run).is_dir()]
+        if counts and not (self.root / IMAGES).is_dir():
+            return [(self.root / IMAGES, sum(n for _, n in counts))]
+        return [(RunPaths.of(self.root, run).images, n) for run, n in counts
+                if not RunPaths.of(self.root, run).images.is_dir()]
 
     def _where(self, run=None, classes=None, statuses=None, energy_max=None, energy_min=None,
                confidence_min=None, confidence_max=None, text=None, correct=None, ids=None, _listing=False):
@@ -601,82 +425,6 @@ class Catalog:
         x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return x, np.array([r["class_index"] for r in rows], np.int64), [r["id"] for r in rows]
 
-    # ------------------------------------------------------------------ curation (undoable)
-    def set_status(self, ids: Iterable[int], status: str, label: str = "") -> int | None:
-        """Change the curation status of images; returns the action id for :meth:`undo`."""
-        if status not in STATUSES:
-            raise CatalogError(f"status must be one of {STATUSES}, not {status!r}")
-        ids = list(ids)
-        if not ids:
-            return None
-        now = time.time()
-        with self._writing():
-            action = (self._conn.execute("SELECT COALESCE(MAX(action), 0) + 1 FROM curation_log").fetchone()[0])
-            old = []
-            for chunk in range(0, len(ids), 900):
-                part = ids[chunk : chunk + 900]
-                old += self._conn.execute(
-                    f"SELECT id, status FROM images WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
-            changed = [(r["id"], r["status"]) for r in old if r["status"] != status]
-            self._conn.executemany(
-                "INSERT INTO curation_log (action, image_id, old, new, label, time) VALUES (?,?,?,?,?,?)",
-                [(action, i, o, status, label, now) for i, o in changed])
-            self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
-                                   [(status, now, i) for i, _ in changed])
-            keys = self._keys([i for i, _ in changed])
-            if changed:  # journaled before the commit: a change the catalog holds is in the journal
-                self._journal({"time": now, "set": status, "items": [keys[i] for i, _ in changed if i in keys],
-                               "label": label})
-        return action if changed else None
-
-    def restore_statuses(self, changes: list[tuple[str, str, int]]) -> int:
-        """Set ``(status, run, item)`` without journaling them (a rebuild replaying the journal);
-        returns how many rows matched."""
-        with self._writing():
-            cur = self._conn.executemany("UPDATE images SET status=? WHERE run=? AND item=?", changes)
-        return cur.rowcount
-
-    def _keys(self, ids: list[int]) -> dict[int, list]:
-        """id -> [run, item] (ids change when a catalog is rebuilt; run and item do not)."""
-        out = {}
-        for chunk in range(0, len(ids), 900):
-            part = ids[chunk : chunk + 900]
-            for r in self._conn.execute(f"SELECT id, run, item FROM images WHERE id IN ({','.join('?' * len(part))})",
-                                        part):
-                out[r[0]] = [r[1], r[2]]
-        return out
-
-    def _journal(self, entry: dict) -> None:
-        """Append one curation change to the journal (flushed to disk before returning).  A line
-        a crash or a full disk cut short is closed first, so it costs only itself."""
-        path = self.root / JOURNAL
-        try:
-            with open(path, "a+b") as f:
-                if f.tell() > 0:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        f.write(b"\n")
-                f.write((json.dumps(entry) + "\n").encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise CatalogError(f"cannot write the curation journal {path}: {e.strerror or e}. Free disk space or "
-                               "make the project folder writable, then repeat the change: nothing was changed") from e
-
-    def undo(self) -> int | None:
-        """Undo the latest curation action not yet undone; returns its id (None if nothing)."""
-        with self._writing():
-            r = self._conn.execute("SELECT MAX(action) FROM curation_log WHERE undone=0").fetchone()[0]
-            if r is None:
-                return None
-            rows = self._conn.execute("SELECT image_id, old FROM curation_log WHERE action=?", (r,)).fetchall()
-            self._conn.executemany("UPDATE images SET status=?, updated=? WHERE id=?",
-                                   [(o, time.time(), i) for i, o in rows])
-            self._conn.execute("UPDATE curation_log SET undone=1 WHERE action=?", (r,))
-            keys = self._keys([i for i, _ in rows])
-            self._journal({"time": time.time(), "restore": [[*keys[i], o] for i, o in rows if i in keys]})
-        return int(r)
-
     def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True,
                       **filters) -> int | None:
         """Reject, in one undoable action, every image whose ``column`` is beyond ``threshold``."""
@@ -688,68 +436,3 @@ class Catalog:
         with self._lock:
             ids = [r[0] for r in self._conn.execute(q, [*args, threshold])]
         return self.set_status(ids, "reject", label=f"{column} {'>' if above else '<'} {threshold:g}")
-
-    # ------------------------------------------------------------------ metrics
-    def log_metrics(self, run: str, step: int, values: dict[str, float], epoch: float | None = None) -> None:
-        now = time.time()
-        with self._writing():
-            self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
-                                   [(run, step, epoch, k, float(v), now) for k, v in values.items()])
-
-    def replace_metrics(self, run: str, lines: list[dict]) -> None:
-        """Make ``run``'s metrics exactly ``lines`` (``metrics.jsonl`` records: step, epoch,
-        time and values), in one transaction: a resumed distillation's curves lose the steps
-        it will redo."""
-        rows = [(run, int(r["step"]), r.get("epoch"), k, float(v), r.get("time", 0.0))
-                for r in lines for k, v in r.items() if k not in ("step", "epoch", "time")
-                and isinstance(v, (int, float))]
-        with self._writing():
-            self._conn.execute("DELETE FROM metrics WHERE run=?", (run,))
-            self._conn.executemany("INSERT INTO metrics (run, step, epoch, key, value, time) VALUES (?,?,?,?,?,?)",
-                                   rows)
-
-    def metrics(self, run: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            rows = self._conn.execute("SELECT step, value FROM metrics WHERE run=? AND key=? ORDER BY step",
-                                      (run, key)).fetchall()
-        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-
-    def metric_runs(self) -> list[str]:
-        """The runs that logged metrics, in the order they were made."""
-        with self._lock:
-            logged = {r[0] for r in self._conn.execute("SELECT DISTINCT run FROM metrics")}
-        return [r["id"] for r in self.runs() if r["id"] in logged]
-
-    def metrics_table(self, run: str) -> tuple[list[str], list[list]]:
-        """``run``'s logged metrics as one table: a row per (step, epoch), a column per metric
-        (``step, epoch, time`` first; empty where a step did not log that metric)."""
-        with self._lock:
-            rows = self._conn.execute("SELECT step, epoch, key, value, time FROM metrics WHERE run=? "
-                                      "ORDER BY step, rowid", (run,)).fetchall()
-        keys = list(dict.fromkeys(r["key"] for r in rows))
-        table: dict[tuple, dict] = {}
-        for r in rows:
-            line = table.setdefault((r["step"], r["epoch"]), {"time": r["time"]})
-            line[r["key"]] = r["value"]
-        header = ["step", "epoch", "time", *keys]
-        return header, [[step, epoch, line["time"], *(line.get(k) for k in keys)]
-                        for (step, epoch), line in table.items()]
-
-    def export_metrics_csv(self, run: str, dest: str | Path) -> int:
-        """Write ``run``'s metrics (:meth:`metrics_table`) to a CSV file; returns its rows."""
-        import csv
-        import io
-
-        known = [r["id"] for r in self.runs()]
-        if run not in known:
-            raise CatalogError(f"'{self.root}' has no run '{run}'; its runs are {', '.join(known) or 'none'}")
-        header, rows = self.metrics_table(run)
-        if not rows:
-            raise CatalogError(f"run '{run}' logged no metrics yet (a generation logs them per stored batch, a "
-                               "distillation per step): run it first, or choose another run")
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows([["" if v is None else v for v in r] for r in rows])
-        atomic_write_text(Path(dest), buf.getvalue())
-        return len(rows)

@@ -62,12 +62,13 @@ def _previous_export(dest: Path) -> set[str] | None:
     return files
 
 
-def export_dataset(project: str | Path, dest: str | Path, *, statuses=("unreviewed", "keep"), runs=None,
+def export_dataset_job(project: str | Path, dest: str | Path, *, statuses=("unreviewed", "keep"), runs=None,
                    class_names: list[str] | None = None, cancel: CancelToken | None = None) -> Iterator[Event]:
     """Copy the project's images with ``statuses`` (of ``runs``, default all) into ``dest`` as an
     imagefolder dataset with ``metadata.jsonl`` and a dataset card; the last event has
     ``data['images']`` and ``data['dest']``."""
-    from prism_gui.engine.data.catalog import Catalog, atomic_write_text, write_error
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.files import atomic_write_text, write_error
 
     cancel = cancel or CancelToken()
     root, dest = Path(project), Path(dest).expanduser()
@@ -133,7 +134,7 @@ def dataset_card(root: Path, rows: list[dict], names: list[str], run_info: dict,
     run, P/R/D/C where ``prism metrics`` measured them, and the images per class."""
     from collections import Counter
 
-    from prism_gui.engine.data.catalog import saved_prdc
+    from prism_gui.engine.data.files import saved_prdc
 
     counts = Counter(r["class_index"] for r in rows)
     per_run = Counter(r["run"] for r in rows)  # in the rows' order

@@ -19,18 +19,30 @@ import json
 import re
 from pathlib import Path
 
+from prism_gui.engine.data.layout import (
+    CATALOG_FILE,
+    IMAGES,
+    JOB_FILES,
+    JOB_FOLDERS,
+    JOURNAL,
+    PROJECT_FILE,
+    PROMPTS_FILE,
+    RUNS,
+    THUMBS,
+)
+
 MAX_RUN_NAME = 100
 # device names Windows reserves in any folder, with or without an extension
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _RUN_NAME = re.compile(r"^[\w][\w .,+=@()\[\]-]*$")  # \w: letters of any script, digits, underscore
-_PROJECT_MARKERS = ("project.json", "catalog.sqlite")
+_PROJECT_MARKERS = (PROJECT_FILE, CATALOG_FILE)
 # a project's own files and folders, relative to its root: never an output of a command
-_PROJECT_FILES = {"project.json", "catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "curation.jsonl",
-                  ".prism.lock", ".prism.lock.json", "prompts.json"}
-_PROJECT_FOLDERS = {"images", "thumbs"}
+_PROJECT_FILES = {PROJECT_FILE, CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", JOURNAL,
+                  ".prism.lock", ".prism.lock.json", PROMPTS_FILE}
+_PROJECT_FOLDERS = {IMAGES, THUMBS}
 # inside runs/<run>/: what a job wrote and a resume or the report reads
-_RUN_FILES = {"manifest.json", "spec.json", "metrics.jsonl", "result.json", "prompts.json", "prdc.json", "job.json"}
-_RUN_FOLDERS = {"student", "checkpoint", "shards"}
+_RUN_FILES = set(JOB_FILES)
+_RUN_FOLDERS = set(JOB_FOLDERS)
 
 
 class RunNameError(ValueError):
@@ -85,7 +97,7 @@ def _kept_by_project(p: Path, root: Path, allow: tuple[str, ...]) -> str | None:
         return f"inside its '{parts[0]}/' folder"
     if len(parts) == 1 and parts[0] in _PROJECT_FILES and parts[0] not in allow:
         return f"its '{parts[0]}'"
-    if parts[0] == "runs" and len(parts) >= 3:
+    if parts[0] == RUNS and len(parts) >= 3:
         inside = parts[2:]
         if len(inside) == 1 and inside[0] in _RUN_FILES and inside[0] not in allow:
             return f"run '{parts[1]}''s {inside[0]}"
@@ -125,7 +137,7 @@ def check_output_folder(folder: str | Path, what: str = "output folder") -> Path
     why = None
     if parts and parts[0] in _PROJECT_FOLDERS:
         why = f"inside its '{parts[0]}/' folder"
-    elif parts[:1] == ("runs",) and len(parts) >= 3 and parts[2] in _RUN_FOLDERS:
+    elif parts[:1] == (RUNS,) and len(parts) >= 3 and parts[2] in _RUN_FOLDERS:
         why = f"inside run '{parts[1]}''s '{parts[2]}/' folder"
     if why:
         raise OutputRefused(f"the {what} '{folder}' is {why} of the project '{root}', which only the project "
@@ -145,7 +157,7 @@ def check_output_dir(folder: str | Path, *, owner: str, job: str, what: str = "o
             raise OutputRefused(f"the {what} '{folder}' is {'the project folder' if not parts else 'inside the '}"
                                 f"{'' if not parts else repr(parts[0] + '/') + ' folder of the project'} '{root}': "
                                 f"give a folder of its own, e.g. '{root / 'runs' / owner / 'student'}'")
-        if parts[0] == "runs" and len(parts) >= 2 and parts[1] != owner:
+        if parts[0] == RUNS and len(parts) >= 2 and parts[1] != owner:
             raise OutputRefused(f"the {what} '{folder}' is inside run '{parts[1]}''s folder of the project "
                                 f"'{root}', but this is run '{owner}': give '{root / 'runs' / owner / 'student'}' "
                                 "or a folder outside the project")

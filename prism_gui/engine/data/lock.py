@@ -105,7 +105,7 @@ def project_lock(root, purpose: str) -> Iterator[dict]:
     :class:`ProjectLocked` at once when another process holds it."""
     from filelock import FileLock, Timeout
 
-    from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_text
 
     key = _key(root)
     with _guard:

@@ -18,8 +18,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-DB = "catalog.sqlite"
-JOURNAL = "curation.jsonl"  # append-only: every curation change by (run, item), replayed by a rebuild
+from prism_gui.engine.data.layout import CATALOG_FILE, IMAGES, JOURNAL, MANIFEST, METRICS, STUDENT, JobFiles, runs_dir
+
+DB = CATALOG_FILE
 # (this module imports neither the catalog nor PIL at import: the app runs check_catalog on open)
 
 
@@ -131,7 +132,9 @@ def adopt_images(cat, root: Path, pngs) -> tuple[int, int]:
     whose (run, item) is already in the catalog adds nothing."""
     from PIL import Image
 
-    from prism_gui.engine.data.catalog import THUMB_SIZE, _png_bytes, atomic_write_bytes
+    from prism_gui.engine.data.files import atomic_write_bytes
+    from prism_gui.engine.data.image_files import THUMB_SIZE
+    from prism_gui.engine.data.pngmeta import png_bytes
 
     names = _class_names(root)
     rows, unreadable = [], 0
@@ -146,7 +149,7 @@ def adopt_images(cat, root: Path, pngs) -> tuple[int, int]:
         if not (root / row["thumb"]).exists():
             with Image.open(png) as im:
                 thumb = im.resize((THUMB_SIZE, THUMB_SIZE), Image.NEAREST if im.width < THUMB_SIZE else Image.BILINEAR)
-                atomic_write_bytes(root / row["thumb"], _png_bytes(thumb))
+                atomic_write_bytes(root / row["thumb"], png_bytes(thumb))
         rows.append(row)
     return len(cat.insert_rows(rows)), unreadable
 
@@ -169,9 +172,9 @@ def rebuild_catalog(root) -> dict:
                 if not suffix:
                     report["moved_aside"] = f"{DB}.damaged-{stamp}"
         with Catalog(root) as cat:
-            pngs = sorted((root / "images").rglob("*.png")) if (root / "images").exists() else []
+            pngs = sorted((root / IMAGES).rglob("*.png")) if (root / IMAGES).exists() else []
             report["images"], report["unreadable_images"] = adopt_images(cat, root, pngs)
-            for manifest in sorted((root / "runs").glob("*/manifest.json")) if (root / "runs").exists() else []:
+            for manifest in sorted(runs_dir(root).glob(f"*/{MANIFEST}")) if runs_dir(root).exists() else []:
                 try:
                     m = json.loads(manifest.read_text())
                 except (OSError, ValueError):
@@ -190,13 +193,13 @@ def _restore_metrics(cat, root: Path, known: set[str]) -> int:
     or the app's ``runs/<run>/student/``), recording the run from the manifest beside it if
     no run manifest did; returns how many runs got curves."""
     n = 0
-    runs = root / "runs"
-    for path in sorted(runs.glob("*/metrics.jsonl")) + sorted(runs.glob("*/student/metrics.jsonl")):
-        run = path.relative_to(root / "runs").parts[0]
+    runs = runs_dir(root)
+    for path in sorted(runs.glob(f"*/{METRICS}")) + sorted(runs.glob(f"*/{STUDENT}/{METRICS}")):
+        run = path.relative_to(runs).parts[0]
         lines = read_jsonl(path)
         if run not in known:
             try:
-                m = json.loads((path.parent / "manifest.json").read_text())
+                m = json.loads(JobFiles(path.parent).manifest.read_text())
             except (OSError, ValueError):
                 m = {}
             cat.start_run(run, m.get("job", "distill"), m.get("spec", {}))

@@ -22,11 +22,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-SHARDS = "shards"
+from prism_gui.engine.data.layout import SHARDS, RunPaths, runs_dir
 
 
 def shard_dir(root, run: str) -> Path:
-    return Path(root) / "runs" / run / SHARDS
+    return RunPaths.of(root, run).shards
 
 
 _counter = itertools.count()
@@ -34,7 +34,7 @@ _counter = itertools.count()
 
 def write_shard(root, run: str, rank: int, rows: Sequence[dict]) -> Path:
     """One complete shard of ``rows`` (from :func:`~.catalog.write_image_files`)."""
-    from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_text
 
     path = shard_dir(root, run) / f"rank{rank:04d}-{os.getpid()}-{next(_counter):06d}.jsonl"
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -43,7 +43,7 @@ def write_shard(root, run: str, rank: int, rows: Sequence[dict]) -> Path:
 
 def shard_files(root, run: str | None = None) -> list[Path]:
     """Complete shards waiting to be merged (of ``run``, or of every run), oldest first."""
-    base = Path(root) / "runs"
+    base = runs_dir(root)
     if not base.exists():
         return []
     dirs = [shard_dir(root, run)] if run is not None else [d / SHARDS for d in base.iterdir() if d.is_dir()]

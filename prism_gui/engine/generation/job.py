@@ -13,13 +13,14 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from prism_gui.engine.data.catalog import Catalog, CatalogError, describe_repair
+from prism_gui.engine.data.layout import RunPaths
+from prism_gui.engine.events import BatchStored, GenerationNote, GenerationStart, Payload, SamplingStep
 from prism_gui.engine.generation.energies import EnergySpec
 from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings, sample_steps, score_images
 from prism_gui.engine.generation.writer import BatchWriter
@@ -245,141 +246,184 @@ def _open_run(stack: contextlib.ExitStack, spec: GenerateSpec, prompts: PromptSe
 
 
 def _generate(spec, prompts, teacher, comp, device, items, mine, info, cat, ranks, cancel):
-    from prism_gui.engine.data.catalog import write_image_files
-    from prism_gui.engine.data.imaging import to_uint8
-    from prism_gui.engine.data.shards import merge_shards, shard_dir, write_shard
-    from prism_gui.engine.tblog import GENERATE_TAGS, TensorBoardLog
-
-    total = len(items)
-    main = ranks.is_main
-    n_done = (cat.count(run=spec.run) if main else 0)
-    # TensorBoard curves (images/s, energies) beside the run's manifest; the catalog keeps the same numbers
-    tb = TensorBoardLog(Path(spec.project) / "runs" / spec.run) if main else None
+    """Sample this process's items (``mine``) in batches, store them as they finish (a writer
+    thread), and on several processes merge the others' rows until every rank is done."""
+    run = _GenerationRun(spec, prompts, teacher, comp, device, len(items), info, cat, ranks, cancel)
     try:
-        if main:
-            yield Event("generate", n_done, total, f"{n_done}/{total} images"
-                        + (" (resumed)" if info["resumed"] else "")
-                        + (f"; catalog check: {describe_repair(info['repaired'])}" if describe_repair(info["repaired"])
-                           else "")
-                        + (f" on {ranks.world_size} processes" if ranks.world_size > 1 else ""),
-                        {"resumed": info["resumed"], "processes": ranks.world_size})
-        guidance, note = fit_guidance(spec, comp, teacher, device)
-        if note and main:
-            yield Event("generate", n_done, total, note["message"], {"memory": note})
+        yield from run.opening()
         if spec.offload:
             comp.enable_offload(device)
-        settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
-        t0 = time.time()
-        first_done = n_done
-
-        def store(job):  # runs in the writer thread, beside the next batch's sampling
-            batch, u8, scores = job
-            rows = [write_image_files(spec.project, spec.run, it.item, img, class_index=it.class_index,
-                                      class_name=prompts.class_names[it.class_index], prompt=it.prompt,
-                                      seed=it.seed, generator=spec.generator, settings=settings, score=sc,
-                                      negative_prompt=it.negative)
-                    for it, img, sc in zip(batch, u8, scores, strict=True)]
-            energies = [sc["energy"] for sc in scores]
-            if main:  # the one catalog writer; the other ranks' rows arrive in shards
-                ids = cat.insert_rows(rows, skip_existing=False)
-                merged = merge_shards(cat, spec.run)
-                return ids + merged, energies + list(cat.column("energy", ids=merged))
-            write_shard(spec.project, spec.run, ranks.rank, rows)
-            return [], energies
-
-        def merged_events():  # the other ranks' rows, while this process waits for them
-            merged = merge_shards(cat, spec.run)
-            yield from stored_events([(merged, list(cat.column("energy", ids=merged)) if merged else [])])
-
-        def stored_events(results):  # (new ids, their energies) per stored batch
-            nonlocal n_done
-            for ids, energies in results:
-                if not main or (not energies and not ids):
-                    continue
-                mean_energy = float(np.mean(energies)) if energies else None
-                n_done += len(ids)
-                rate = (n_done - first_done) / max(time.time() - t0, 1e-9)
-                eta = (total - n_done) / rate if rate > 0 else None  # not measured yet
-                data = {"new_ids": ids, "eta_s": eta}
-                if mean_energy is not None:
-                    data["mean_energy"] = mean_energy
-                curves = {"images_per_s": rate, **({"mean_energy": mean_energy} if mean_energy is not None else {})}
-                cat.log_metrics(spec.run, n_done, curves)
-                tb.scalars(curves, n_done, GENERATE_TAGS)
-                tb.histogram("energy/all", energies, n_done)
-                yield Event("generate", n_done, total, f"{n_done}/{total} images, ETA "
-                            + ("—" if eta is None else f"{eta:.0f}s"), data)
-
-        def sample_batch(batch):
-            images = None
-            for ev in sample_steps(comp, [it.prompt for it in batch], [it.seed for it in batch], spec.sampler,
-                                   guidance=guidance, teacher=teacher, targets=[it.class_index for it in batch],
-                                   negative_prompts=[it.negative for it in batch], cancel=cancel):
-                if "images" in ev.data:
-                    images = ev.data["images"]
-                elif main:
-                    yield Event("generate", n_done, total, f"{n_done}/{total} images, step {ev.step}/{ev.total}",
-                                {"batch_step": ev.step, "batch_steps": ev.total, **ev.data})
-                yield from stored_events(writer.completed())
-            cancel.raise_if_cancelled()
-            scores = score_images(teacher, images.to(device), [it.class_index for it in batch], spec.score_energy)
-            writer.submit((batch, to_uint8(images), scores))
-
-        batch_size = spec.batch_size
-        with BatchWriter(store, depth=2) as writer:
+        with BatchWriter(run.store, depth=2) as run.writer:
             try:
-                b = 0
-                while b < len(mine):
-                    batch = mine[b : b + batch_size]
-                    try:
-                        yield from sample_batch(batch)
-                    except OUT_OF_MEMORY as e:
-                        if not spec.auto_batch or batch_size == 1:
-                            raise MemoryError(out_of_memory_advice(spec, batch_size)) from e
-                        release_memory(device)
-                        # every image depends on its own seed only: a smaller batch gives the same images
-                        batch_size = max(1, len(batch) // 2)
-                        yield Event("generate", n_done, total, f"out of memory at a batch of {len(batch)} images: "
-                                    f"continuing with batches of {batch_size}", {"batch_size": batch_size})
-                        continue
-                    b += len(batch)
-                    yield from stored_events(writer.completed())
-                yield from stored_events(writer.flush())
+                yield from run.sample_all(mine)
+                yield from run.stored_events(run.writer.flush())
             except BaseException:
-                writer.flush()  # keep what was finished: whole, scored images (a stopped batch was never submitted)
+                run.writer.flush()  # keep what was finished: whole, scored images (a stopped batch was never submitted)
                 raise
-        if ranks.world_size > 1:  # the main process merges the others' shards until every rank is done
-            marker = shard_dir(spec.project, spec.run) / f"done-{info['token']}-rank{ranks.rank}"
-            if not main:
-                from prism_gui.engine.data.catalog import atomic_write_text
-
-                atomic_write_text(marker, "")
-            else:
-                others = [marker.with_name(f"done-{info['token']}-rank{r}") for r in range(1, ranks.world_size)]
-                while True:
-                    finished = all(m.exists() for m in others)  # checked before the merge that follows it
-                    yield from merged_events()
-                    if finished:
-                        break
-                    cancel.raise_if_cancelled()
-                    time.sleep(0.2)
-                for m in others:
-                    m.unlink(missing_ok=True)
-        if main:
-            log_class_energies(tb, cat, spec.run, prompts.class_names, n_done)
-            cat.finish_run(spec.run)
+        if ranks.world_size > 1:
+            yield from run.wait_for_ranks()
+        run.finish()
     except BaseException:
-        if main:
-            with contextlib.suppress(Exception):  # rows the other ranks finished are kept
-                stored = merge_shards(cat, spec.run)
-                n_done += len(stored)
-            cat.finish_run(spec.run, "interrupted")
+        run.interrupted()
         raise
     finally:
         if spec.offload:
             comp.disable_offload()
-        if tb is not None:
-            tb.close()
+        run.close()
+
+
+class _GenerationRun:
+    """One process's share of a generation: its counters, its sinks (the catalog, TensorBoard) and
+    the steps :func:`_generate` takes, in order."""
+
+    def __init__(self, spec, prompts, teacher, comp, device, total, info, cat, ranks, cancel):
+        from prism_gui.engine.tblog import TensorBoardLog
+
+        self.spec, self.prompts, self.teacher, self.comp, self.device = spec, prompts, teacher, comp, device
+        self.total, self.info, self.cat, self.ranks, self.cancel = total, info, cat, ranks, cancel
+        self.main = ranks.is_main
+        self.n_done = cat.count(run=spec.run) if self.main else 0
+        self.first_done = self.n_done
+        # TensorBoard curves (images/s, energies) beside the run's manifest; the catalog keeps the same numbers
+        self.tb = TensorBoardLog(RunPaths.of(spec.project, spec.run).dir) if self.main else None
+        self.settings = {"sampler": dataclasses.asdict(spec.sampler), "guidance": spec.to_dict()["guidance"]}
+        self.writer: BatchWriter | None = None
+        self.guidance = None
+        self.t0 = time.time()
+
+    def _event(self, message: str, data: Payload) -> Event:
+        return Event("generate", self.n_done, self.total, message, data)
+
+    def opening(self) -> Iterator[Event]:
+        """Where the run stands (resumed, repaired), then the guidance fitted to the device's memory."""
+        info, world = self.info, self.ranks.world_size
+        if self.main:
+            repair = describe_repair(info["repaired"])
+            yield self._event(f"{self.n_done}/{self.total} images" + (" (resumed)" if info["resumed"] else "")
+                              + (f"; catalog check: {repair}" if repair else "")
+                              + (f" on {world} processes" if world > 1 else ""),
+                              GenerationStart(info["resumed"], world))
+        self.guidance, note = fit_guidance(self.spec, self.comp, self.teacher, self.device)
+        if note and self.main:
+            yield self._event(note["message"], GenerationNote(memory=note))
+        self.t0 = time.time()
+
+    def sample_all(self, mine: list[PlanItem]) -> Iterator[Event]:
+        """Every batch of ``mine``; out of memory halves the batch and goes on (each image depends on
+        its own seed only, so a smaller batch gives the same images)."""
+        spec, batch_size, b = self.spec, self.spec.batch_size, 0
+        while b < len(mine):
+            batch = mine[b : b + batch_size]
+            try:
+                yield from self.sample_batch(batch)
+            except OUT_OF_MEMORY as e:
+                if not spec.auto_batch or batch_size == 1:
+                    raise MemoryError(out_of_memory_advice(spec, batch_size)) from e
+                release_memory(self.device)
+                batch_size = max(1, len(batch) // 2)
+                yield self._event(f"out of memory at a batch of {len(batch)} images: continuing with batches of "
+                                  f"{batch_size}", GenerationNote(batch_size=batch_size))
+                continue
+            b += len(batch)
+            yield from self.stored_events(self.writer.completed())
+
+    def sample_batch(self, batch: list[PlanItem]) -> Iterator[Event]:
+        """One batch through the sampler (an event per denoising step), scored, handed to the writer."""
+        from prism_gui.engine.data.imaging import to_uint8
+
+        images = None
+        for ev in sample_steps(self.comp, [it.prompt for it in batch], [it.seed for it in batch], self.spec.sampler,
+                               guidance=self.guidance, teacher=self.teacher,
+                               targets=[it.class_index for it in batch],
+                               negative_prompts=[it.negative for it in batch], cancel=self.cancel):
+            if "images" in ev.data:
+                images = ev.data["images"]
+            elif self.main:
+                yield self._event(f"{self.n_done}/{self.total} images, step {ev.step}/{ev.total}",
+                                  SamplingStep(ev.step, ev.total, ev.data.get("mean_energy")))
+            yield from self.stored_events(self.writer.completed())
+        self.cancel.raise_if_cancelled()
+        scores = score_images(self.teacher, images.to(self.device), [it.class_index for it in batch],
+                              self.spec.score_energy)
+        self.writer.submit((batch, to_uint8(images), scores))
+
+    def store(self, job) -> tuple[list[int], list[float]]:
+        """Write a scored batch (in the writer thread, beside the next batch's sampling): the main
+        process inserts the rows, and the rows other processes left in shards; (new ids, energies)."""
+        from prism_gui.engine.data.image_files import write_image_files
+        from prism_gui.engine.data.shards import merge_shards, write_shard
+
+        spec, (batch, u8, scores) = self.spec, job
+        rows = [write_image_files(spec.project, spec.run, it.item, img, class_index=it.class_index,
+                                  class_name=self.prompts.class_names[it.class_index], prompt=it.prompt,
+                                  seed=it.seed, generator=spec.generator, settings=self.settings, score=sc,
+                                  negative_prompt=it.negative)
+                for it, img, sc in zip(batch, u8, scores, strict=True)]
+        energies = [sc["energy"] for sc in scores]
+        if self.main:  # the one catalog writer; the other ranks' rows arrive in shards
+            ids = self.cat.insert_rows(rows, skip_existing=False)
+            merged = merge_shards(self.cat, spec.run)
+            return ids + merged, energies + list(self.cat.column("energy", ids=merged))
+        write_shard(spec.project, spec.run, self.ranks.rank, rows)
+        return [], energies
+
+    def stored_events(self, results) -> Iterator[Event]:
+        """An event per stored batch ((new ids, their energies)), with the run's speed and energy curves."""
+        from prism_gui.engine.tblog import GENERATE_TAGS
+
+        for ids, energies in results:
+            if not self.main or (not energies and not ids):
+                continue
+            mean_energy = float(np.mean(energies)) if energies else None
+            self.n_done += len(ids)
+            rate = (self.n_done - self.first_done) / max(time.time() - self.t0, 1e-9)
+            eta = (self.total - self.n_done) / rate if rate > 0 else None  # not measured yet
+            curves = {"images_per_s": rate, **({"mean_energy": mean_energy} if mean_energy is not None else {})}
+            self.cat.log_metrics(self.spec.run, self.n_done, curves)
+            self.tb.scalars(curves, self.n_done, GENERATE_TAGS)
+            self.tb.histogram("energy/all", energies, self.n_done)
+            yield self._event(f"{self.n_done}/{self.total} images, ETA " + ("—" if eta is None else f"{eta:.0f}s"),
+                              BatchStored(ids, eta, mean_energy))
+
+    def wait_for_ranks(self) -> Iterator[Event]:
+        """Each process leaves a marker when done; the main one merges the others' shards until
+        every marker is there."""
+        from prism_gui.engine.data.files import atomic_write_text
+        from prism_gui.engine.data.shards import merge_shards, shard_dir
+
+        spec, token = self.spec, self.info["token"]
+        marker = shard_dir(spec.project, spec.run) / f"done-{token}-rank{self.ranks.rank}"
+        if not self.main:
+            atomic_write_text(marker, "")
+            return
+        others = [marker.with_name(f"done-{token}-rank{r}") for r in range(1, self.ranks.world_size)]
+        while True:
+            finished = all(m.exists() for m in others)  # checked before the merge that follows it
+            merged = merge_shards(self.cat, spec.run)
+            yield from self.stored_events([(merged, list(self.cat.column("energy", ids=merged)) if merged else [])])
+            if finished:
+                break
+            self.cancel.raise_if_cancelled()
+            time.sleep(0.2)
+        for m in others:
+            m.unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        if self.main:
+            log_class_energies(self.tb, self.cat, self.spec.run, self.prompts.class_names, self.n_done)
+            self.cat.finish_run(self.spec.run)
+
+    def interrupted(self) -> None:
+        from prism_gui.engine.data.shards import merge_shards
+
+        if self.main:
+            with contextlib.suppress(Exception):  # rows the other ranks finished are kept
+                self.n_done += len(merge_shards(self.cat, self.spec.run))
+            self.cat.finish_run(self.spec.run, "interrupted")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 def log_class_energies(tb, cat, run: str, class_names: list[str], step: int) -> None:

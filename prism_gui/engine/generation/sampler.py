@@ -295,8 +295,9 @@ def _guided_eps(comp, latents, t, sched, embeds, cfg, guidance: GuidanceSpec, te
     return out_new.to(latents.dtype), float(torch.cat(energies).mean())
 
 
-def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *, steps: int = 30,
-           cfg: float = 4.0, scheduler: str | None = "ddim", negative_prompts: Sequence[str] | None = None,
+def sample(comp: DiffusionComponents, prompts: Sequence[str], seeds: Sequence[int], *,
+           steps: int = SamplerSettings.steps, cfg: float = SamplerSettings.cfg,
+           scheduler: str | None = SamplerSettings.scheduler, negative_prompts: Sequence[str] | None = None,
            guidance: GuidanceSpec | None = None, teacher=None, targets=None,
            cancel: CancelToken | None = None) -> torch.Tensor:
     """Run :func:`sample_steps` to the end and return the images ([-1, 1], on the CPU)."""

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from prism_gui.engine.data.layout import PROMPTS_FILE, RunPaths
 from prism_gui.engine.jobs import CancelToken, Event
 
 
@@ -142,11 +143,11 @@ def prdc_job(project_root: str | Path, runs: list[str] | None = None, teacher=No
              cancel: CancelToken | None = None) -> Iterator[Event]:
     """Precision, recall, density and coverage of the project's images (per run) against its
     reference set, in the teacher's features; saved to ``runs/<run>/prdc.json``."""
-    from prism_gui.engine.analysis.prdc import catalog_prdc
+    from prism_gui.engine.analysis.prdc import catalog_prdc_job
     from prism_gui.engine.teachers.load import load_teacher
 
     teacher = teacher or load_teacher("digits")
-    yield from catalog_prdc(teacher, reference, project_root, runs, statuses=statuses, k=k, mapping=mapping,
+    yield from catalog_prdc_job(teacher, reference, project_root, runs, statuses=statuses, k=k, mapping=mapping,
                             cancel=cancel)
 
 
@@ -170,19 +171,17 @@ def select_job(project_root: str | Path, per_class: int, strategy: str = "lowest
 
 
 # ---------------------------------------------------------------------------- precision-aware prompts
-def score_prompts_job(prompts, teacher=None, generator_source: str = "digits", pilot_per_prompt: int = 1,
-                      keep_fraction: float = 0.7, steps: int = 15, cfg: float = 3.0, scheduler: str = "ddim",
-                      batch: int = 100, cancel: CancelToken | None = None) -> Iterator[Event]:
+def score_prompts_job(prompts, teacher=None, spec=None, cancel: CancelToken | None = None) -> Iterator[Event]:
     """Precision-aware diversity, as ``prism demo`` does it (:func:`prompts.score_prompts`) with the
-    project's generator.  The last event carries ``data['prompts']`` (a scored copy)."""
-    from prism_gui.engine.generation.sampler import SamplerSettings
-    from prism_gui.engine.prompts import score_prompts
+    settings of ``spec`` (a :class:`~prism_gui.engine.prompts.ScoreSpec`).  The last event carries
+    ``data['prompts']`` (a scored copy)."""
+    from prism_gui.engine.prompts import ScoreSpec, score_prompts
     from prism_gui.engine.teachers.load import load_teacher
 
-    yield from score_prompts(prompts, generator(generator_source), teacher or load_teacher("digits"),
-                             pilot_per_prompt=pilot_per_prompt, keep_fraction=keep_fraction,
-                             sampler=SamplerSettings(steps=steps, cfg=cfg, scheduler=scheduler),
-                             batch_size=batch, cancel=cancel)
+    spec = spec or ScoreSpec()
+    yield from score_prompts(prompts, generator(spec.generator), teacher or load_teacher("digits"),
+                             pilot_per_prompt=spec.pilot_per_prompt, keep_fraction=spec.keep_fraction,
+                             sampler=spec.sampler(), batch_size=spec.batch, seed=spec.seed, cancel=cancel)
 
 
 # ---------------------------------------------------------------------------- generate more here
@@ -216,7 +215,7 @@ def _fallback_prompts(project: Path, base_run: str, class_names: list[str]):
     """The base run's saved prompts, else the project's prompts.json, else None."""
     from prism_gui.engine.prompts import PromptSet
 
-    for path in (project / "runs" / base_run / "prompts.json", project / "prompts.json"):
+    for path in (RunPaths.of(project, base_run).prompts, project / PROMPTS_FILE):
         if path.is_file():
             try:
                 ps = PromptSet.load(path)
@@ -267,7 +266,7 @@ def fill_holes_job(project, teacher, regions: list[dict], *, per_class: int = 20
     gspec = GenerateSpec(**{k: v for k, v in spec.items() if k in {f.name for f in dataclasses.fields(GenerateSpec)}})
     names = list(teacher.class_names)
     ps = fill_prompts(regions, names, _fallback_prompts(Path(project), base["id"], names))
-    ps.save(Path(project) / "runs" / run / "prompts.json")
+    ps.save(RunPaths.of(project, run).prompts)
     yield from run_generation(gspec, ps, teacher=teacher, components=components, cancel=cancel)
     yield Event("fill", 1, 1, f"run '{run}': {per_class} more images for each of {len(gspec.classes)} classes",
                 {"run": run, "classes": gspec.classes})

@@ -126,7 +126,7 @@ def default_run_name(cat, folder: Path) -> str:
     return name
 
 
-def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str | None = None, mapping=None,
+def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | None = None, mapping=None,
                   energy=None, batch_size: int = 32, cancel: CancelToken | None = None) -> Iterator[Event]:
     """Import every image under ``folder`` into ``project`` as the run ``run`` (default
     ``import-<folder name>``); the last event's data: ``run``, ``added``, ``duplicates``,
@@ -134,9 +134,10 @@ def import_folder(project: str | Path, folder: str | Path, teacher, *, run: str 
     import torch
     from PIL import Image
 
-    from prism_gui.engine.data.catalog import Catalog, write_image_files
+    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.data.datasets import pm1_tensor, to_mode
     from prism_gui.engine.data.folders import IMAGE_SUFFIXES, image_file_problem, image_files
+    from prism_gui.engine.data.image_files import write_image_files
     from prism_gui.engine.data.lock import project_lock
     from prism_gui.engine.generation.energies import EnergySpec
     from prism_gui.engine.generation.sampler import score_images

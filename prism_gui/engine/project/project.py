@@ -18,11 +18,12 @@ import os
 import time
 from pathlib import Path
 
+from prism_gui.engine.data.layout import PROJECT_FILE, PROMPTS_FILE, RunPaths
 from prism_gui.engine.project.demo_settings import demo_settings
+from prism_gui.engine.training.spec import PROJECT_FIELDS, project_defaults
 from prism_gui.resources import resource_path
 
-SPEC_FILE = "project.json"
-PROMPTS_FILE = "prompts.json"
+SPEC_FILE = PROJECT_FILE
 SPEC_VERSION = 1
 
 
@@ -73,8 +74,8 @@ def default_spec(name: str = "Digits") -> dict:
                      "images_per_class": q["images_per_class"], "batch_size": 50, "seed": 0,
                      "guidance_scale": q["guidance_scale"], "guidance_window": list(q["guidance_window"]),
                      "guidance_mode": q["guidance_mode"], "energy_weights": {"class": 1.0}},
-        "distill": {"student": "digits_student", "epochs": 15, "batch_size": 64, "lr": 5e-3, "temperature": 4.0,
-                    "alpha_ce": 0.0, "augment": True, "seed": 0},
+        # DistillSpec's own defaults (the one definition), with the quick demo's student, epochs and seed
+        "distill": project_defaults(student=q["student"], epochs=q["epochs"], seed=q["seed"]),
         # the real held-out set: student accuracy in Distill, the precision/recall reference in Curate.
         # "digits-test", a labelled image folder (WordNet-id or class-name subfolders), or "" for none
         "evaluation": {"set": "digits-test", "mapping": None},
@@ -105,6 +106,9 @@ def check_spec(spec, path: Path) -> None:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: '{section}' must be a table of settings, not {values!r}; fix it or delete the "
                              f"'{section}' entry to use the defaults.")
+        if section == "distill":  # checked as DistillSpec checks its settings (one validator)
+            _check_distill_section(values, defaults, path)
+            continue
         for key, default in defaults.items():
             if key not in values or default is None or values[key] is None:
                 continue
@@ -128,6 +132,23 @@ def check_spec(spec, path: Path) -> None:
                         str: "a text", list: "a list", dict: "a table"}[type(default)]
                 raise ValueError(f"{where} is {json.dumps(value) if not isinstance(value, float) else value}: "
                                  f"it must be {kind}{fix}")
+
+
+def _check_distill_section(values: dict, defaults: dict, path: Path) -> None:
+    import typing
+
+    from prism_gui.engine.specs import SpecError, check_value
+    from prism_gui.engine.training.spec import DistillSpec
+
+    hints = typing.get_type_hints(DistillSpec)
+    for key in PROJECT_FIELDS:
+        if values.get(key) is None:
+            continue
+        try:
+            check_value(f"distill.{key}", values[key], hints[key], str(path))
+        except SpecError as e:
+            raise ValueError(f"{e}".rstrip(".") + f"; fix it or delete the line to use the default "
+                             f"({json.dumps(defaults[key])}).") from None
 
 
 def _check_catalog_version(root: Path) -> None:
@@ -246,7 +267,7 @@ class Project:
         return cls.open(root) if (root / SPEC_FILE).exists() else cls.create(root)
 
     def save(self) -> None:
-        from prism_gui.engine.data.catalog import atomic_write_text
+        from prism_gui.engine.data.files import atomic_write_text
 
         atomic_write_text(self.spec_path, json.dumps(self.spec, indent=2))
 
@@ -300,4 +321,4 @@ class Project:
         return Catalog(self.root)
 
     def run_dir(self, run: str) -> Path:
-        return self.root / "runs" / run
+        return RunPaths.of(self.root, run).dir

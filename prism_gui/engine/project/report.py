@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prism_gui.engine.data.layout import JobFiles, RunPaths
 from prism_gui.engine.jobs import CancelToken, Event
 from prism_gui.engine.project.project import Project
 from prism_gui.engine.teachers.classes import CLASS_COLUMNS
@@ -91,7 +92,7 @@ class Report:
         return "\n".join(parts)
 
     def save_html(self, path: str | Path) -> Path:
-        from prism_gui.engine.data.catalog import atomic_write_text
+        from prism_gui.engine.data.files import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, self.to_html(embed=True))
@@ -230,11 +231,12 @@ def _map_section(root: Path, cat, names: list[str], images: dict, sections: list
                            ["class", "aligned share", "synthetic images", "aligned"], rows))
 
 
-def build_report(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
+def report_job(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
     """The stakeholder report of a project; the last event carries ``data['report']``."""
     from matplotlib.figure import Figure
 
-    from prism_gui.engine.data.catalog import Catalog, saved_prdc
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.files import saved_prdc
 
     root = Path(project_root)
     project = Project.open_for_reading(root)  # a project made by the CLI alone has no project.json
@@ -253,7 +255,7 @@ def build_report(project_root: str | Path, cancel: CancelToken | None = None) ->
         results = []
         for r in dist_runs:
             out_dir = r["spec"].get("out_dir")  # wherever the distillation wrote (the app: runs/<run>/)
-            res_path = (Path(out_dir) if out_dir else project.run_dir(r["id"])) / "result.json"
+            res_path = JobFiles(Path(out_dir)).result if out_dir else RunPaths.of(project.root, r["id"]).result
             res = json.loads(res_path.read_text()) if res_path.exists() else {}
             steps, acc = cat.metrics(r["id"], "test_accuracy")
             _, agr = cat.metrics(r["id"], "agreement")

@@ -16,6 +16,7 @@ same way (``<program> torchrun ...``), so one code path serves both.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import queue
@@ -26,6 +27,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from prism_gui.engine.data.layout import RunPaths
+from prism_gui.engine.events import DistillDone
 from prism_gui.engine.jobs import Cancelled, CancelToken, Event
 
 
@@ -158,14 +161,14 @@ def launch_generation(spec, prompts, processes: int, *, cancel: CancelToken | No
     """The app's multi-process generation: ``spec`` (a GenerateSpec) and ``prompts`` written to
     ``runs/<run>/job.json`` and ``prompts.json`` in the project, then :func:`launch`; rows left
     waiting are merged at the end, however it ends."""
-    from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_text
 
     check_processes(processes, spec.device)
-    folder = Path(spec.project) / "runs" / spec.run
+    paths = RunPaths.of(spec.project, spec.run)
+    folder = paths.dir
     folder.mkdir(parents=True, exist_ok=True)
-    prompts.save(folder / "prompts.json")
-    atomic_write_text(folder / "job.json", json.dumps({**spec.to_dict(), "prompts": str(folder / "prompts.json")},
-                                                      indent=2))
+    prompts.save(paths.prompts)
+    atomic_write_text(folder / "job.json", json.dumps({**spec.to_dict(), "prompts": str(paths.prompts)}, indent=2))
     try:
         yield from launch(["generate", str(folder / "job.json")], processes, cancel=cancel)
     finally:
@@ -176,9 +179,8 @@ def launch_distillation(spec, processes: int, *, teacher=None, cancel: CancelTok
     """The app's multi-process distillation: ``spec`` (a DistillSpec, whose ``out_dir`` it needs:
     the student comes back through it) in ``out_dir/job.json``, then :func:`launch`; the last
     event carries the exported student, as a one-process run's does."""
-    import dataclasses
 
-    from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_text
 
     check_processes(processes, spec.device)
     if not spec.out_dir:
@@ -198,5 +200,4 @@ def launch_distillation(spec, processes: int, *, teacher=None, cancel: CancelTok
         from prism_gui.engine.training.export import load_student
 
         teacher = teacher or TeacherSpec.from_value(spec.teacher).load()
-        last.data["student"] = load_student(out, teacher)
-        yield last
+        yield dataclasses.replace(last, data=DistillDone(last.data["result"], load_student(out, teacher)))

@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 
+from prism_gui.engine.events import payload_from_json, payload_to_json
 from prism_gui.engine.jobs import CancelToken, Event
 
 EVENT_PREFIX = "PRISM-EVENT "
@@ -52,15 +53,17 @@ _DROP = object()
 
 
 def event_line(ev: Event) -> str:
-    return EVENT_PREFIX + json.dumps({"stage": ev.stage, "step": ev.step, "total": ev.total,
-                                      "message": ev.message, "data": _jsonable(ev.data), "time": ev.time})
+    kind, data = payload_to_json(ev.data)
+    return EVENT_PREFIX + json.dumps({"stage": ev.stage, "step": ev.step, "total": ev.total, "message": ev.message,
+                                      "payload": kind, "data": _jsonable(data), "time": ev.time})
 
 
 def parse_event(line: str) -> Event | None:
     if not line.startswith(EVENT_PREFIX):
         return None
     d = json.loads(line[len(EVENT_PREFIX):])
-    return Event(d["stage"], d["step"], d["total"], d["message"], d["data"], d["time"])
+    return Event(d["stage"], d["step"], d["total"], d["message"], payload_from_json(d.get("payload"), d["data"]),
+                 d["time"])
 
 
 PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL error",

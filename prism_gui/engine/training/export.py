@@ -24,7 +24,9 @@ from pathlib import Path
 
 import torch
 
-STUDENT_DIR = "student"
+from prism_gui.engine.data.layout import STUDENT, student_folder
+
+STUDENT_DIR = STUDENT  # a run folder's timm student folder (data/layout.py)
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 # pretrained-config keys that describe where a random-init architecture's ImageNet weights come
 # from: not true of a distilled student
@@ -44,7 +46,7 @@ def export_student(student, teacher, out: Path, onnx: bool = True, card: str | N
     ``out/student.onnx``; returns the paths written."""
     from timm.models import save_for_hf
 
-    from prism_gui.engine.data.catalog import atomic_write_text
+    from prism_gui.engine.data.files import atomic_write_text
 
     out = Path(out)
     folder = out / STUDENT_DIR
@@ -59,7 +61,7 @@ def export_student(student, teacher, out: Path, onnx: bool = True, card: str | N
         save_for_hf(student, str(folder), model_config=label_config, safe_serialization=True,
                     data_config=_data_config(teacher))
     except OSError as e:
-        from prism_gui.engine.data.catalog import write_error
+        from prism_gui.engine.data.files import write_error
 
         raise write_error(folder, e) from e
     finally:
@@ -77,15 +79,6 @@ def export_student(student, teacher, out: Path, onnx: bool = True, card: str | N
         paths.append(out / "student.onnx")
     teacher.to(teacher.device)
     return paths
-
-
-def student_folder(folder: str | Path) -> Path | None:
-    """The timm folder of an export: ``folder/student`` or ``folder`` itself (None if neither)."""
-    folder = Path(folder)
-    for f in (folder / STUDENT_DIR, folder):
-        if (f / "config.json").is_file() and (f / "model.safetensors").is_file():
-            return f
-    return None
 
 
 def _read_json(path: Path, fix: str) -> dict:
@@ -174,7 +167,8 @@ def training_set_info(spec: dict, images: int) -> dict:
     project = spec.get("project")
     if info["data"] != "catalog" or not project:
         return info
-    from prism_gui.engine.data.catalog import Catalog, saved_prdc
+    from prism_gui.engine.data.catalog import Catalog
+    from prism_gui.engine.data.files import saved_prdc
 
     root = Path(project)
     info["project"] = str(root)

@@ -5,7 +5,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from prism_gui.ui.common import make_studio
-from prism_gui.ui.curate_panel import CuratePanel
+from prism_gui.ui.curate_panel import DETAIL_PX, CuratePanel
 from prism_gui.ui.gallery import IdRole, ImageRole, RowRole
 from prism_gui.ui.testing import fake_catalog
 
@@ -104,7 +104,7 @@ def test_threshold_rejection_is_one_undoable_step(qtbot, panel):
 def test_detail_pane_and_generate_again(qtbot, panel):
     panel.view.setCurrentIndex(panel.model.index(5))
     assert "Prompt:" in panel.detail.toPlainText() and "top-5" in panel.detail.toPlainText()
-    assert panel.image.pixmap().width() == 160
+    assert panel.image.pixmap().width() == DETAIL_PX  # the full image, larger than its tile
     with qtbot.waitSignal(panel.regenerate, timeout=1000) as blocker:
         panel.again.click()
     row = blocker.args[0]

@@ -431,3 +431,49 @@ def pg():
 
     pyqtgraph.setConfigOptions(background="w", foreground="#333", antialias=True)
     return pyqtgraph
+
+
+def fit_to_screen(root: QWidget, min_chars: int = 14) -> None:
+    """Keep ``root``'s window from growing with what it shows (issue 28: a laptop's 1366x768):
+    every combo box sizes to ``min_chars`` characters instead of its longest entry (its menu
+    still shows whole entries)."""
+    from PySide6.QtWidgets import QComboBox
+
+    for combo in root.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(min_chars)
+        combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+        # Qt keeps the minimum size hint it computed from the entries; an explicit minimum width
+        # is what layouts use instead
+        combo.setMinimumWidth(min(combo.sizeHint().width(), combo.minimumSizeHint().width()))
+
+
+def wrapping(label: QLabel) -> QLabel:
+    """``label`` as a status text that wraps instead of widening its window."""
+    label.setWordWrap(True)
+    label.setMinimumWidth(0)
+    return label
+
+
+def form_with_actions(form: QWidget, actions: list, min_width: int, max_width: int) -> QWidget:
+    """A panel's settings column: ``form`` scrolls, ``actions`` (a row of buttons first, then
+    status widgets) stay in a bar under it, so the panel's primary action is always on screen."""
+    from PySide6.QtWidgets import QHBoxLayout, QScrollArea
+
+    scroll = QScrollArea()
+    scroll.setWidget(form)
+    scroll.setWidgetResizable(True)
+    column = QWidget()
+    column.setMinimumWidth(min_width)  # the form and its vertical scroll bar, without a horizontal one
+    column.setMaximumWidth(max_width)
+    lay = QVBoxLayout(column)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(scroll, 1)
+    buttons, *status = actions
+    row = QHBoxLayout()
+    for b in buttons:
+        row.addWidget(b)
+    lay.addLayout(row)
+    for w in status:
+        lay.addWidget(w)
+    return column

@@ -25,9 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.ui.class_table import ClassTable
-from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin, two_panes
+from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin, two_panes, wrapping
 from prism_gui.ui.gallery import GalleryModel, IdRole, RowRole, TileDelegate
 
+DETAIL_PX = 128  # the selected image, larger than a tile; small enough for a laptop screen beside the histograms
 SORTS = {"energy (low first)": ("energy", False), "energy (high first)": ("energy", True),
          "confidence (high first)": ("confidence", True), "confidence (low first)": ("confidence", False),
          "class": ("class_index", False), "newest": ("id", True), "oldest": ("id", False),
@@ -68,6 +69,7 @@ class Histogram(QWidget):
                                      label=_Format(log), labelOpts={"position": 0.9, "color": "#c62828"})
         self.line.setToolTip("Drag the threshold")
         self.plot.addItem(self.line)
+        self.plot.setMinimumHeight(120)  # title, axis and bars stay readable on a laptop screen
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
@@ -187,7 +189,7 @@ class CuratePanel(QWidget):
         undo = QPushButton("Undo (Ctrl+Z)")
         undo.setToolTip("Undo the last curation action (a threshold rejection is one action)")
         undo.clicked.connect(self.undo)
-        self.message = QLabel()
+        self.message = wrapping(QLabel())
         self.message.setStyleSheet("color: #345;")
         crow = QHBoxLayout()
         crow.addWidget(self.count)
@@ -204,7 +206,7 @@ class CuratePanel(QWidget):
 
         # ---- detail pane
         self.image = QLabel()
-        self.image.setFixedSize(168, 168)
+        self.image.setFixedSize(DETAIL_PX + 8, DETAIL_PX + 8)
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setStyleSheet("background: white; border: 1px solid #ccc;")
         self.detail = QTextBrowser()
@@ -237,7 +239,7 @@ class CuratePanel(QWidget):
         self.reject_conf.setToolTip("Reject every image of the shown run/class the teacher is less confident about "
                                     "(one undoable step)")
         self.reject_conf.clicked.connect(lambda: self.reject_beyond("confidence"))
-        self.beyond = QLabel()
+        self.beyond = wrapping(QLabel())
         self.keep_n = spin(1, 100000, 20, "Images to keep per class")
         self.keep_button = QPushButton("Keep per class:")
         self.keep_button.setToolTip("Oversample-and-select: per class keep N images of the shown run, chosen as the "
@@ -275,9 +277,9 @@ class CuratePanel(QWidget):
         krow = QHBoxLayout()
         krow.addWidget(self.keep_button)
         krow.addWidget(self.keep_n)
-        krow.addWidget(self.keep_by)
-        krow.addWidget(self.beyond, 1)
+        krow.addWidget(self.keep_by, 1)
         hl.addLayout(krow)
+        hl.addWidget(self.beyond)
         prow = QHBoxLayout()
         prow.addWidget(self.prdc_button)
         prow.addWidget(self.prdc, 1)
@@ -496,7 +498,7 @@ class CuratePanel(QWidget):
         row = self.cat.get(index.data(IdRole))
         self._detail_row = row
         self.again.setEnabled(True)
-        img = load_tile(self.cat.root / row["path"], 160)
+        img = load_tile(self.cat.root / row["path"], DETAIL_PX)
         self.image.setPixmap(QPixmap.fromImage(img))
         names = self.studio.class_names()
         top5 = "".join(

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +35,7 @@ from prism_gui.ui.common import (
     button,
     dspin,
     error_label,
+    form_with_actions,
     pg,
     run_name_or_error,
     show_error,
@@ -203,22 +203,12 @@ class DistillPanel(DropTarget, QWidget):
         self.result.setWordWrap(True)
         self.result.setStyleSheet("font-size: 11pt; color: #123;")
         self.error = error_label()
-        brow = QHBoxLayout()
-        for b in (self.start_button, self.stop_button, self.export_button):
-            brow.addWidget(b)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.addWidget(box)
-        ll.addLayout(brow)
-        ll.addWidget(self.progress)
-        ll.addWidget(self.result)
-        ll.addWidget(self.error)
         ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(340)
-        scroll.setMaximumWidth(420)
+        scroll = form_with_actions(left, [(self.start_button, self.stop_button, self.export_button), self.progress,
+                                          self.result, self.error], 340, 420)
 
         pgm = pg()
         self.loss_plot = pgm.PlotWidget(title="Distillation loss (faint: per step; solid: smoothed)")

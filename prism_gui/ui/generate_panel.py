@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -44,6 +43,7 @@ from prism_gui.ui.common import (
     button,
     dspin,
     error_label,
+    form_with_actions,
     load_tile,
     pg,
     pixmap,
@@ -253,23 +253,13 @@ class GeneratePanel(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #345;")
         self.error = error_label()
-        brow = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.cancel_button):
-            brow.addWidget(b)
-
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.addWidget(gen)
         ll.addWidget(eda)
-        ll.addLayout(brow)
-        ll.addWidget(self.note)
-        ll.addWidget(self.error)
         ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(400)  # the form and its vertical scroll bar, without a horizontal one
-        scroll.setMaximumWidth(440)
+        scroll = form_with_actions(left, [(self.start_button, self.pause_button, self.cancel_button), self.note,
+                                          self.error], 400, 440)
 
         self.strip = QListWidget()
         self.strip.setViewMode(QListView.ViewMode.IconMode)

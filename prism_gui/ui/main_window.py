@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.engine.project.project import SPEC_FILE, Project, default_project_path
-from prism_gui.ui.common import Settings, job_error_dialog, make_studio
+from prism_gui.ui.common import Settings, fit_to_screen, job_error_dialog, make_studio
 from prism_gui.ui.curate_panel import CuratePanel
 from prism_gui.ui.distill_panel import DistillPanel
 from prism_gui.ui.generate_panel import GeneratePanel
@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_jobs_dock()
         self._build_actions()
+        fit_to_screen(self)
         self._restore()
         QTimer.singleShot(0, lambda: self.open_project(project or self._initial_project()))
         if self.settings.problem:  # the app works; what it cannot do is keep its settings

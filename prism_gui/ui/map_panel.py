@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, show_error, spin, two_panes
+from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, show_error, spin, two_panes, wrapping
 
 COLOURS = ("class", "energy", "confidence", "run", "status", "real vs synthetic", "density")
 METHODS = {"auto (UMAP when installed)": "auto", "UMAP": "umap", "PCA (fast)": "pca"}
@@ -126,7 +126,7 @@ class MapPanel(QWidget):
         self.colour.currentIndexChanged.connect(lambda _i: self.recolour())
         self.compute_button = button("Compute map", "Embed every image in the teacher's feature space (a job; "
                                      "features and the map are cached in the project)", lambda: self.compute())
-        self.status = QLabel("No map yet: press Compute map.")
+        self.status = wrapping(QLabel("No map yet: press Compute map."))
         self.status.setStyleSheet("color: #345;")
         self.tools = QButtonGroup(self)
         tool_row = QHBoxLayout()
@@ -141,12 +141,17 @@ class MapPanel(QWidget):
             self.tools.addButton(b)
             b.toggled.connect(lambda on, n=name: on and self.set_tool(n))
             tool_row.addWidget(b)
-        top = QHBoxLayout()
-        for w in (QLabel("Method"), self.method, QLabel("Real images"), self.reference, self.compute_button,
-                  QLabel("Colour by"), self.colour):
-            top.addWidget(w)
-        top.addLayout(tool_row)
-        top.addStretch(1)
+        top = QVBoxLayout()  # two rows, so the tab fits a laptop's screen
+        rows = ((QLabel("Method"), self.method, QLabel("Real images"), self.reference, self.compute_button),
+                (QLabel("Colour by"), self.colour))
+        for widgets in rows:
+            row = QHBoxLayout()
+            for w in widgets:
+                row.addWidget(w)
+            if widgets is rows[1]:
+                row.addLayout(tool_row)
+            row.addStretch(1)
+            top.addLayout(row)
 
         # ---- the plot
         self.vb = SelectViewBox.make(self._select_shape)
@@ -172,7 +177,7 @@ class MapPanel(QWidget):
         self.plot.scene().sigMouseMoved.connect(self._hover)
 
         # ---- selection bar
-        self.sel_label = QLabel("Nothing selected: choose Lasso or Box and drag on the map.")
+        self.sel_label = wrapping(QLabel("Nothing selected: choose Lasso or Box and drag on the map."))
         self.gallery_button = button("Show in gallery", "Show the selected images in the Curate tab's gallery",
                                      lambda: self.show_in_gallery(), enabled=False)
         self.keep_button = button("Keep", "Keep the selected images (one undoable step)",
@@ -185,7 +190,7 @@ class MapPanel(QWidget):
         srow.addWidget(self.sel_label, 1)
         for b in (self.gallery_button, self.keep_button, self.reject_button, self.undo_button, self.clear_button):
             srow.addWidget(b)
-        self.message = QLabel()
+        self.message = wrapping(QLabel())
         self.message.setStyleSheet("color: #345;")
         self.error = error_label()
         left = QWidget()

@@ -190,7 +190,7 @@ def bench_thousand_classes(quick: bool) -> dict:
     from prism_gui.engine.project.project import Project
     from prism_gui.engine.project.report import report_job
     from prism_gui.engine.prompts import class_phrases, expand, load_bank
-    from prism_gui.engine.teachers.load import imagenet_class_ids, imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_ids, imagenet_class_names
     from prism_gui.ui.common import make_studio
     from prism_gui.ui.curate_panel import CuratePanel
     from prism_gui.ui.prompts_panel import PromptsPanel

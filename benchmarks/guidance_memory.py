@@ -50,7 +50,7 @@ def run_one(args) -> dict:
     from prism_gui.engine.generation.energies import EnergySpec
     from prism_gui.engine.generation.load import DiffusionComponents
     from prism_gui.engine.generation.sampler import GuidanceSpec, sample
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
     from tests.tiny_sd import write_tiny_clip_tokenizer
 
     torch.manual_seed(0)

@@ -199,7 +199,7 @@ def bench_distill_speed(quick: bool, digits_teacher) -> dict:
     import timm
 
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
 
     g = torch.Generator().manual_seed(0)
     cuda = pick_device("auto").type == "cuda"

@@ -72,7 +72,7 @@ def tiny_decoder(quick: bool, tmp: Path) -> Path:
 def teacher_model(quick: bool):
     import timm
 
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
 
     torch.manual_seed(0)
     arch, size = ("resnet18", 64) if quick else ("resnet50", 224)
@@ -207,7 +207,7 @@ def bench_storing(comp, teacher, tmp: Path) -> dict:
 
 def _two_class_teacher(teacher, names):
     """The benchmark's teacher restricted to as many classes as the job's prompt set."""
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
 
     head = torch.nn.Sequential(teacher.model, _Take(len(names)))
     return Teacher(head.eval(), teacher.input_size, teacher.mean, teacher.std, names)

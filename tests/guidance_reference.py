@@ -114,7 +114,7 @@ def smooth_teacher():
     *normalized* gradient jump between directions on float noise, which no tolerance survives.)"""
     from torch import nn
 
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(),

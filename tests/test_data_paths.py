@@ -13,7 +13,8 @@ from PIL import Image
 from prism_gui.engine.analysis.prdc import prdc
 from prism_gui.engine.data.datasets import CatalogImages, EpochBatches, FolderImages, eval_transform, make_loader
 from prism_gui.engine.data.folders import FolderError, folder_items, label_folders
-from prism_gui.engine.teachers.load import TeacherLoadError, load_teacher
+from prism_gui.engine.teachers.errors import TeacherLoadError
+from prism_gui.engine.teachers.load import load_teacher
 from prism_gui.engine.teachers.spec import TeacherSpec, TeacherSpecError
 from prism_gui.engine.weights import sniff_model_file
 

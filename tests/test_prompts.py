@@ -18,7 +18,7 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 def test_disambiguation_uses_wordnet_definitions_for_imagenet():
-    from prism_gui.engine.teachers.load import imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_names
 
     names, desc = imagenet_class_names()
     ph = class_phrases(names, desc, mode="definition")
@@ -156,7 +156,7 @@ def test_every_template_of_every_bank_is_grammatical_for_every_imagenet_class(ba
     import itertools
 
     from prism_gui.engine.prompts import _compose, class_phrases, load_bank, plain_text
-    from prism_gui.engine.teachers.load import imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_names
 
     names, desc = imagenet_class_names()
     bank = load_bank(bank_name)
@@ -190,7 +190,7 @@ def test_definitions_stop_at_a_phrase_boundary():
 
 def test_imagenet_prompts_fit_the_clip_token_limit_and_read_well(tmp_path):
     from prism_gui.engine.prompts import class_phrases, expand, load_bank
-    from prism_gui.engine.teachers.load import imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_names
     from tests.tiny_sd import real_clip_tokenizer
 
     names, desc = imagenet_class_names()

@@ -30,7 +30,7 @@ def test_unguided_sampler_reproduces_stable_diffusion_pipeline(tiny_sd, cfg):
 def test_guidance_runs_through_a_vae_with_a_timm_teacher(tiny_sd):
     import timm
 
-    from prism_gui.engine.teachers.load import Teacher
+    from prism_gui.engine.teachers.teacher import Teacher
 
     model = timm.create_model("test_resnet", num_classes=3).eval()
     teacher = Teacher(model, (3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["cat", "car", "dog"])

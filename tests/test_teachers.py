@@ -7,7 +7,9 @@ import safetensors.torch
 import timm
 import torch
 
-from prism_gui.engine.teachers.load import TeacherLoadError, load_teacher, read_class_names
+from prism_gui.engine.teachers.classes import read_class_names
+from prism_gui.engine.teachers.errors import TeacherLoadError
+from prism_gui.engine.teachers.load import load_teacher
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def test_class_name_files(tmp_path):
 
 
 def test_imagenet_heads_get_wordnet_names():
-    from prism_gui.engine.teachers.load import imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_names
 
     names, desc = imagenet_class_names()
     assert names[134] == "crane" and "bird" in desc[134]

@@ -117,7 +117,7 @@ def test_the_cached_timm_models_are_listed_with_what_they_are(timm_cache):
 
 
 def test_hf_hub_and_local_dir_teachers_load_from_this_computer_only(timm_cache, tmp_path):
-    from prism_gui.engine.teachers.load import TeacherLoadError
+    from prism_gui.engine.teachers.errors import TeacherLoadError
     from prism_gui.engine.teachers.spec import TeacherSpec
 
     _cache, model = timm_cache

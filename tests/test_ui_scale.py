@@ -16,7 +16,7 @@ CRANE_BIRD, CRANE_MACHINE = 134, 517
 
 @pytest.fixture(scope="module")
 def imagenet():
-    from prism_gui.engine.teachers.load import imagenet_class_ids, imagenet_class_names
+    from prism_gui.engine.teachers.classes import imagenet_class_ids, imagenet_class_names
 
     names, desc = imagenet_class_names()
     return names, desc, imagenet_class_ids()

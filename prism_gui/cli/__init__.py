@@ -493,7 +493,7 @@ def main(argv=None) -> int:
     from prism_gui.engine.prompts import PromptError
     from prism_gui.engine.scale.launch import RunFailed
     from prism_gui.engine.specs import SpecError
-    from prism_gui.engine.teachers.load import TeacherLoadError
+    from prism_gui.engine.teachers.errors import TeacherLoadError
 
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0

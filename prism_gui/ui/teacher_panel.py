@@ -225,7 +225,7 @@ class TeacherPanel(DropTarget, QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Class names", "", "Class names (*.txt *.json)")
         if not path:
             return
-        from prism_gui.engine.teachers.load import read_class_names
+        from prism_gui.engine.teachers.classes import read_class_names
 
         try:
             names, _ = read_class_names(path)

@@ -622,7 +622,7 @@ def test_a_degenerate_teacher_stops_the_generation_and_stores_nothing(tmp_path, 
     from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.generation.job import GenerateSpec, run_generation
     from prism_gui.engine.prompts import load_bank, plain_prompts
-    from prism_gui.engine.teachers.load import TeacherLoadError
+    from prism_gui.engine.teachers.errors import TeacherLoadError
 
     case = by_id("nan-energies")
     spec = GenerateSpec(project=str(tmp_path / "p"), run="nan", images_per_class=1, batch_size=10,

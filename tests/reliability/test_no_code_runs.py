@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from prism_gui.engine.teachers.load import TeacherLoadError
+from prism_gui.engine.teachers.errors import TeacherLoadError
 from prism_gui.engine.teachers.spec import TeacherSpec
 
 

@@ -11,7 +11,9 @@ import torch
 
 import prism_gui.engine.digits.models  # noqa: F401  (registers digits_cnn and digits_student in timm)
 from prism_gui.engine.data.datasets import TensorImages
-from prism_gui.engine.teachers.load import Teacher, TeacherLoadError, read_state_dict
+from prism_gui.engine.teachers.checkpoints import read_state_dict
+from prism_gui.engine.teachers.errors import TeacherLoadError
+from prism_gui.engine.teachers.teacher import Teacher
 from prism_gui.engine.worlds import IMAGE_SETS, TEACHERS
 from prism_gui.resources import resource_path
 

@@ -324,7 +324,7 @@ def score_images(teacher, images: torch.Tensor, targets: Sequence[int], energy: 
             total, terms, logits = compute_energies(teacher, x, tg, energy, all_terms=True)
         bad = ~torch.isfinite(total.detach())
         if bool(bad.any()):  # NaN sorts as nothing and would be stored as "no energy": never score it as best
-            from prism_gui.engine.teachers.load import TeacherLoadError
+            from prism_gui.engine.teachers.errors import TeacherLoadError
 
             what = "the images are NaN (the guidance diverged)" if not bool(torch.isfinite(x).all()) else \
                 "its outputs are NaN or infinite on these images"

@@ -68,7 +68,8 @@ def load_teacher_job(kind: str, source: str = "", checkpoint: str | None = None,
     ``source`` + state-dict file ``checkpoint``) or ``torchscript`` (file ``source``).
     The last event carries ``data['teacher']`` and ``data['info']``."""
     yield Event("teacher", 0, 2, "importing the engine")
-    from prism_gui.engine.teachers.load import TeacherLoadError, load_teacher
+    from prism_gui.engine.teachers.errors import TeacherLoadError
+    from prism_gui.engine.teachers.load import load_teacher
 
     names = class_names or None
     if kind == "digits":

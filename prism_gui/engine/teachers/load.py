@@ -22,272 +22,18 @@ energies can be back-propagated to the sampler.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from prism_gui.engine.teachers.checkpoints import check_finite, diff_keys, num_classes_in, read_state_dict
+from prism_gui.engine.teachers.classes import imagenet_class_ids, imagenet_class_names, resolve_class_names
+from prism_gui.engine.teachers.errors import TeacherLoadError
+from prism_gui.engine.teachers.teacher import Teacher
 from prism_gui.engine.weights import (
-    SAFE_PICKLE_MODULES,
-    checkpoint_problem,
-    pickle_globals,
     sniff_model_file,
 )
-
-
-class TeacherLoadError(RuntimeError):
-    """A teacher could not be loaded; the message names the file and the fix."""
-
-
-@dataclasses.dataclass
-class Teacher:
-    model: torch.nn.Module
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    class_names: list[str]
-    class_descriptions: list[str] | None = None
-    source: str = ""
-    architecture: str = ""
-    card: dict = dataclasses.field(default_factory=dict)
-    crop_pct: float = 1.0  # real images: resize the short side to size / crop_pct, then center-crop
-    class_ids: list[str] | None = None  # e.g. ImageNet's WordNet ids ("n01440764"), for evaluation folders
-    interpolation: str = "bilinear"
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def has_batchnorm(self) -> bool:
-        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
-
-    def to(self, device) -> Teacher:
-        self.model.to(device)
-        return self
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images (N, C, H, W) -> the teacher's normalized input (differentiable)."""
-        c, h, w = self.input_size
-        x = (images.float() + 1.0) / 2.0
-        if x.shape[1] != c:
-            if c == 1:
-                x = x.mean(dim=1, keepdim=True)
-            elif x.shape[1] == 1:
-                x = x.expand(-1, c, -1, -1)
-            else:
-                raise ValueError(f"cannot feed {x.shape[1]}-channel images to a {c}-channel teacher")
-        if x.shape[-2:] != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - mean) / std
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.preprocess(images))
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Penultimate (pre-logits) features, for precision/recall metrics."""
-        x = self.preprocess(images)
-        if hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head"):
-            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        raise TeacherLoadError(
-            f"Teacher '{self.source}' exposes no penultimate features (TorchScript or a non-timm "
-            "model): load it as a timm architecture plus checkpoint to compute precision/recall.")
-
-
-# --------------------------------------------------------------------------- class names
-def imagenet_class_names() -> tuple[list[str], list[str]]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    names = [info.index_to_description(i) for i in range(1000)]
-    desc = [info.index_to_description(i, detailed=True) for i in range(1000)]
-    return names, desc
-
-
-def imagenet_class_ids() -> list[str]:
-    """ImageNet-1k's WordNet ids in class order (``n01440764`` ...), as its folders are named."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_label_name(i) for i in range(1000)]
-
-
-def read_class_names(path: str | Path) -> tuple[list[str], list[str] | None]:
-    """Class names from a text file (one per line) or JSON (a list, ``{"0": "cat", ...}``, or
-    ``{"class_names": [...], "class_descriptions": [...], "class_ids": [...]}``)."""
-    names, descriptions, _ids = _read_class_file(path)
-    return names, descriptions
-
-
-def _read_class_file(path: str | Path) -> tuple[list[str], list[str] | None, list[str] | None]:
-    """(names, descriptions, ids) of a class-names file (see :func:`read_class_names`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TeacherLoadError(f"Class-names file '{path}' " + ("is a folder: give the text or JSON file of names."
-                                                                  if path.is_dir() else "does not exist."))
-    from prism_gui.engine.specs import read_text_file
-
-    text = read_text_file(path, "Class-names file", TeacherLoadError)
-    descriptions = ids = None
-    if path.suffix.lower() == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise TeacherLoadError(f"Class-names file '{path}' is not valid JSON ({e}): fix it, or write the names "
-                                   "one per line in a .txt file.") from e
-        if isinstance(obj, dict) and "class_names" in obj:
-            names, descriptions, ids = obj["class_names"], obj.get("class_descriptions"), obj.get("class_ids")
-        elif isinstance(obj, dict):
-            try:
-                names = [obj[k] for k in sorted(obj, key=lambda k: int(k))]
-            except ValueError as e:
-                raise TeacherLoadError(
-                    f"Class-names file '{path}': keys must be class indices (\"0\", \"1\", ...).") from e
-        elif isinstance(obj, list):
-            names = obj
-        else:
-            raise TeacherLoadError(f"Class-names file '{path}' must hold a list or an object.")
-        if not isinstance(names, list):
-            raise TeacherLoadError(f"Class-names file '{path}': 'class_names' must be a list of names, not "
-                                   f"{type(names).__name__}.")
-        bad = next((i for i, n in enumerate(names) if not isinstance(n, (str, int, float)) or isinstance(n, bool)
-                    or not str(n).strip()), None)
-        if bad is not None:
-            raise TeacherLoadError(f"Class-names file '{path}': entry {bad + 1} is {json.dumps(names[bad])}, not a "
-                                   "class name: every entry must be a non-empty name.")
-        names = [str(n).strip() for n in names]
-    else:
-        names = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not names:
-        raise TeacherLoadError(f"Class-names file '{path}' holds no class names: write one name per line, in the "
-                               "order of the teacher's outputs.")
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise TeacherLoadError(f"Class-names file '{path}' repeats names: {', '.join(dup[:5])}. Each class needs its "
-                               "own name: make them distinct (e.g. 'crane (bird)', 'crane (machine)').")
-    if ids is not None and (len(ids) != len(names) or len(set(ids)) != len(ids)):
-        raise TeacherLoadError(f"Class-names file '{path}': 'class_ids' must hold {len(names)} distinct ids, "
-                               "one per class.")
-    return names, descriptions, ([str(i) for i in ids] if ids is not None else None)
-
-
-def _resolve_class_names(num_classes: int, class_names, source: str):
-    """(names, descriptions, ids): from a file, a list, or the defaults (ImageNet's names,
-    glosses and WordNet ids for 1,000 outputs)."""
-    descriptions = ids = None
-    origin = ""
-    if isinstance(class_names, (str, Path)):
-        origin = f" (from '{class_names}')"
-        class_names, descriptions, ids = _read_class_file(class_names)
-    if class_names is None:
-        if num_classes == 1000:
-            class_names, descriptions = imagenet_class_names()
-            ids = imagenet_class_ids()
-        else:
-            class_names = [f"class {i}" for i in range(num_classes)]
-    class_names = list(class_names)
-    if len(class_names) != num_classes:
-        raise TeacherLoadError(
-            f"Teacher '{source}' has {num_classes} outputs but {len(class_names)} class names were "
-            f"given{origin}: supply a class-names file with exactly {num_classes} names, one per line.")
-    return class_names, descriptions, ids
-
-
-# --------------------------------------------------------------------------- loading
-def _explain_load_error(path: Path, e: Exception) -> str:
-    """A user's message for a checkpoint that torch.load (weights only) or safetensors refused."""
-    if "weights only" in str(e).lower() or "weights_only" in str(e):
-        code = [g for g in pickle_globals(path) if not g.startswith(SAFE_PICKLE_MODULES)]
-        if code:
-            return (f"Checkpoint '{path}' holds Python objects that only running code from the file could load "
-                    f"({', '.join(code[:3])}); PRISM never runs code from a file. Save the weights alone: "
-                    "safetensors, or torch.save(model.state_dict(), path).")
-        return (f"Checkpoint '{path}' holds objects other than tensors, which PRISM does not unpickle. Save the "
-                "weights alone: safetensors, or torch.save(model.state_dict(), path).")
-    first = str(e).strip().split("\n")[0][:200]
-    return (f"Could not read checkpoint '{path}' ({type(e).__name__}: {first}). The file is truncated, damaged or not "
-            "a state dict: export it again with safetensors or torch.save(model.state_dict(), path).")
-
-
-def read_state_dict(path: Path) -> dict:
-    if not path.exists():
-        raise TeacherLoadError(f"Checkpoint '{path}' does not exist (working folder: {Path.cwd()}): check the path.")
-    problem = checkpoint_problem(path)
-    if problem:
-        raise TeacherLoadError(f"Checkpoint '{path}' {problem}.")
-    kind = sniff_model_file(path)
-    if kind == "torchscript":
-        raise TeacherLoadError(
-            f"'{path}' is a TorchScript archive, not a state dict: give it as the teacher itself "
-            "(teacher = \"" + str(path) + "\", no checkpoint and no architecture).")
-    try:
-        if kind == "safetensors":
-            import safetensors.torch
-
-            sd = safetensors.torch.load_file(str(path))
-        else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged files, pickles with code, wrong formats
-        raise TeacherLoadError(_explain_load_error(path, e)) from e
-    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-            break
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise TeacherLoadError(f"Checkpoint '{path}' does not hold a state dict of tensors (it holds a "
-                               f"{type(sd).__name__}): save it with torch.save(model.state_dict(), path).")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def check_finite(model: torch.nn.Module, input_size, source: str) -> None:
-    """Refuse a degenerate teacher: NaN/inf weights, a BatchNorm with a negative variance, or
-    non-finite outputs on a test input (its energies would be NaN, and NaN images would be
-    scored as if they were the best)."""
-    for name, t in list(model.state_dict().items()):
-        if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
-            raise TeacherLoadError(
-                f"Teacher '{source}' is degenerate: its weights '{name}' hold NaN or infinite values (a diverged "
-                "training run or a damaged file). Use a checkpoint saved before the training diverged.")
-        if name.endswith("running_var") and bool((t < 0).any()):
-            raise TeacherLoadError(
-                f"Teacher '{source}' is degenerate: the BatchNorm variances '{name}' are negative. The checkpoint is "
-                "damaged: export it again.")
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, *input_size))
-    except Exception as e:
-        raise TeacherLoadError(f"Teacher '{source}' fails on a test input of size {list(input_size)} "
-                               f"({type(e).__name__}: {str(e)[:200]}): check its input_size.") from e
-    if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
-        raise TeacherLoadError(
-            f"Teacher '{source}' is degenerate: it gives NaN or infinite outputs on a test input, so its energies "
-            "would be NaN. Check the checkpoint (a diverged training run?) and its normalization.")
-
-
-def _num_classes_in(sd: dict, model) -> int | None:
-    try:
-        head = model.get_classifier()
-    except Exception:
-        return None
-    names = [n for n, m in model.named_modules() if m is head]
-    if names and f"{names[0]}.weight" in sd:
-        return int(sd[f"{names[0]}.weight"].shape[0])
-    return None
 
 
 def _data_config(model) -> dict:
@@ -308,7 +54,7 @@ def load_teacher(source: str | Path = "digits", *, checkpoint: str | Path | None
     if checkpoint is None and is_builtin_teacher(str(source)):
         t = builtin_teacher(str(source))
         if class_names is not None:
-            t.class_names, t.class_descriptions, t.class_ids = _resolve_class_names(t.num_classes, class_names,
+            t.class_names, t.class_descriptions, t.class_ids = resolve_class_names(t.num_classes, class_names,
                                                                                     str(source))
         return _override(t, over)
     if str(source).startswith(TIMM_PREFIXES):
@@ -366,12 +112,12 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
         ckpt = Path(checkpoint).expanduser()
         sd = read_state_dict(ckpt)
         probe = timm.create_model(name, pretrained=False)
-        n = _num_classes_in(sd, probe) or probe.num_classes
+        n = num_classes_in(sd, probe) or probe.num_classes
         model = timm.create_model(name, pretrained=False, num_classes=n)
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
-            missing, unexpected = _diff_keys(model.state_dict(), sd)
+            missing, unexpected = diff_keys(model.state_dict(), sd)
             raise TeacherLoadError(
                 f"Checkpoint '{ckpt}' does not match architecture '{name}' "
                 f"({len(missing)} missing, {len(unexpected)} unexpected or mis-shaped weights, e.g. "
@@ -384,7 +130,7 @@ def _load_timm(name, checkpoint, class_names, allow_download) -> Teacher:
         source = name
     model.eval()
     cfg = _data_config(model)
-    names, desc, ids = _resolve_class_names(model.num_classes, class_names, source)
+    names, desc, ids = resolve_class_names(model.num_classes, class_names, source)
     return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    class_names=names, class_descriptions=desc, class_ids=ids, source=source, architecture=name,
                    crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
@@ -473,20 +219,14 @@ def _load_timm_folder(source: str, class_names, allow_download: bool) -> Teacher
     cfg = _data_config(model)
     check_finite(model, cfg["input_size"], source)
     if class_names is not None:
-        names, desc, ids = _resolve_class_names(model.num_classes, class_names, source)
+        names, desc, ids = resolve_class_names(model.num_classes, class_names, source)
     else:
         names, desc, ids = _labels_of(dict(model.pretrained_cfg or {}), model.num_classes) or \
-            _resolve_class_names(model.num_classes, None, source)
+            resolve_class_names(model.num_classes, None, source)
     arch = (model.pretrained_cfg or {}).get("architecture") or type(model).__name__
     return Teacher(model=model, input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                    class_names=names, class_descriptions=desc, class_ids=ids, source=source, architecture=arch,
                    crop_pct=float(cfg.get("crop_pct", 0.875)), interpolation=str(cfg.get("interpolation", "bilinear")))
-
-
-def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
-    missing = [k for k in expected if k not in got]
-    bad = [k for k in got if k not in expected or tuple(got[k].shape) != tuple(expected[k].shape)]
-    return missing, bad
 
 
 def _timm_pretrained_offline(name: str, allow_download: bool):
@@ -532,7 +272,7 @@ def _load_torchscript(path: Path, class_names, input_size, mean, std) -> Teacher
     if not bool(torch.isfinite(out).all()):
         raise TeacherLoadError(f"Teacher '{path}' is degenerate: it gives NaN or infinite outputs on a test input, so "
                                "its energies would be NaN. Check the model (a diverged training run?).")
-    names, desc, ids = _resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
+    names, desc, ids = resolve_class_names(int(out.shape[-1]), class_names or card.get("class_names"), str(path))
     return Teacher(model=model, input_size=size, mean=m, std=s, class_names=names, class_ids=ids,
                    class_descriptions=desc or card.get("class_descriptions"), source=str(path),
                    architecture="torchscript", card=card, crop_pct=float(card.get("crop_pct", 0.875)),

@@ -114,7 +114,7 @@ def load_student(folder: str | Path, teacher, architecture: str | None = None) -
     not match the weights is a ValueError naming the file and the fix, never a library's traceback."""
     import timm
 
-    from prism_gui.engine.teachers.load import read_state_dict
+    from prism_gui.engine.teachers.checkpoints import read_state_dict
     from prism_gui.engine.training.distill import make_student
     from prism_gui.engine.worlds import load_worlds
 

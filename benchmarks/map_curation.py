@@ -117,7 +117,7 @@ def arm_more(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
 def arm_holes(spec, ctx, pool: Path, ref: Path, p: Path, rec: dict) -> dict:
     from prism_gui.engine.analysis.holes import holes_job
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.project.actions import fill_holes_job
+    from prism_gui.engine.project.app_jobs import fill_holes_job
 
     n = spec.images_per_class
     extra = round(n * EXTRA)

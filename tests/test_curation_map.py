@@ -204,7 +204,7 @@ def _real(digits_teacher, project):
 def test_holes_find_a_region_left_out_and_generate_more_here_covers_it(project, digits_teacher, digits_prior):
     from sklearn.cluster import KMeans
 
-    from prism_gui.engine.project.actions import fill_holes_job
+    from prism_gui.engine.project.app_jobs import fill_holes_job
 
     c = 3
     real, real_y = _real(digits_teacher, project)
@@ -263,7 +263,7 @@ def test_without_a_real_set_holes_use_the_class_prototypes(project, digits_teach
 
 
 def test_fill_names_its_problems(project, digits_teacher):
-    from prism_gui.engine.project.actions import fill_holes_job
+    from prism_gui.engine.project.app_jobs import fill_holes_job
 
     with pytest.raises(ValueError, match="choose at least one"):
         _last(fill_holes_job(project, digits_teacher, []))
@@ -353,7 +353,7 @@ def test_features_too_large_for_float16_are_stored_as_float32():
 def test_a_region_without_proposals_takes_its_class_prompts_from_the_project(project, digits_teacher, digits_prior):
     """A class with no image the teacher agrees with is exactly the hole to fill: its region has no
     proposals, and the fill takes the class's prompts from the project's prompt set."""
-    from prism_gui.engine.project.actions import fill_holes_job
+    from prism_gui.engine.project.app_jobs import fill_holes_job
 
     ps = expand(DIGITS, load_bank("digits"), per_class=3, seed=1)
     ps.save(project / "prompts.json")

@@ -98,7 +98,7 @@ def _score(ps, settings, teacher, source):
     """Precision-aware diversity (``score`` in a prompts spec: true, or a table of ScoreSpec's
     settings): pilot samples per prompt, scored by the teacher's class energy; the worst prompts
     are disabled."""
-    from prism_gui.engine.project.actions import score_prompts_job
+    from prism_gui.engine.project.app_jobs import score_prompts_job
     from prism_gui.engine.prompts import ScoreSpec
     from prism_gui.engine.specs import SpecError, build
 
@@ -143,7 +143,7 @@ def cmd_select(rest):
     p.add_argument("--teacher", help="with a coverage strategy: the teacher (a name, folder or checkpoint; default: "
                                      "the project's, from its project.json)")
     a = p.parse_args(rest)
-    from prism_gui.engine.project.actions import select_job
+    from prism_gui.engine.project.app_jobs import select_job
 
     require_project(a.project, "prism select")
     if a.per_class < 1:

@@ -75,7 +75,7 @@ def cmd_map(rest):
 
     from prism_gui.engine.analysis.plots import energy_for_display, map_png
     from prism_gui.engine.data.files import atomic_write_bytes, atomic_write_text
-    from prism_gui.engine.project.actions import map_view_job
+    from prism_gui.engine.project.app_jobs import map_view_job
 
     ev = _progress(map_view_job(a.project, teacher, method=a.method, reference=reference, mapping=mapping,
                                 runs=a.runs, seed=a.seed, refit=a.refit))[-1]
@@ -203,7 +203,7 @@ def cmd_holes(rest):
         if not regions:
             print("no uncovered region to fill")
             return 0
-        from prism_gui.engine.project.actions import fill_holes_job
+        from prism_gui.engine.project.app_jobs import fill_holes_job
 
         run = _progress(fill_holes_job(a.project, teacher, regions, per_class=a.fill))[-1].data["run"]
         print(f"generated {a.fill} more per class for {len({g['class'] for g in regions})} classes into run '{run}'")

@@ -437,7 +437,7 @@ class CuratePanel(QWidget):
         menu's), as a job; one undoable step."""
         if self.cat is None or self.studio.project is None:
             return None
-        from prism_gui.engine.project.actions import select_job
+        from prism_gui.engine.project.app_jobs import select_job
 
         n = per_class or self.keep_n.value()
         strategy = strategy or self.keep_by.currentData()
@@ -522,7 +522,7 @@ class CuratePanel(QWidget):
     def compute_prdc(self, runs: list[str] | None = None):
         if self.studio.project is None:
             return None
-        from prism_gui.engine.project.actions import prdc_job
+        from prism_gui.engine.project.app_jobs import prdc_job
 
         if runs is None:
             runs = [self.run.currentText()] if self.run.currentIndex() > 0 else None

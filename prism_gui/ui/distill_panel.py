@@ -5,7 +5,6 @@ accuracy, teacher agreement) redrawn at 5 Hz, runs overlaid, export."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prism_gui.engine.data.layout import RunPaths
 from prism_gui.engine.events import DistillDone, DistillEvaluation, DistillStart, DistillStep
+from prism_gui.engine.project.app_jobs import distill_job, export_job  # light: its engine imports are inside functions
 from prism_gui.ui.common import (
     DropTarget,
     EvalSetField,
@@ -63,53 +62,6 @@ PROCESSES_TIP = ("Processes on this machine, one per GPU (torchrun starts them);
                  "batch, shared between them")
 PLOTTED_RUNS = 8  # runs overlaid on the curves (a chart of more is unreadable, and each holds memory)
 PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count this machine's GPUs
-
-
-def distill_spec(settings: dict):
-    """The engine's DistillSpec of the settings (keys it does not know, such as ``processes``,
-    are the app's)."""
-    import dataclasses
-
-    from prism_gui.engine.training.distill import DistillSpec
-
-    known = {f.name for f in dataclasses.fields(DistillSpec)}
-    return DistillSpec(**{k: v for k, v in settings.items() if k in known})
-
-
-def distill_job(settings: dict, teacher, cancel) -> Iterator:
-    """Runs in the worker thread: ``run_distillation``, or ``launch_distillation`` on
-    ``settings["processes"]`` processes (the same events; the last one carries the student)."""
-    from prism_gui.engine.training.distill import run_distillation
-
-    spec = distill_spec(settings)
-    processes = int(settings.get("processes", 1))
-    if processes > 1:
-        from prism_gui.engine.scale.launch import launch_distillation
-
-        if not spec.out_dir:  # the student comes back through a folder
-            spec.out_dir = str(RunPaths.of(spec.project or ".", spec.run).student)
-        yield from launch_distillation(spec, processes, teacher=teacher, cancel=cancel)
-        return
-    yield from run_distillation(spec, teacher=teacher, cancel=cancel)
-
-
-def export_job(student, teacher, out: str, onnx: bool, cancel, run_dir: str | None = None) -> Iterator:
-    """Export ``student`` into ``out``; the model card of its run (``run_dir``) goes with it."""
-    from prism_gui.engine.data.layout import student_folder
-    from prism_gui.engine.jobs import Event
-    from prism_gui.engine.teachers.load import load_teacher
-    from prism_gui.engine.training.export import export_student
-
-    teacher = teacher or load_teacher("digits")
-    yield Event("export", 0, 1, "exporting")
-    if student is None:  # a run of an earlier session: its student from its folder
-        from prism_gui.engine.training.export import load_student
-
-        student = load_student(run_dir, teacher)
-    made = student_folder(run_dir) if run_dir else None
-    card = (made / "README.md").read_text(encoding="utf-8") if made and (made / "README.md").is_file() else None
-    paths = export_student(student, teacher, Path(out), onnx=onnx, card=card)
-    yield Event("export", 1, 1, "exported", {"paths": [str(p) for p in paths]})
 
 
 class RunCurves:
@@ -403,7 +355,7 @@ class DistillPanel(DropTarget, QWidget):
     def accept_folder(self, path: str):
         """Check ``path`` as the evaluation set (a job); it replaces the current set only when
         every subfolder is a class and every image file an image, else the error says why."""
-        from prism_gui.engine.project.actions import check_image_folder_job
+        from prism_gui.engine.project.app_jobs import check_image_folder_job
 
         p = Path(path)
         if not p.is_dir():

@@ -3,8 +3,6 @@ pause/cancel, ETA, a strip of the latest images and a live plot of the mean ener
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon
@@ -33,6 +31,11 @@ from prism_gui.engine.data.layout import RunPaths
 from prism_gui.engine.events import BatchStored, GenerationNote, SamplingStep
 from prism_gui.engine.generation.load import SCHEDULERS  # a light module: diffusers loads inside its functions
 from prism_gui.engine.generation.local_models import GeneratorEntry, local_generators  # light too
+from prism_gui.engine.project.app_jobs import (  # light: its engine imports are inside functions
+    generate_spec,
+    generation_job,
+    plain_class_prompts,
+)
 from prism_gui.engine.project.demo_settings import FULL
 from prism_gui.engine.seeds import base_seed
 from prism_gui.ui.common import (
@@ -62,63 +65,6 @@ PROCESSES_MAX = 64  # the spin box's limit until the engine is ready to count th
 
 
 PROCESSES_TIP = "Processes on this machine, one per GPU (torchrun starts them); images are identical to one process"
-
-
-def generate_spec(settings: dict):
-    """The engine's GenerateSpec of the panel's settings (plus project, run and teacher): what
-    Start runs and what "Export for a cluster…" writes."""
-    from prism_gui.engine.generation.energies import EnergySpec
-    from prism_gui.engine.generation.job import GenerateSpec
-    from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
-
-    s = settings
-    guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
-                            window=tuple(s["guidance_window"]), mode=s["guidance_mode"],
-                            micro_batch=int(s.get("guidance_micro_batch", 0)),
-                            checkpoint_decoder=bool(s.get("checkpoint_decoder", False)),
-                            decoder=str(s.get("guidance_decoder", "")))
-    return GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
-                        images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
-                        sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"],
-                                                resolution=int(s.get("resolution", 0))),
-                        auto_batch=bool(s.get("auto_batch", True)), offload=bool(s.get("offload", False)),
-                        guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
-
-
-def plain_class_prompts(settings: dict, teacher=None, class_names=None):
-    """One class-name prompt per class: of ``teacher``'s classes, else ``class_names``, else of
-    the settings' teacher (loaded)."""
-    from prism_gui.engine.prompts import load_bank, plain_prompts
-    from prism_gui.engine.teachers.spec import TeacherSpec
-
-    if teacher is not None or not class_names:
-        teacher = teacher or TeacherSpec.from_value(settings["teacher"]).load()
-        class_names = teacher.class_names
-    return plain_prompts(list(class_names), load_bank(settings.get("bank") or "digits"))
-
-
-def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
-    """Runs in the worker thread: builds the engine spec and drives ``run_generation``, or
-    ``launch_generation`` on ``settings["processes"]`` processes (the same events either way)."""
-    from prism_gui.engine.generation.job import run_generation
-    from prism_gui.engine.project.actions import generator
-    from prism_gui.engine.teachers.spec import TeacherSpec
-
-    s = settings
-    spec = generate_spec(s)
-    processes = int(s.get("processes", 1))
-    if processes > 1:  # the ranks load the generator and the teacher themselves
-        from prism_gui.engine.scale.launch import launch_generation
-
-        if plain or prompts is None:
-            prompts = plain_class_prompts(s, teacher, s.get("class_names"))
-        yield from launch_generation(spec, prompts, processes, cancel=cancel)
-        return
-    teacher = teacher or TeacherSpec.from_value(s["teacher"]).load()
-    if plain or prompts is None:
-        prompts = plain_class_prompts(s, teacher)
-    comp = generator(s["generator"])
-    yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
 
 
 class _GeneratorScan(QObject):

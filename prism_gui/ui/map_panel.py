@@ -333,7 +333,7 @@ class MapPanel(QWidget):
     def compute(self, method: str | None = None, refit: bool = False):
         if self.studio.project is None:
             return None
-        from prism_gui.engine.project.actions import map_view_job
+        from prism_gui.engine.project.app_jobs import map_view_job
 
         root, teacher = self.studio.project.root, self.studio.teacher
         method = method or METHODS[self.method.currentText()]
@@ -594,7 +594,7 @@ class MapPanel(QWidget):
         if self.studio.project is None:
             return None
         from prism_gui.engine.analysis.duplicates import duplicates_job
-        from prism_gui.engine.project.actions import project_teacher
+        from prism_gui.engine.project.app_jobs import project_teacher
 
         root, teacher, ratio = self.studio.project.root, self.studio.teacher, self.dup_ratio.value()
         return self._submit("Near-duplicates", lambda token: duplicates_job(
@@ -652,7 +652,7 @@ class MapPanel(QWidget):
         if self.studio.project is None:
             return None
         from prism_gui.engine.analysis.holes import holes_job
-        from prism_gui.engine.project.actions import project_teacher
+        from prism_gui.engine.project.app_jobs import project_teacher
 
         root, teacher = self.studio.project.root, self.studio.teacher
         reference, mapping = self._reference()
@@ -716,7 +716,7 @@ class MapPanel(QWidget):
         regions = regions if regions is not None else self.chosen_regions()
         if not regions:
             return None
-        from prism_gui.engine.project.actions import fill_holes_job, generator, project_teacher
+        from prism_gui.engine.project.app_jobs import fill_holes_job, generator, project_teacher
 
         root, teacher = self.studio.project.root, self.studio.teacher
         n = per_class or self.fill_n.value()

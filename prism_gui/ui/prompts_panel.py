@@ -403,7 +403,7 @@ class PromptsPanel(DropTarget, QWidget):
 
     # ---- expansion (a job)
     def expand(self, plain: bool = False):
-        from prism_gui.engine.project.actions import expand_prompts_job
+        from prism_gui.engine.project.app_jobs import expand_prompts_job
 
         names = self.studio.class_names()
         if not names:
@@ -431,7 +431,7 @@ class PromptsPanel(DropTarget, QWidget):
         if self.model.ps is None or not self.model.ps.prompts:
             show_error(self.error, "No prompts to score: press Expand first.")
             return None
-        from prism_gui.engine.project.actions import score_prompts_job
+        from prism_gui.engine.project.app_jobs import score_prompts_job
         from prism_gui.engine.prompts import ScoreSpec
 
         show_error(self.error, "")

@@ -321,7 +321,7 @@ class TeacherPanel(DropTarget, QWidget):
 
     # ---- loading (a job)
     def load(self):
-        from prism_gui.engine.project.actions import load_teacher_job
+        from prism_gui.engine.project.app_jobs import load_teacher_job
 
         kind = self.kind()
         source = {"digits": "digits", "timm": self.timm_name.text(), "checkpoint": self.arch.text(),

@@ -833,7 +833,7 @@ def panel_teacher(win, qtbot, case: Case, bad: Bad, d: Path):
 
 
 def panel_prompts(win, qtbot, case: Case, bad: Bad, d: Path):
-    from prism_gui.engine.project.actions import teacher_info
+    from prism_gui.engine.project.app_jobs import teacher_info
     from prism_gui.engine.prompts import PromptSet, load_bank, plain_prompts
 
     panel, studio = win.prompts, win.studio
@@ -894,7 +894,7 @@ def panel_generate(win, qtbot, case: Case, bad: Bad, d: Path):
 
 
 def panel_generate_nan(win, qtbot, case: Case, bad: Bad, d: Path):
-    from prism_gui.engine.project.actions import teacher_info
+    from prism_gui.engine.project.app_jobs import teacher_info
 
     panel, studio = win.generate, win.studio
     good = use_digits_teacher(win, qtbot)

@@ -16,7 +16,7 @@ own class (the teacher's agreement, read from its features).  A class where fewe
 (or with no images) is a hole at the class level; its proposal is the prompts of the class's
 images that score highest on its prototype.
 
-``project.actions.fill_holes_job`` turns chosen regions into a generation run (``fill-N``) with
+``project.app_jobs.fill_holes_job`` turns chosen regions into a generation run (``fill-N``) with
 the project's last generation settings, only for those classes, with the proposed prompts.
 """
 

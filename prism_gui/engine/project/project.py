@@ -4,7 +4,7 @@ Qt-free helpers the desktop app drives (and a script could drive too):
 
 - :class:`Project`: ``project.json`` (teacher, generator, generation and distillation
   settings), ``prompts.json`` and ``catalog.sqlite`` in one folder;
-- the app's jobs and model cache are in :mod:`prism_gui.engine.project.actions`, the
+- the app's jobs and model cache are in :mod:`prism_gui.engine.project.app_jobs`, the
   stakeholder report in :mod:`prism_gui.engine.project.report`.
 
 Only light modules are imported at module level: torch and friends load inside the jobs.

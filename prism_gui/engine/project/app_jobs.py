@@ -1,7 +1,9 @@
 """The jobs the desktop app runs in its worker, and the models they share.
 
 Job generators (``factory(cancel) -> Iterator[Event]``): loading a teacher, expanding and
-scoring prompts, precision/recall against the Digits test split.  :data:`MODELS` caches loaded
+scoring prompts, precision/recall against the Digits test split, and the Generate and Distill
+panels' settings made into engine specs and run (``generation_job``, ``distill_job``,
+``export_job``): the panels only collect values and show events.  :data:`MODELS` caches loaded
 teachers and generators for one app.  Only light modules are imported at module level.
 """
 
@@ -317,3 +319,106 @@ def map_view_job(project_root: str | Path, teacher=None, *, method: str = "auto"
                "status": np.array([c[2] for c in cols], dtype=object),
                "correct": np.array([np.nan if c[3] is None else c[3] for c in cols], float)}
     yield Event(last.stage, last.step, last.total, last.message, {"map": pm, "columns": columns})
+
+
+def generate_spec(settings: dict):
+    """The engine's GenerateSpec of the panel's settings (plus project, run and teacher): what
+    Start runs and what "Export for a cluster…" writes."""
+    from prism_gui.engine.generation.energies import EnergySpec
+    from prism_gui.engine.generation.job import GenerateSpec
+    from prism_gui.engine.generation.sampler import GuidanceSpec, SamplerSettings
+
+    s = settings
+    guidance = GuidanceSpec(energy=EnergySpec(s["energy_weights"]), scale=s["guidance_scale"],
+                            window=tuple(s["guidance_window"]), mode=s["guidance_mode"],
+                            micro_batch=int(s.get("guidance_micro_batch", 0)),
+                            checkpoint_decoder=bool(s.get("checkpoint_decoder", False)),
+                            decoder=str(s.get("guidance_decoder", "")))
+    return GenerateSpec(project=s["project"], run=s["run"], generator=s["generator"], teacher=s["teacher"],
+                        images_per_class=s["images_per_class"], batch_size=s["batch_size"], seed=s["seed"],
+                        sampler=SamplerSettings(steps=s["steps"], cfg=s["cfg"], scheduler=s["scheduler"],
+                                                resolution=int(s.get("resolution", 0))),
+                        auto_batch=bool(s.get("auto_batch", True)), offload=bool(s.get("offload", False)),
+                        guidance=guidance, device=s.get("device", "auto"), precision=s.get("precision", "fp32"))
+
+
+def plain_class_prompts(settings: dict, teacher=None, class_names=None):
+    """One class-name prompt per class: of ``teacher``'s classes, else ``class_names``, else of
+    the settings' teacher (loaded)."""
+    from prism_gui.engine.prompts import load_bank, plain_prompts
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    if teacher is not None or not class_names:
+        teacher = teacher or TeacherSpec.from_value(settings["teacher"]).load()
+        class_names = teacher.class_names
+    return plain_prompts(list(class_names), load_bank(settings.get("bank") or "digits"))
+
+
+def generation_job(settings: dict, prompts, teacher, plain: bool, cancel) -> Iterator:
+    """Runs in the worker thread: builds the engine spec and drives ``run_generation``, or
+    ``launch_generation`` on ``settings["processes"]`` processes (the same events either way)."""
+    from prism_gui.engine.generation.job import run_generation
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    s = settings
+    spec = generate_spec(s)
+    processes = int(s.get("processes", 1))
+    if processes > 1:  # the ranks load the generator and the teacher themselves
+        from prism_gui.engine.scale.launch import launch_generation
+
+        if plain or prompts is None:
+            prompts = plain_class_prompts(s, teacher, s.get("class_names"))
+        yield from launch_generation(spec, prompts, processes, cancel=cancel)
+        return
+    teacher = teacher or TeacherSpec.from_value(s["teacher"]).load()
+    if plain or prompts is None:
+        prompts = plain_class_prompts(s, teacher)
+    comp = generator(s["generator"])
+    yield from run_generation(spec, prompts, teacher=teacher, components=comp, cancel=cancel)
+
+
+def distill_spec(settings: dict):
+    """The engine's DistillSpec of the settings (keys it does not know, such as ``processes``,
+    are the app's)."""
+    import dataclasses
+
+    from prism_gui.engine.training.distill import DistillSpec
+
+    known = {f.name for f in dataclasses.fields(DistillSpec)}
+    return DistillSpec(**{k: v for k, v in settings.items() if k in known})
+
+
+def distill_job(settings: dict, teacher, cancel) -> Iterator:
+    """Runs in the worker thread: ``run_distillation``, or ``launch_distillation`` on
+    ``settings["processes"]`` processes (the same events; the last one carries the student)."""
+    from prism_gui.engine.training.distill import run_distillation
+
+    spec = distill_spec(settings)
+    processes = int(settings.get("processes", 1))
+    if processes > 1:
+        from prism_gui.engine.scale.launch import launch_distillation
+
+        if not spec.out_dir:  # the student comes back through a folder
+            spec.out_dir = str(RunPaths.of(spec.project or ".", spec.run).student)
+        yield from launch_distillation(spec, processes, teacher=teacher, cancel=cancel)
+        return
+    yield from run_distillation(spec, teacher=teacher, cancel=cancel)
+
+
+def export_job(student, teacher, out: str, onnx: bool, cancel, run_dir: str | None = None) -> Iterator:
+    """Export ``student`` into ``out``; the model card of its run (``run_dir``) goes with it."""
+    from prism_gui.engine.data.layout import student_folder
+    from prism_gui.engine.jobs import Event
+    from prism_gui.engine.teachers.load import load_teacher
+    from prism_gui.engine.training.export import export_student
+
+    teacher = teacher or load_teacher("digits")
+    yield Event("export", 0, 1, "exporting")
+    if student is None:  # a run of an earlier session: its student from its folder
+        from prism_gui.engine.training.export import load_student
+
+        student = load_student(run_dir, teacher)
+    made = student_folder(run_dir) if run_dir else None
+    card = (made / "README.md").read_text(encoding="utf-8") if made and (made / "README.md").is_file() else None
+    paths = export_student(student, teacher, Path(out), onnx=onnx, card=card)
+    yield Event("export", 1, 1, "exported", {"paths": [str(p) for p in paths]})

@@ -15,87 +15,31 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from prism_gui.ui.common import Studio, button, dspin, error_label, load_tile, pg, show_error, spin, two_panes, wrapping
+from prism_gui.ui.common import Studio, button, error_label, load_tile, pg, show_error, two_panes, wrapping
+from prism_gui.ui.map_duplicates import DuplicatesTab
+from prism_gui.ui.map_holes import HolesTab
+from prism_gui.ui.map_plot import PALETTE, RAMP, STATUS_COLOURS, SelectViewBox, viridis
 
 COLOURS = ("class", "energy", "confidence", "run", "status", "real vs synthetic", "density")
 METHODS = {"auto (UMAP when installed)": "auto", "UMAP": "umap", "PCA (fast)": "pca"}
 REFERENCES = ("the project's evaluation set", "none")
-# 20 distinguishable colours (matplotlib's tab20), reused for classes past 20
-PALETTE = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd",
-           "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d",
-           "#17becf", "#9edae5"]
-RAMP = 32  # steps of the continuous colour ramp
-STATUS_COLOURS = {"unreviewed": "#1f77b4", "keep": "#2e7d32", "reject": "#c62828"}
 HOVER_PX = 8  # a point under the mouse: within this many pixels
 STRIP = 56  # thumbnail size of the chosen group's / region's images
 
 
-def _viridis(n: int) -> list[str]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
-    return [matplotlib.colors.to_hex(cmap(i / max(1, n - 1))) for i in range(n)]
-
-
-class SelectViewBox:
-    """Factory of a pyqtgraph ViewBox whose drag draws a lasso or a box instead of panning."""
-
-    @staticmethod
-    def make(on_select):
-        pgm = pg()
-
-        class _VB(pgm.ViewBox):
-            def __init__(self):
-                super().__init__()
-                self.tool = "pan"
-                self._path: list = []
-                self.outline = pgm.PlotCurveItem(pen=pgm.mkPen("#222", width=1.5, style=Qt.PenStyle.DashLine))
-                self.outline.setZValue(20)
-                self.addItem(self.outline, ignoreBounds=True)
-
-            def mouseDragEvent(self, ev, axis=None):
-                if self.tool == "pan" or ev.button() != Qt.MouseButton.LeftButton:
-                    return super().mouseDragEvent(ev, axis)
-                ev.accept()
-                p = self.mapSceneToView(ev.scenePos())
-                if ev.isStart():
-                    self._path = [(p.x(), p.y())]
-                else:
-                    self._path.append((p.x(), p.y()))
-                pts = np.array(self._path)
-                if self.tool == "box":
-                    (x0, y0), (x1, y1) = pts[0], pts[-1]
-                    pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
-                    self._shape = pts
-                else:
-                    self._shape = np.vstack([pts, pts[:1]])
-                self.outline.setData(self._shape[:, 0], self._shape[:, 1])
-                if ev.isFinish():
-                    self.outline.setData([], [])
-                    on_select(self._shape)
-
-        return _VB()
-
-
-class MapPanel(QWidget):
+class MapPanel(HolesTab, DuplicatesTab, QWidget):
     show_ids = Signal(list)  # ask the Curate gallery to show these image ids
 
     def __init__(self, studio: Studio, parent: QWidget | None = None):
@@ -225,59 +169,9 @@ class MapPanel(QWidget):
         hv.addWidget(self.strip_title)
         hv.addWidget(self.strip)
 
-        # ---- duplicates
-        self.dup_ratio = dspin(0.01, 1.0, 0.1, "Near-duplicates: closer than this fraction of the set's typical "
-                               "distance between nearest neighbours (teacher features, cosine)", 0.05, 2)
-        self.dup_button = button("Find near-duplicates", "Search every class for near-duplicate groups (a job)",
-                                 lambda: self.find_duplicates())
-        self.dup_list = QListWidget()
-        self.dup_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.dup_list.itemSelectionChanged.connect(self._dup_chosen)
-        self.dup_reject = button("Reject near-duplicates (keep the lowest energy of each)",
-                                 "Reject every image of the listed groups but its lowest-energy one, in one undoable "
-                                 "step", lambda: self.reject_duplicates(), enabled=False)
-        dtab = QWidget()
-        dl = QVBoxLayout(dtab)
-        drow = QHBoxLayout()
-        drow.addWidget(QLabel("ratio"))
-        drow.addWidget(self.dup_ratio)
-        drow.addWidget(self.dup_button, 1)
-        dl.addLayout(drow)
-        dl.addWidget(self.dup_list, 1)
-        dl.addWidget(self.dup_reject)
-
-        # ---- holes
-        self.holes_button = button("Find holes", "Per-class coverage of the real set (or of the teacher's class "
-                                   "prototypes when the project has none) and the uncovered regions (a job)",
-                                   lambda: self.find_holes())
-        self.cov_table = QTableWidget(0, 4)
-        self.cov_table.setHorizontalHeaderLabels(["class", "coverage", "real", "synthetic"])
-        self.cov_table.verticalHeader().hide()
-        self.cov_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.cov_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.cov_table.setSortingEnabled(True)
-        self.region_list = QListWidget()
-        self.region_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.region_list.itemSelectionChanged.connect(self._regions_chosen)
-        self.fill_n = spin(1, 100000, 50, "Images to generate per class of the chosen regions")
-        self.fill_button = button("Generate more here", "Queue a generation job for the chosen regions' classes with "
-                                  "their proposed prompts and the latest run's settings", lambda: self.fill(),
-                                  enabled=False)
-        htab = QWidget()
-        hl2 = QVBoxLayout(htab)
-        hl2.addWidget(self.holes_button)
-        hl2.addWidget(QLabel("Coverage per class (lowest first)"))
-        hl2.addWidget(self.cov_table, 2)
-        hl2.addWidget(QLabel("Uncovered regions (choose to see them on the map)"))
-        hl2.addWidget(self.region_list, 2)
-        frow = QHBoxLayout()
-        frow.addWidget(self.fill_button, 1)
-        frow.addWidget(self.fill_n)
-        frow.addWidget(QLabel("per class"))
-        hl2.addLayout(frow)
         self.side_tabs = QTabWidget()
-        self.side_tabs.addTab(htab, "Holes")
-        self.side_tabs.addTab(dtab, "Near-duplicates")
+        self.side_tabs.addTab(self._build_holes_tab(), "Holes")
+        self.side_tabs.addTab(self._build_duplicates_tab(), "Near-duplicates")
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(hbox)
         side.addWidget(self.side_tabs)
@@ -391,7 +285,7 @@ class MapPanel(QWidget):
         lo, hi = (np.percentile(v[ok], [2, 98]) if ok.any() else (0.0, 1.0))
         idx = np.clip(((v - lo) / max(hi - lo, 1e-12) * (RAMP - 1)).round(), 0, RAMP - 1)
         idx = np.where(ok, idx, RAMP).astype(int)
-        ramp = [*_viridis(RAMP), "#bbbbbb"]
+        ramp = [*viridis(RAMP), "#bbbbbb"]
         unit = "log10 energy" if log else how
         return idx, ramp, [f"{unit}: <span style='color:{ramp[0]}'>■</span> {lo:.3g} … "
                            f"<span style='color:{ramp[-2]}'>■</span> {hi:.3g} (grey: none)"]
@@ -588,154 +482,6 @@ class MapPanel(QWidget):
         self.columns["status"] = np.array([st.get(int(i), "") if i >= 0 else "" for i in self.data.ids], dtype=object)
         if self.colour.currentText() == "status":
             self.recolour()
-
-    # ------------------------------------------------------------------ near-duplicates
-    def find_duplicates(self):
-        if self.studio.project is None:
-            return None
-        from prism_gui.engine.analysis.duplicates import duplicates_job
-        from prism_gui.engine.project.app_jobs import project_teacher
-
-        root, teacher, ratio = self.studio.project.root, self.studio.teacher, self.dup_ratio.value()
-        return self._submit("Near-duplicates", lambda token: duplicates_job(
-            root, project_teacher(root, teacher), ratio=ratio, cancel=token), self._duplicates_found, self.dup_button)
-
-    def _duplicates_found(self, ev) -> None:
-        res = self.dups = ev.data["result"]
-        names = self.studio.class_names()
-        self.dup_list.clear()
-        for j, g in enumerate(res["groups"]):
-            it = QListWidgetItem(f"{names[g['class']] if g['class'] < len(names) else g['class']} · "
-                                 f"{len(g['ids'])} images · distance ≤ {g['max_distance']:.2g}")
-            it.setData(Qt.ItemDataRole.UserRole, j)
-            self.dup_list.addItem(it)
-        self.dup_reject.setEnabled(bool(res["groups"]))
-        self.message.setText(ev.message)
-        if self.data is not None:  # density per map point
-            pos = {int(i): k for k, i in enumerate(res["ids"])}
-            self.density = np.array([res["density"][pos[int(i)]] if int(i) in pos else np.nan for i in self.data.ids])
-            if self.colour.currentText() == "density":
-                self.recolour()
-
-    def _points_of(self, ids) -> np.ndarray:
-        if self.data is None:
-            return np.zeros(0, np.int64)
-        return np.flatnonzero(np.isin(self.data.ids, np.asarray(list(ids), np.int64)))
-
-    def _dup_chosen(self) -> None:
-        if self.dups is None:
-            return
-        groups = [self.dups["groups"][it.data(Qt.ItemDataRole.UserRole)] for it in self.dup_list.selectedItems()]
-        self.select_points(self._points_of([i for g in groups for i in g["ids"]]))
-        if groups:
-            g = groups[0]
-            self.show_strip(f"Group of {len(g['ids'])}: green is kept (lowest energy), red would be rejected",
-                            g["ids"], keep=g["keep"])
-
-    def reject_duplicates(self) -> int | None:
-        cat = self.studio.catalog
-        if cat is None or not self.dups or not self.dups["groups"]:
-            return None
-        from prism_gui.engine.analysis.duplicates import reject_duplicates
-
-        action = reject_duplicates(cat, self.dups["groups"])
-        n = sum(len(g["reject"]) for g in self.dups["groups"])
-        self.message.setText(f"Rejected {n:,} near-duplicates, kept the lowest-energy image of each of "
-                             f"{len(self.dups['groups']):,} groups; Undo reverts it.")
-        self.dup_reject.setEnabled(False)
-        self._refresh_status()
-        self.studio.catalog_changed.emit()
-        return action
-
-    # ------------------------------------------------------------------ holes
-    def find_holes(self):
-        if self.studio.project is None:
-            return None
-        from prism_gui.engine.analysis.holes import holes_job
-        from prism_gui.engine.project.app_jobs import project_teacher
-
-        root, teacher = self.studio.project.root, self.studio.teacher
-        reference, mapping = self._reference()
-        return self._submit("Holes", lambda token: holes_job(
-            root, project_teacher(root, teacher), reference=reference or None, mapping=mapping, cancel=token),
-            self._holes_found, self.holes_button)
-
-    def _holes_found(self, ev) -> None:
-        res = self.holes = ev.data["result"]
-        self.cov_table.setSortingEnabled(False)
-        self.cov_table.setRowCount(len(res["per_class"]))
-        for r, (_c, v) in enumerate(sorted(res["per_class"].items(), key=lambda kv: kv[1]["coverage"])):
-            cells = [v["class_name"], f"{v['coverage']:.2f}", str(v.get("real", "-")), str(v["synthetic"])]
-            for j, text in enumerate(cells):
-                item = QTableWidgetItem()
-                if j:
-                    item.setData(Qt.ItemDataRole.DisplayRole, float(text) if j == 1 else
-                                 int(text) if text != "-" else text)
-                else:
-                    item.setText(text)
-                self.cov_table.setItem(r, j, item)
-        self.cov_table.setSortingEnabled(True)
-        self.cov_table.sortItems(1, Qt.SortOrder.AscendingOrder)
-        self.region_list.clear()
-        for j, g in enumerate(res["regions"]):
-            prompt = g["prompts"][0]["prompt"] if g["prompts"] else "(no images of the class to take prompts from)"
-            what = "uncovered real images" if res["reference"] == "real" else "images off their prototype"
-            it = QListWidgetItem(f"{g['class_name']} · {g['size']} {what} · “{prompt}”")
-            it.setToolTip("Proposed prompts:\n" + "\n".join(f"{p['count']}× {p['prompt']}" for p in g["prompts"]))
-            it.setData(Qt.ItemDataRole.UserRole, j)
-            self.region_list.addItem(it)
-        self.message.setText(ev.message)
-        self.fill_button.setEnabled(False)
-
-    def _regions_chosen(self) -> None:
-        if self.holes is None:
-            return
-        regions = self.chosen_regions()
-        self.fill_button.setEnabled(bool(regions))
-        if regions:
-            g = regions[0]
-            self.show_strip(f"Nearest images to the region ({g['class_name']}); their prompts are proposed",
-                            g["nearest_ids"])
-        if self.data is None or self.holes["reference"] != "real":
-            self.hole_item.clear()
-            return
-        ref_rows = np.flatnonzero(self.data.real)  # map rows of the reference set, in its order
-        idx = [i for g in regions for i in g["real_indices"] if i < len(ref_rows)]
-        xy = self.data.xy[ref_rows[idx]] if idx else np.zeros((0, 2))
-        self.hole_item.setData(x=xy[:, 0], y=xy[:, 1])
-
-    def chosen_regions(self) -> list[dict]:
-        if self.holes is None:
-            return []
-        return [self.holes["regions"][it.data(Qt.ItemDataRole.UserRole)] for it in self.region_list.selectedItems()]
-
-    def fill(self, regions: list[dict] | None = None, per_class: int | None = None):
-        """Generate more here: a generation job for the chosen regions (queued after any running job)."""
-        if self.studio.project is None:
-            return None
-        regions = regions if regions is not None else self.chosen_regions()
-        if not regions:
-            return None
-        from prism_gui.engine.project.app_jobs import fill_holes_job, generator, project_teacher
-
-        root, teacher = self.studio.project.root, self.studio.teacher
-        n = per_class or self.fill_n.value()
-        runs = self.studio.catalog.runs("generate") if self.studio.catalog is not None else []
-        if not runs:
-            show_error(self.error, "Generate more here copies the settings of a generation run: generate first.")
-            return None
-        base = runs[-1]  # the run whose settings (and generator) the fill copies, fixed now, not when it starts
-        source = base["spec"].get("generator", "digits")
-        job = self._submit("Generate more here", lambda token: fill_holes_job(
-            root, project_teacher(root, teacher), regions, per_class=n, base_run=base["id"],
-            components=generator(source), cancel=token), self._filled)
-        self.message.setText(f"queued: {n} more images for each of {len({g['class'] for g in regions})} classes")
-        return job
-
-    def _filled(self, ev) -> None:
-        self.message.setText(ev.message + ". Compute the map again to see them (it is updated, not refitted) and "
-                                          "Find holes to measure the coverage.")
-        self.studio.catalog_changed.emit()
 
 
 __all__ = ["MapPanel"]

@@ -6,7 +6,8 @@ import json
 import numpy as np
 
 from prism_gui.ui.common import make_studio
-from prism_gui.ui.distill_panel import DistillPanel, ema
+from prism_gui.ui.distill_curves import ema
+from prism_gui.ui.distill_panel import DistillPanel
 from prism_gui.ui.testing import fake_catalog
 
 

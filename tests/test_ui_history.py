@@ -5,7 +5,7 @@ generation for resume under its own name; the charts keep the latest runs only."
 import json
 
 from prism_gui.engine.project.project import Project
-from prism_gui.ui.distill_panel import PLOTTED_RUNS
+from prism_gui.ui.distill_curves import PLOTTED_RUNS
 from prism_gui.ui.testing import fake_catalog
 
 

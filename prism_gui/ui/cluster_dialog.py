@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRegularExpression, Signal
+from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QDialog,
@@ -19,11 +19,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from prism_gui.engine.data.layout import RunPaths
+from prism_gui.engine.project.app_jobs import generate_spec, plain_class_prompts  # light
 from prism_gui.ui.common import error_label, show_error, spin
 
 # SLURM's --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS
@@ -127,3 +130,49 @@ class ClusterDialog(QDialog):
             return  # the dialog stays open with the reason
         super().accept()
         self.exported.emit(self.paths)
+
+
+class ClusterExport:
+    """Generate's "Export for a cluster…": the same job as Start, written with launch scripts for
+    several nodes (a mixin of :class:`~prism_gui.ui.generate_panel.GeneratePanel`)."""
+
+    def export_for_cluster(self):
+        """Open the cluster dialog for the job Start would run (its prompts saved first); returns
+        the dialog (OK writes the files), or None when there is no job to export."""
+        prepared = self.job_settings()
+        if prepared is None:
+            return None
+        s, plain = prepared
+        project = self.studio.project
+        try:
+            spec = generate_spec(s)
+            if plain or self.studio.prompts is None:
+                prompts_path = RunPaths.of(project.root, s["run"]).prompts
+                prompts_path.parent.mkdir(parents=True, exist_ok=True)
+                plain_class_prompts(s, self.studio.teacher, s["class_names"]).save(prompts_path)
+            else:
+                project.save_prompts(self.studio.prompts)
+                prompts_path = project.prompts_path
+        except Exception as e:
+            show_error(self.error, f"Cannot export for a cluster: {type(e).__name__}: {e}")
+            return None
+        dialog = ClusterDialog("generate", spec.to_dict(), str(prompts_path), project.root / "cluster" / s["run"],
+                               gpus_per_node=max(1, self.processes.value()), parent=self)
+        dialog.exported.connect(self._show_export)
+        self.cluster_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _show_export(self, paths: list) -> None:
+        out = paths[0].parent if paths else ""
+        self.note.setText(f"Exported for a cluster into {out}.")
+        box = QMessageBox(QMessageBox.Icon.Information, "Exported for a cluster",
+                          f"Wrote {len(paths)} files into {out}:\n" + "\n".join(f"  {p.name}" for p in paths),
+                          parent=self)
+        box.setInformativeText("Next: copy the folder to the cluster, edit 'project' in spec.json to the path the "
+                               "cluster sees, then sbatch slurm.sbatch (README.txt has the details).")
+        box.setDetailedText("\n".join(str(p) for p in paths))
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setObjectName("cluster_export_message")
+        self.cluster_message = box
+        box.open()

@@ -4,7 +4,6 @@ energy/confidence histograms with a draggable threshold, and precision/recall as
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
@@ -25,8 +24,10 @@ from PySide6.QtWidgets import (
 )
 
 from prism_gui.ui.class_table import ClassTable
-from prism_gui.ui.common import Studio, dspin, error_label, load_tile, pg, show_error, spin, two_panes, wrapping
+from prism_gui.ui.common import Studio, dspin, error_label, load_tile, show_error, spin, two_panes, wrapping
+from prism_gui.ui.curate_prdc import PrdcSection
 from prism_gui.ui.gallery import GalleryModel, IdRole, RowRole, TileDelegate
+from prism_gui.ui.histogram import Histogram
 
 DETAIL_PX = 128  # the selected image, larger than a tile; small enough for a laptop screen beside the histograms
 SORTS = {"energy (low first)": ("energy", False), "energy (high first)": ("energy", True),
@@ -37,71 +38,7 @@ STATUS_FILTERS = {"all": None, "not rejected": ["unreviewed", "keep"], "unreview
                   "kept": ["keep"], "rejected": ["reject"]}
 
 
-class _Format:
-    """Formats the threshold label of a log-scale axis (the line sits at log10 of the value)."""
-
-    def __init__(self, log: bool):
-        self.log = log
-
-    def format(self, value: float) -> str:
-        return f"{10 ** value:.3g}" if self.log else f"{value:.2f}"
-
-
-class Histogram(QWidget):
-    """A histogram of one catalog column with a draggable threshold line (optionally over a
-    log axis: energies span several decades)."""
-
-    def __init__(self, title: str, xlabel: str, color, log: bool = False, parent=None):
-        super().__init__(parent)
-        pgm = pg()
-        self.log = log
-        self.plot = pgm.PlotWidget()
-        self.plot.setTitle(title, size="10pt")
-        self.plot.setLabel("bottom", xlabel)
-        self.plot.setLabel("left", "images")
-        self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.setMenuEnabled(False)
-        if log:
-            self.plot.getAxis("bottom").setLogMode(True)
-        self.curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=color, pen=pgm.mkPen(color))
-        self.line = pgm.InfiniteLine(pos=0, angle=90, movable=True, pen=pgm.mkPen("#c62828", width=2),
-                                     label=_Format(log), labelOpts={"position": 0.9, "color": "#c62828"})
-        self.line.setToolTip("Drag the threshold")
-        self.plot.addItem(self.line)
-        self.plot.setMinimumHeight(120)  # title, axis and bars stay readable on a laptop screen
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot)
-        self.values = np.zeros(0)
-
-    def _x(self, v):
-        return np.log10(np.maximum(v, 1e-4)) if self.log else v
-
-    def set_values(self, values: np.ndarray, bins: int = 40, rng=None) -> None:
-        v = np.asarray(values, float)
-        v = v[np.isfinite(v)]
-        self.values = v
-        if len(v) == 0:
-            self.curve.setData([0, 1], [0])
-            return
-        x = self._x(v)
-        if rng is not None:
-            rng = tuple(self._x(np.asarray(rng, float)))
-        counts, edges = np.histogram(x, bins=bins, range=rng)
-        self.curve.setData(edges, counts)
-        self.line.setBounds((edges[0], edges[-1]))
-
-    @property
-    def threshold(self) -> float:
-        v = float(self.line.value())
-        return float(10 ** v) if self.log else v
-
-    def set_threshold(self, value: float) -> None:
-        self.line.setValue(float(self._x(np.asarray(float(value)))))
-
-
-class CuratePanel(QWidget):
+class CuratePanel(PrdcSection, QWidget):
     regenerate = Signal(dict)  # "generate again with these settings": the image's catalog row
 
     def __init__(self, studio: Studio, parent: QWidget | None = None):
@@ -517,46 +454,6 @@ class CuratePanel(QWidget):
     def _regenerate(self) -> None:
         if self._detail_row is not None:
             self.regenerate.emit(self._detail_row)
-
-    # ---- precision / recall (a job)
-    def compute_prdc(self, runs: list[str] | None = None):
-        if self.studio.project is None:
-            return None
-        from prism_gui.engine.project.app_jobs import prdc_job
-
-        if runs is None:
-            runs = [self.run.currentText()] if self.run.currentIndex() > 0 else None
-        root, teacher = self.studio.project.root, self.studio.teacher
-        reference, mapping = self.studio.project.evaluation()
-        if not reference:
-            show_error(self.error, "Precision and recall compare the images with real ones: choose the project's "
-                                   "evaluation set (Distill tab, 'Evaluate on'), e.g. ImageNet's val folder.")
-            return None
-        self.prdc_button.setEnabled(False)
-        self.prdc.setText(f"computing against {Path(reference).name if reference != 'digits-test' else reference}…")
-        self.job = self.studio.submit("Precision / recall", lambda token: prdc_job(
-            root, runs, teacher, reference=reference, mapping=mapping, cancel=token))
-        self.job.finished.connect(self._show_prdc)
-        self.job.failed.connect(lambda msg, _d: (show_error(self.error, msg), self.prdc.setText("")))
-        self.job.ended.connect(lambda _o: self.prdc_button.setEnabled(True))
-        return self.job
-
-    def _show_prdc(self, ev) -> None:
-        rows = []
-        for run, m in ev.data["results"].items():
-            if "error" in m:
-                rows.append(f"<tr><td>{run}</td><td colspan=4>{m['error']}</td></tr>")
-            else:
-                rows.append(f"<tr><td><b>{run}</b></td>" + "".join(
-                    f"<td align='right'>{m[k]:.3f}</td>" for k in ("precision", "recall", "density", "coverage"))
-                    + "</tr>")
-        self.prdc.setText("<table cellspacing=4><tr><th></th><th>precision</th><th>recall</th><th>density</th>"
-                          "<th>coverage</th></tr>" + "".join(rows) + "</table>")
-        # the per-class table shows the (last) run's per-class values
-        done = [m for m in ev.data["results"].values() if "per_class" in m]
-        if done:
-            self._per_class = done[-1]["per_class"]
-            self.fill_class_table()
 
     def close_catalog(self) -> None:
         """Let go of the studio's catalog (the studio closes it) once no thumbnail is being read."""

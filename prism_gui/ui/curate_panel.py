@@ -47,7 +47,13 @@ class CuratePanel(PrdcSection, QWidget):
         self.cat = None
         self.job = None
 
-        # ---- filter bar
+        self._build_filter_bar()
+        self._build_gallery()
+        self._build_detail_pane()
+        self._build_histograms()
+
+    def _build_filter_bar(self) -> None:
+        """Filter bar."""
         self.run = QComboBox()
         self.run.setToolTip("Show one generation run, or all")
         self.klass = QComboBox()
@@ -84,9 +90,9 @@ class CuratePanel(PrdcSection, QWidget):
         for w in (self.text, self.energy_max_on, self.energy_max, self.conf_min_on, self.conf_min, self.map_chip):
             row2.addWidget(w)
         row2.addStretch(1)
-        bar = QVBoxLayout()
-        bar.addLayout(row1)
-        bar.addLayout(row2)
+        self._bar = QVBoxLayout()
+        self._bar.addLayout(row1)
+        self._bar.addLayout(row2)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(250)
@@ -99,7 +105,8 @@ class CuratePanel(PrdcSection, QWidget):
         for w in (self.energy_max_on, self.conf_min_on):
             w.toggled.connect(self._debounce.start)
 
-        # ---- gallery
+    def _build_gallery(self) -> None:
+        """Gallery."""
         self.model = GalleryModel(self)
         self.view = QListView()
         self.view.setViewMode(QListView.ViewMode.IconMode)
@@ -134,14 +141,15 @@ class CuratePanel(PrdcSection, QWidget):
         crow.addWidget(self.message)
         for b in (keep, reject, undo):
             crow.addWidget(b)
-        gallery = QWidget()
-        gl = QVBoxLayout(gallery)
+        self._gallery = QWidget()
+        gl = QVBoxLayout(self._gallery)
         gl.setContentsMargins(0, 0, 0, 0)
-        gl.addLayout(bar)
+        gl.addLayout(self._bar)
         gl.addWidget(self.view, 1)
         gl.addLayout(crow)
 
-        # ---- detail pane
+    def _build_detail_pane(self) -> None:
+        """Detail pane."""
         self.image = QLabel()
         self.image.setFixedSize(DETAIL_PX + 8, DETAIL_PX + 8)
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -153,8 +161,8 @@ class CuratePanel(PrdcSection, QWidget):
         self.again.setEnabled(False)
         self.again.clicked.connect(self._regenerate)
         self._detail_row: dict | None = None
-        dbox = QGroupBox("Selected image")
-        dl = QHBoxLayout(dbox)
+        self._dbox = QGroupBox("Selected image")
+        dl = QHBoxLayout(self._dbox)
         il = QVBoxLayout()
         il.addWidget(self.image)
         il.addWidget(self.again)
@@ -162,7 +170,8 @@ class CuratePanel(PrdcSection, QWidget):
         dl.addLayout(il)
         dl.addWidget(self.detail, 1)
 
-        # ---- histograms
+    def _build_histograms(self) -> None:
+        """The histograms and their actions, the per-class table, and the panel's two panes."""
         self.h_energy = Histogram("Teacher energy (log scale)", "energy (lower = more in-distribution)",
                                   (31, 119, 180, 140), log=True)
         self.h_conf = Histogram("Teacher confidence", "confidence", (44, 160, 44, 140))
@@ -229,14 +238,15 @@ class CuratePanel(PrdcSection, QWidget):
         cbox = QGroupBox("Per class (sort by a column; double-click to show the class)")
         QVBoxLayout(cbox).addWidget(self.class_table)
         side = QSplitter(Qt.Orientation.Vertical)
-        side.addWidget(dbox)
+        side.addWidget(self._dbox)
         side.addWidget(hbox)
         side.addWidget(cbox)
         side.setSizes([220, 380, 200])
-        two_panes(self, gallery, side, stretch=(3, 2), sizes=(700, 520))
-        studio.project_changed.connect(self._on_project)
-        studio.catalog_changed.connect(self.refresh)
-        studio.teacher_changed.connect(lambda _t: self._fill_combos())
+        two_panes(self, self._gallery, side, stretch=(3, 2), sizes=(700, 520))
+        self.studio.project_changed.connect(self._on_project)
+        self.studio.catalog_changed.connect(self.refresh)
+        self.studio.teacher_changed.connect(lambda _t: self._fill_combos())
+
 
     # ---- project and catalog
     def _on_project(self, project) -> None:

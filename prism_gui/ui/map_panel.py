@@ -53,9 +53,14 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         self.dups: dict | None = None
         self.holes: dict | None = None
         self._tree = None
-        pgm = pg()
 
-        # ---- controls
+        self._build_controls()
+        self._build_the_plot()
+        self._build_selection_bar()
+        self._build_hover_card()
+
+    def _build_controls(self) -> None:
+        """Controls."""
         self.method = QComboBox()
         self.method.addItems(list(METHODS))
         self.method.setToolTip("UMAP keeps neighbourhoods (minutes at 100,000 points, once: the map is cached "
@@ -85,7 +90,7 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
             self.tools.addButton(b)
             b.toggled.connect(lambda on, n=name: on and self.set_tool(n))
             tool_row.addWidget(b)
-        top = QVBoxLayout()  # two rows, so the tab fits a laptop's screen
+        self._top = QVBoxLayout()  # two rows, so the tab fits a laptop's screen
         rows = ((QLabel("Method"), self.method, QLabel("Real images"), self.reference, self.compute_button),
                 (QLabel("Colour by"), self.colour))
         for widgets in rows:
@@ -95,9 +100,11 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
             if widgets is rows[1]:
                 row.addLayout(tool_row)
             row.addStretch(1)
-            top.addLayout(row)
+            self._top.addLayout(row)
 
-        # ---- the plot
+    def _build_the_plot(self) -> None:
+        """The map: one scatter item per colour, the marks and the legend."""
+        pgm = pg()
         self.vb = SelectViewBox.make(self._select_shape)
         self.plot = pgm.PlotWidget(viewBox=self.vb)
         self.plot.hideAxis("left")
@@ -120,7 +127,8 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.plot.scene().sigMouseMoved.connect(self._hover)
 
-        # ---- selection bar
+    def _build_selection_bar(self) -> None:
+        """Selection bar."""
         self.sel_label = wrapping(QLabel("Nothing selected: choose Lasso or Box and drag on the map."))
         self.gallery_button = button("Show in gallery", "Show the selected images in the Curate tab's gallery",
                                      lambda: self.show_in_gallery(), enabled=False)
@@ -137,10 +145,10 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         self.message = wrapping(QLabel())
         self.message.setStyleSheet("color: #345;")
         self.error = error_label()
-        left = QWidget()
-        ll = QVBoxLayout(left)
+        self._left = QWidget()
+        ll = QVBoxLayout(self._left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addLayout(top)
+        ll.addLayout(self._top)
         ll.addWidget(self.status)
         ll.addWidget(self.plot, 1)
         ll.addWidget(self.legend)
@@ -148,7 +156,8 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         ll.addWidget(self.message)
         ll.addWidget(self.error)
 
-        # ---- hover card
+    def _build_hover_card(self) -> None:
+        """The hover card, the side tabs (holes, near-duplicates) and the panel's two panes."""
         self.hover_image = QLabel()
         self.hover_image.setFixedSize(112, 112)
         self.hover_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -176,13 +185,14 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         side.addWidget(hbox)
         side.addWidget(self.side_tabs)
         side.setSizes([150, 600])
-        two_panes(self, left, side, stretch=(3, 1), sizes=(900, 380))
+        two_panes(self, self._left, side, stretch=(3, 1), sizes=(900, 380))
         self._hover_timer = QTimer(self)
         self._hover_timer.setSingleShot(True)
         self._hover_timer.setInterval(30)
         self._hover_timer.timeout.connect(self._show_hover)
         self._hover_pos = None
-        studio.project_changed.connect(lambda _p: self.clear())
+        self.studio.project_changed.connect(lambda _p: self.clear())
+
 
     # ------------------------------------------------------------------ map
     def _for(self, root, slot):

@@ -64,8 +64,14 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         self.runs: dict[str, RunCurves] = {}
         self._dirty = False
 
-        box = QGroupBox("Student and training")
-        f = QFormLayout(box)
+        self._build_the_student_and_its_training()
+        self._build_the_actions()
+        self._build_the_curves_and_the_two_panes()
+
+    def _build_the_student_and_its_training(self) -> None:
+        """The student and its training."""
+        self._box = QGroupBox("Student and training")
+        f = QFormLayout(self._box)
         self.student_name = QComboBox()
         self.student_name.setEditable(True)
         self.student_name.addItems(STUDENT_NAMES)
@@ -111,7 +117,7 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         self.statuses.addItems(["not rejected", "kept only"])
         self.statuses.setToolTip("Which curated images the student sees")
         f.addRow("Images", self.statuses)
-        self.eval_set = EvalSetField(studio)
+        self.eval_set = EvalSetField(self.studio)
         f.addRow("Evaluate on", self.eval_set)
         self.onnx = QCheckBox("also export ONNX at the end")
         f.addRow("", self.onnx)
@@ -119,6 +125,8 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         self.run_name.setToolTip("Name of this training run (curves of several runs are overlaid)")
         f.addRow("Run name", self.run_name)
 
+    def _build_the_actions(self) -> None:
+        """The actions."""
         self.start_button = button("Start training", "Distil the teacher into the student on the curated images "
                                    "(Ctrl+T)", self.start, shortcut="Ctrl+T")
         self.stop_button = button("Stop", "Stop after the current step (the last finished epoch is checkpointed)",
@@ -133,11 +141,13 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         self.error = error_label()
         left = QWidget()
         ll = QVBoxLayout(left)
-        ll.addWidget(box)
+        ll.addWidget(self._box)
         ll.addStretch(1)
-        scroll = form_with_actions(left, [(self.start_button, self.stop_button, self.export_button), self.progress,
-                                          self.result, self.error], 340, 420)
+        actions = (self.start_button, self.stop_button, self.export_button)
+        self._scroll = form_with_actions(left, [actions, self.progress, self.result, self.error], 340, 420)
 
+    def _build_the_curves_and_the_two_panes(self) -> None:
+        """The curves and the two panes."""
         pgm = pg()
         self.loss_plot = pgm.PlotWidget(title="Distillation loss (faint: per step; solid: smoothed)")
         self.loss_plot.setLabel("bottom", "epoch")
@@ -157,7 +167,7 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         plots.addWidget(self.loss_plot, 1)
         plots.addWidget(self.acc_plot, 1)
         lay = QHBoxLayout(self)
-        lay.addWidget(scroll)
+        lay.addWidget(self._scroll)
         lay.addLayout(plots, 1)
 
         self.timer = QTimer(self)
@@ -166,11 +176,12 @@ class DistillPanel(DistillCurves, DropTarget, QWidget):
         self.timer.start()
         self.setAcceptDrops(True)  # a folder of real images dropped here becomes the evaluation set
         self.folder_job = None
-        studio.project_changed.connect(self._on_project)
-        studio.catalog_changed.connect(self._fill_runs)
-        studio.engine_ready.connect(self._fill_students)
-        if studio.ready:
+        self.studio.project_changed.connect(self._on_project)
+        self.studio.catalog_changed.connect(self._fill_runs)
+        self.studio.engine_ready.connect(self._fill_students)
+        if self.studio.ready:
             self._fill_students()
+
 
     def _fill_students(self) -> None:
         from prism_gui.engine.devices import describe, pick_device

@@ -149,8 +149,14 @@ class PromptsPanel(DropTarget, QWidget):
         self.job = None
         self.bank: dict = {}
 
-        dpe = QGroupBox("Diversified prompts (DPE)")
-        form = QFormLayout(dpe)
+        self._build_the_dpe_settings()
+        self._build_the_prompt_table()
+        self._build_the_two_panes()
+
+    def _build_the_dpe_settings(self) -> None:
+        """The DPE settings."""
+        self._dpe = QGroupBox("Diversified prompts (DPE)")
+        form = QFormLayout(self._dpe)
         self.bank_combo = QComboBox()
         self.bank_combo.addItems(bank_names())
         self.bank_combo.setToolTip("Attribute bank (resources/prompt_banks/*.json): template and word lists")
@@ -195,6 +201,8 @@ class PromptsPanel(DropTarget, QWidget):
         self.counts.setStyleSheet("color: #345;")
         form.addRow(self.counts)
 
+    def _build_the_prompt_table(self) -> None:
+        """The prompt table."""
         self.model = PromptTableModel(self)
         self.proxy = ClassFilter(self)
         self.proxy.setSourceModel(self.model)
@@ -241,31 +249,34 @@ class PromptsPanel(DropTarget, QWidget):
         self.issues = QLabel()
         self.issues.setWordWrap(True)
         self.issues.setStyleSheet("color: #8a5a00;")
-        right = QWidget()
-        rl = QVBoxLayout(right)
+        self._right = QWidget()
+        rl = QVBoxLayout(self._right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addLayout(top)
         rl.addWidget(self.table, 1)
         rl.addWidget(self.issues)
         rl.addWidget(self.error)
 
+    def _build_the_two_panes(self) -> None:
+        """The two panes."""
         split = QSplitter()
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(dpe)
+        ll.addWidget(self._dpe)
         ll.addStretch(1)
         split.addWidget(left)
-        split.addWidget(right)
+        split.addWidget(self._right)
         split.setStretchFactor(1, 3)
         split.setSizes([330, 800])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self.set_bank(self.bank_combo.currentText())
         self.setAcceptDrops(True)  # a prompt file (.json/.csv) dropped here is imported
-        studio.project_changed.connect(self._on_project)
-        studio.prompts_changed.connect(self._on_prompts)
-        studio.teacher_changed.connect(lambda _t: self._fill_classes())
+        self.studio.project_changed.connect(self._on_project)
+        self.studio.prompts_changed.connect(self._on_prompts)
+        self.studio.teacher_changed.connect(lambda _t: self._fill_classes())
+
 
     # ---- project / bank
     def _on_project(self, project) -> None:

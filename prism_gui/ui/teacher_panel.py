@@ -56,8 +56,14 @@ class TeacherPanel(DropTarget, QWidget):
         self.job = None
         self.setAcceptDrops(True)
 
-        src = QGroupBox("Where the teacher comes from")
-        grid = QGridLayout(src)
+        self._build_source()
+        self._build_class_names()
+        self._build_the_loaded_teacher()
+
+    def _build_source(self) -> None:
+        """Source."""
+        self._src = QGroupBox("Where the teacher comes from")
+        grid = QGridLayout(self._src)
         self.kind_group = QButtonGroup(self)
         self.kind_buttons: dict[str, QRadioButton] = {}
         for row, (kind, label) in enumerate(KINDS.items()):
@@ -110,8 +116,10 @@ class TeacherPanel(DropTarget, QWidget):
         grid.addLayout(ts_row, 3, 1, 1, 2)
         grid.setColumnStretch(1, 1)
 
-        names_box = QGroupBox("Class names (one per line; empty = from the teacher)")
-        nl = QVBoxLayout(names_box)
+    def _build_class_names(self) -> None:
+        """Class names."""
+        self._names_box = QGroupBox("Class names (one per line; empty = from the teacher)")
+        nl = QVBoxLayout(self._names_box)
         self.names = QPlainTextEdit()
         self.names.setToolTip("Edit the class names the prompts are built from; must match the teacher's outputs")
         self.names.setMinimumHeight(120)
@@ -135,11 +143,13 @@ class TeacherPanel(DropTarget, QWidget):
         self.error = error_label()
         self.ok = QLabel()
         self.ok.setStyleSheet(OK_STYLE)
-        lrow = QHBoxLayout()
-        lrow.addWidget(self.load_button)
-        lrow.addWidget(self.progress)
-        lrow.addWidget(self.ok, 1)
+        self._lrow = QHBoxLayout()
+        self._lrow.addWidget(self.load_button)
+        self._lrow.addWidget(self.progress)
+        self._lrow.addWidget(self.ok, 1)
 
+    def _build_the_loaded_teacher(self) -> None:
+        """The loaded teacher."""
         info = QGroupBox("Loaded teacher")
         self.info_form = QFormLayout(info)
         self.info: dict[str, QLabel] = {}
@@ -163,16 +173,17 @@ class TeacherPanel(DropTarget, QWidget):
         hint.setStyleSheet("color: #666;")
 
         left = QVBoxLayout()
-        left.addWidget(src)
-        left.addWidget(names_box)
-        left.addLayout(lrow)
+        left.addWidget(self._src)
+        left.addWidget(self._names_box)
+        left.addLayout(self._lrow)
         left.addWidget(self.error)
         left.addWidget(hint)
         left.addStretch(1)
         lay = QHBoxLayout(self)
         lay.addLayout(left, 3)
         lay.addWidget(info, 2)
-        studio.project_changed.connect(self._on_project)
+        self.studio.project_changed.connect(self._on_project)
+
 
     # ---- state
     def kind(self) -> str:

@@ -233,10 +233,7 @@ def _map_section(root: Path, cat, names: list[str], images: dict, sections: list
 
 def report_job(project_root: str | Path, cancel: CancelToken | None = None) -> Iterator[Event]:
     """The stakeholder report of a project; the last event carries ``data['report']``."""
-    from matplotlib.figure import Figure
-
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.data.files import saved_prdc
 
     root = Path(project_root)
     project = Project.open_for_reading(root)  # a project made by the CLI alone has no project.json
@@ -248,114 +245,159 @@ def report_job(project_root: str | Path, cancel: CancelToken | None = None) -> I
     tables: list = []
     with Catalog(root) as cat:
         gen_runs = [r["id"] for r in cat.runs("generate")]
-        dist_runs = cat.runs("distill")
-        n_all = cat.count()
-        n_used = cat.count(statuses=["keep", "unreviewed"])
-        n_rej = cat.count(statuses=["reject"])
-        results = []
-        for r in dist_runs:
-            out_dir = r["spec"].get("out_dir")  # wherever the distillation wrote (the app: runs/<run>/)
-            res_path = JobFiles(Path(out_dir)).result if out_dir else RunPaths.of(project.root, r["id"]).result
-            res = json.loads(res_path.read_text()) if res_path.exists() else {}
-            steps, acc = cat.metrics(r["id"], "test_accuracy")
-            _, agr = cat.metrics(r["id"], "agreement")
-            sl, loss = cat.metrics(r["id"], "loss")
-            results.append({"run": r["id"], "spec": r["spec"], "status": r["status"], "result": res,
-                            "acc_steps": steps, "acc": acc, "agreement": agr, "loss_steps": sl, "loss": loss})
+        counts = {"all": cat.count(), "used": cat.count(statuses=["keep", "unreviewed"]),
+                  "rejected": cat.count(statuses=["reject"])}
+        results = _distill_results(cat, project)
         yield Event("report", 1, 4, "sample grids")
-        summary = cat.class_summary()
-        counts = {k: st["images"] - st["rejected"] for k, st in summary.items()}
-        shown = grid_classes(counts, len(names))
-        grid = class_grid_png(cat, names, classes=shown) if names else None
-        if grid:
-            images["samples.png"] = grid
-            note = "one row per class" if len(shown) == len(names) else \
-                f"{len(shown)} of {len(names)} classes, drawn evenly over the class list (all classes: the table)"
-            sections.append(("Samples per class", ["samples.png"],
-                             f"Lowest-energy images the student was trained on (kept or unreviewed), {note}."))
-        if len(names) > MAX_GRID_CLASSES:  # the grid shows a sample: the table lists every class
-            newest = (saved_prdc(root, run) for run in reversed(gen_runs))
-            prdc_pc = next((m["per_class"] for m in newest if "per_class" in m), {})
-            tables.append(("Per class", list(CLASS_COLUMNS),
-                           per_class_rows(summary, names, tspec.get("class_ids"), prdc_pc)))
+        _samples_section(cat, root, names, tspec, gen_runs, images, sections, tables)
         yield Event("report", 2, 4, "energy histograms")
-        if gen_runs:
-            fig = Figure(figsize=(6.6, 2.7))
-            ax = fig.add_subplot(1, 2, 1)
-            shown_runs = gen_runs[-MAX_HIST_RUNS:]  # one legend row per run: the latest runs stay readable
-            energies = {run: cat.column("energy", run=run).astype(float) for run in shown_runs}
-            energies = {run: np.maximum(e[np.isfinite(e)], 1e-4) for run, e in energies.items()}
-            energies = {run: e for run, e in energies.items() if len(e)}  # runs whose images have no score: none
-            if energies:  # energies span decades: log-spaced bins on a log axis
-                lo = min(float(e.min()) for e in energies.values())
-                hi = max(float(e.max()) for e in energies.values())
-                bins = np.logspace(np.log10(lo), np.log10(max(hi, lo * 1.01)), 30)
-                for run, e in energies.items():
-                    ax.hist(e, bins=bins, alpha=0.55, label=run)
-                ax.set_xscale("log")
-            ax.set_xlabel("teacher energy (log; lower = more in-distribution)")
-            ax.set_ylabel("images")
-            ax.legend(fontsize=8)
-            ax2 = fig.add_subplot(1, 2, 2)
-            for run in shown_runs:
-                c = cat.column("confidence", run=run)
-                if len(c):
-                    ax2.hist(c.astype(float), bins=20, range=(0, 1), alpha=0.55, label=run)
-            ax2.set_xlabel("teacher confidence")
-            fig.tight_layout()
-            images["energy.png"] = _png(fig)
-            sections.append(("Teacher energy of the generated images", ["energy.png"],
-                             f"{n_all} images generated in {len(gen_runs)} runs; {n_rej} rejected in curation."
-                             + (f" The histograms show the latest {len(shown_runs)} runs." if len(shown_runs) <
-                                len(gen_runs) else "")))
+        _energy_section(cat, gen_runs, counts, images, sections)
         _map_section(root, cat, names, images, sections, tables)
     yield Event("report", 3, 4, "accuracy curves")
     curves = [r for r in results if len(r["acc"])]
-    if curves:
-        fig = Figure(figsize=(6.6, 2.7))
-        ax = fig.add_subplot(1, 2, 1)
-        ax2 = fig.add_subplot(1, 2, 2)
-        for r in curves[-MAX_HIST_RUNS:]:  # the latest runs: one legend row each
-            epochs = np.arange(1, len(r["acc"]) + 1)
-            ax.plot(epochs, 100 * r["acc"], marker="o", ms=3, label=r["run"])
-            if len(r["loss"]):
-                ax2.plot(r["loss_steps"], r["loss"], lw=1, label=r["run"])
-        t_acc = tspec.get("test_accuracy")
-        if t_acc:
-            ax.axhline(100 * t_acc, color="k", ls="--", lw=1, label="teacher")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("student test accuracy (%)")
-        ax.legend(fontsize=8)
-        ax2.set_xlabel("training step")
-        ax2.set_ylabel("distillation loss")
-        ax2.set_yscale("log")
-        fig.tight_layout()
-        images["accuracy.png"] = _png(fig)
-        eval_set, _ = project.evaluation()
-        where = "the real Digits test split" if eval_set == "digits-test" else \
-            (f"the real evaluation set ({Path(eval_set).name})" if eval_set else "the evaluation set")
-        sections.append(("Student training", ["accuracy.png"],
-                         f"Accuracy of the student on {where}, which no run trained on."
-                         + (f" The latest {MAX_HIST_RUNS} of {len(curves)} runs." if len(curves) > MAX_HIST_RUNS
-                            else "")))
+    _training_section(project, tspec, curves, images, sections)
+    rows = _runs_rows(root, results)
+    if rows:
+        tables.append(("Runs compared", ["distill run", "trained on", "images", "accuracy", "agreement", "precision",
+                                         "recall", "density", "coverage"], rows))
+    report = Report(title=f"{project.name}: teacher -> student without real data",
+                    headline=_headline(tspec, curves, counts), tables=tables, images=images, sections=sections)
+    yield Event("report", 4, 4, "done", {"report": report})
+
+
+def _distill_results(cat, project) -> list[dict]:
+    """Each distillation run's result (from wherever it wrote: the app uses ``runs/<run>/``) and curves."""
+    results = []
+    for r in cat.runs("distill"):
+        out_dir = r["spec"].get("out_dir")
+        res_path = JobFiles(Path(out_dir)).result if out_dir else RunPaths.of(project.root, r["id"]).result
+        res = json.loads(res_path.read_text()) if res_path.exists() else {}
+        steps, acc = cat.metrics(r["id"], "test_accuracy")
+        _, agr = cat.metrics(r["id"], "agreement")
+        sl, loss = cat.metrics(r["id"], "loss")
+        results.append({"run": r["id"], "spec": r["spec"], "status": r["status"], "result": res,
+                        "acc_steps": steps, "acc": acc, "agreement": agr, "loss_steps": sl, "loss": loss})
+    return results
+
+
+def _samples_section(cat, root, names, tspec, gen_runs, images, sections, tables) -> None:
+    """The lowest-energy images per class (a sample of the classes past MAX_GRID_CLASSES, then a table)."""
+    from prism_gui.engine.data.files import saved_prdc
+
+    summary = cat.class_summary()
+    counts = {k: st["images"] - st["rejected"] for k, st in summary.items()}
+    shown = grid_classes(counts, len(names))
+    grid = class_grid_png(cat, names, classes=shown) if names else None
+    if grid:
+        images["samples.png"] = grid
+        note = "one row per class" if len(shown) == len(names) else \
+            f"{len(shown)} of {len(names)} classes, drawn evenly over the class list (all classes: the table)"
+        sections.append(("Samples per class", ["samples.png"],
+                         f"Lowest-energy images the student was trained on (kept or unreviewed), {note}."))
+    if len(names) > MAX_GRID_CLASSES:  # the grid shows a sample: the table lists every class
+        newest = (saved_prdc(root, run) for run in reversed(gen_runs))
+        prdc_pc = next((m["per_class"] for m in newest if "per_class" in m), {})
+        tables.append(("Per class", list(CLASS_COLUMNS), per_class_rows(summary, names, tspec.get("class_ids"),
+                                                                         prdc_pc)))
+
+
+def _energy_section(cat, gen_runs, counts, images, sections) -> None:
+    """Histograms of the latest generation runs' teacher energies (log bins) and confidences."""
+    from matplotlib.figure import Figure
+
+    if not gen_runs:
+        return
+    fig = Figure(figsize=(6.6, 2.7))
+    ax = fig.add_subplot(1, 2, 1)
+    shown_runs = gen_runs[-MAX_HIST_RUNS:]  # one legend row per run: the latest runs stay readable
+    energies = {run: cat.column("energy", run=run).astype(float) for run in shown_runs}
+    energies = {run: np.maximum(e[np.isfinite(e)], 1e-4) for run, e in energies.items()}
+    energies = {run: e for run, e in energies.items() if len(e)}  # runs whose images have no score: none
+    if energies:  # energies span decades: log-spaced bins on a log axis
+        lo = min(float(e.min()) for e in energies.values())
+        hi = max(float(e.max()) for e in energies.values())
+        bins = np.logspace(np.log10(lo), np.log10(max(hi, lo * 1.01)), 30)
+        for run, e in energies.items():
+            ax.hist(e, bins=bins, alpha=0.55, label=run)
+        ax.set_xscale("log")
+    ax.set_xlabel("teacher energy (log; lower = more in-distribution)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    ax2 = fig.add_subplot(1, 2, 2)
+    for run in shown_runs:
+        c = cat.column("confidence", run=run)
+        if len(c):
+            ax2.hist(c.astype(float), bins=20, range=(0, 1), alpha=0.55, label=run)
+    ax2.set_xlabel("teacher confidence")
+    fig.tight_layout()
+    images["energy.png"] = _png(fig)
+    sections.append(("Teacher energy of the generated images", ["energy.png"],
+                     f"{counts['all']} images generated in {len(gen_runs)} runs; {counts['rejected']} rejected in "
+                     "curation." + (f" The histograms show the latest {len(shown_runs)} runs."
+                                    if len(shown_runs) < len(gen_runs) else "")))
+
+
+def _training_section(project, tspec, curves, images, sections) -> None:
+    """The latest distillations' accuracy per epoch (the teacher's as a line) and loss per step."""
+    from matplotlib.figure import Figure
+
+    if not curves:
+        return
+    fig = Figure(figsize=(6.6, 2.7))
+    ax = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    for r in curves[-MAX_HIST_RUNS:]:  # the latest runs: one legend row each
+        epochs = np.arange(1, len(r["acc"]) + 1)
+        ax.plot(epochs, 100 * r["acc"], marker="o", ms=3, label=r["run"])
+        if len(r["loss"]):
+            ax2.plot(r["loss_steps"], r["loss"], lw=1, label=r["run"])
+    t_acc = tspec.get("test_accuracy")
+    if t_acc:
+        ax.axhline(100 * t_acc, color="k", ls="--", lw=1, label="teacher")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("student test accuracy (%)")
+    ax.legend(fontsize=8)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("distillation loss")
+    ax2.set_yscale("log")
+    fig.tight_layout()
+    images["accuracy.png"] = _png(fig)
+    eval_set, _ = project.evaluation()
+    where = "the real Digits test split" if eval_set == "digits-test" else \
+        (f"the real evaluation set ({Path(eval_set).name})" if eval_set else "the evaluation set")
+    sections.append(("Student training", ["accuracy.png"],
+                     f"Accuracy of the student on {where}, which no run trained on."
+                     + (f" The latest {MAX_HIST_RUNS} of {len(curves)} runs." if len(curves) > MAX_HIST_RUNS
+                        else "")))
+
+
+def _headline(tspec, curves, counts) -> list[tuple[str, str, str]]:
+    """The report's tiles: the teacher's and the best student's accuracy, agreement, size, images."""
     best = max(curves, key=lambda r: r["acc"][-1], default=None)
     t_acc = tspec.get("test_accuracy")
     if t_acc is None and best is not None:  # measured by the distillation's evaluation
         t_acc = best["result"].get("teacher_accuracy")
     t_params = tspec.get("parameters")
     headline = [("Teacher accuracy", f"{100 * t_acc:.1f}%" if t_acc else "n/a", "on the real test split")]
-    if best is not None:
-        s_params = best["result"].get("student_parameters")
-        headline.append(("Student accuracy", f"{100 * best['acc'][-1]:.1f}%",
-                         f"run '{best['run']}', no real training data"))
-        headline.append(("Agreement", f"{100 * best['agreement'][-1]:.1f}%" if len(best["agreement"]) else "n/a",
-                         "student = teacher"))
-        if s_params and t_params:
-            headline.append(("Model size", f"{s_params / 1e3:.0f}k vs {t_params / 1e3:.0f}k",
-                             f"{t_params / s_params:.0f}x fewer parameters"))
-        headline.append(("Images used", f"{best['result'].get('images', n_used):,}", f"of {n_all:,} generated"))
-    else:
-        headline.append(("Images", f"{n_used:,}", f"kept of {n_all:,} generated"))
+    if best is None:
+        return [*headline, ("Images", f"{counts['used']:,}", f"kept of {counts['all']:,} generated")]
+    s_params = best["result"].get("student_parameters")
+    headline.append(("Student accuracy", f"{100 * best['acc'][-1]:.1f}%",
+                     f"run '{best['run']}', no real training data"))
+    headline.append(("Agreement", f"{100 * best['agreement'][-1]:.1f}%" if len(best["agreement"]) else "n/a",
+                     "student = teacher"))
+    if s_params and t_params:
+        headline.append(("Model size", f"{s_params / 1e3:.0f}k vs {t_params / 1e3:.0f}k",
+                         f"{t_params / s_params:.0f}x fewer parameters"))
+    headline.append(("Images used", f"{best['result'].get('images', counts['used']):,}",
+                     f"of {counts['all']:,} generated"))
+    return headline
+
+
+def _runs_rows(root, results) -> list[list[str]]:
+    """One row per evaluated distillation: its runs, images, accuracy, agreement and the P/R/D/C of its set."""
+    from prism_gui.engine.data.files import saved_prdc
+
     rows = []
     for r in results:
         if not len(r["acc"]):
@@ -368,11 +410,6 @@ def report_job(project_root: str | Path, cancel: CancelToken | None = None) -> I
         rows.append([r["run"], ", ".join(r["spec"].get("runs") or ["all"]), str(r["result"].get("images", "-")),
                      f"{100 * r['acc'][-1]:.1f}%", f"{100 * r['agreement'][-1]:.1f}%" if len(r["agreement"]) else "-",
                      f("precision"), f("recall"), f("density"), f("coverage")])
-    if rows:
-        tables.append(("Runs compared", ["distill run", "trained on", "images", "accuracy", "agreement", "precision",
-                                         "recall", "density", "coverage"], rows))
-    report = Report(title=f"{project.name}: teacher -> student without real data", headline=headline,
-                    tables=tables, images=images, sections=sections)
-    yield Event("report", 4, 4, "done", {"report": report})
+    return rows
 
 

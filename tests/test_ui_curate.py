@@ -138,3 +138,23 @@ def test_keep_lowest_per_class_is_one_undoable_step(qtbot, panel):
     assert len(kept) == 5 and max(r["energy"] for r in kept) <= rejected.min()
     panel.undo()
     assert panel.cat.count(statuses=["reject"]) == 0
+
+
+def test_precision_recall_numbers_say_what_they_mean(qtbot, tmp_path):
+    """Issue 28: P/R/D/C with their ranges on the panel and what each means on hover; the energy
+    histogram says lower is better."""
+    from types import SimpleNamespace
+
+    from prism_gui.ui.common import make_studio
+    from prism_gui.ui.curate_prdc import PRDC_HELP
+
+    studio = make_studio()
+    panel = CuratePanel(studio)
+    qtbot.addWidget(panel)
+    studio.set_project(fake_catalog(tmp_path / "proj", 20))
+    m = {"precision": 0.91, "recall": 0.42, "density": 1.07, "coverage": 0.66}
+    panel._show_prdc(SimpleNamespace(data={"results": {"prism": m}}))
+    text, tip = panel.prdc.text(), panel.prdc.toolTip()
+    assert "0.910" in text and "higher is better" in text and "about 1" in text
+    assert all(f"{k}: {v}" in tip for k, v in PRDC_HELP.items())
+    assert "Lower is closer to what the teacher knows" in panel.h_energy.plot.toolTip()

@@ -174,6 +174,10 @@ class CuratePanel(PrdcSection, QWidget):
         """The histograms and their actions, the per-class table, and the panel's two panes."""
         self.h_energy = Histogram("Teacher energy (log scale)", "energy (lower = more in-distribution)",
                                   (31, 119, 180, 140), log=True)
+        self.h_energy.plot.setToolTip("Teacher energy of each image (the guidance energy's terms, e.g. the class "
+                                      "energy: minus the log-probability the teacher gives the intended class). Lower "
+                                      "is closer to what the teacher knows; 0 is a certain, correct teacher. Drag the "
+                                      "red line, then 'Reject energy above line'")
         self.h_conf = Histogram("Teacher confidence", "confidence", (44, 160, 44, 140))
         self.h_energy.line.sigPositionChanged.connect(self._threshold_moved)
         self.h_conf.line.sigPositionChanged.connect(self._threshold_moved)

@@ -7,6 +7,18 @@ from pathlib import Path
 
 from prism_gui.ui.common import show_error
 
+# what each number means, shown on hover (issue 28: numbers that speak)
+PRDC_HELP = {
+    "precision": "share of these images that lie within the real images' manifold (k nearest neighbours, in the "
+                 "teacher's features): 1.0 = every image looks like real data to the teacher",
+    "recall": "share of the real images within the synthetic images' manifold: 1.0 = the set covers all of the "
+              "real data's variety",
+    "density": "how many real neighbourhoods each image falls in, on average (about 1.0 for a set drawn like the "
+               "real one; above 1: crowded where real data is dense)",
+    "coverage": "share of real images that have a synthetic image among their nearest neighbours: 1.0 = no real "
+                "image is left uncovered",
+}
+
 
 class PrdcSection:
     """A mixin of :class:`~prism_gui.ui.curate_panel.CuratePanel` (its studio, error label and ``prdc`` label)."""
@@ -42,8 +54,11 @@ class PrdcSection:
                 rows.append(f"<tr><td><b>{run}</b></td>" + "".join(
                     f"<td align='right'>{m[k]:.3f}</td>" for k in ("precision", "recall", "density", "coverage"))
                     + "</tr>")
-        self.prdc.setText("<table cellspacing=4><tr><th></th><th>precision</th><th>recall</th><th>density</th>"
-                          "<th>coverage</th></tr>" + "".join(rows) + "</table>")
+        head = "".join(f"<th>{k}</th>" for k in PRDC_HELP)
+        self.prdc.setText(f"<table cellspacing=4><tr><th></th>{head}</tr>" + "".join(rows) + "</table>"
+                          "<span style='color:#345'>precision, recall, coverage: 0 to 1, higher is better; density: "
+                          "about 1 for real-like data. Hover for what each means.</span>")
+        self.prdc.setToolTip("\n\n".join(f"{k}: {v}" for k, v in PRDC_HELP.items()))
         # the per-class table shows the (last) run's per-class values
         done = [m for m in ev.data["results"].values() if "per_class" in m]
         if done:

@@ -132,12 +132,9 @@ def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | N
     ``import-<folder name>``); the last event's data: ``run``, ``added``, ``duplicates``,
     ``unreadable`` (``[file, reason]`` pairs), ``teacher_labelled``, ``classes_from``."""
     import torch
-    from PIL import Image
 
     from prism_gui.engine.data.catalog import Catalog
-    from prism_gui.engine.data.datasets import pm1_tensor, to_mode
-    from prism_gui.engine.data.folders import IMAGE_SUFFIXES, image_file_problem, image_files
-    from prism_gui.engine.data.image_files import write_image_files
+    from prism_gui.engine.data.datasets import pm1_tensor
     from prism_gui.engine.data.lock import project_lock
     from prism_gui.engine.generation.energies import EnergySpec
     from prism_gui.engine.generation.sampler import score_images
@@ -145,20 +142,8 @@ def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | N
 
     cancel = cancel or CancelToken()
     root, folder = Path(project), Path(folder).expanduser()
-    if run is not None:
-        from prism_gui.engine.data.guard import check_run_name
-
-        check_run_name(run)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"'{folder}' " + ("is a file: give the folder that holds the images" if folder.exists()
-                                                   else f"does not exist (working folder: {Path.cwd()})"))
-    if root.resolve() == folder.resolve() or root.resolve() in folder.resolve().parents:
-        raise ValueError(f"'{folder}' is inside the project: import from a folder outside it")
+    files = _files_to_import(root, folder, run)
     energy = energy or EnergySpec({"class": 1.0})
-    files = image_files(folder)
-    if not files:
-        raise ValueError(f"'{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)}), in it or its subfolders: "
-                         "give the folder that holds the images")
     plan, classes_from = class_plan(folder, files, teacher, mapping)
     mode = "L" if teacher.input_size[0] == 1 else "RGB"  # as distillation reads the stored image back
     size = tuple(teacher.input_size[1:])
@@ -183,30 +168,8 @@ def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | N
                            " (no class subfolders: the teacher labels each image)"))
             for start in range(0, len(files), batch_size):
                 cancel.raise_if_cancelled()
-                batch = []
-                for f in files[start:start + batch_size]:
-                    rel = f.relative_to(folder).as_posix()
-                    problem = image_file_problem(f)
-                    if problem:
-                        unreadable.append([rel, problem])
-                        continue
-                    try:
-                        data = f.read_bytes()
-                        digest = hashlib.sha256(data).hexdigest()
-                        if digest in known:
-                            duplicates += 1
-                            continue
-                        with Image.open(f) as im:
-                            im.load()
-                            meta = read_generation_info(im, reader)
-                            stored = to_mode(im, "RGB" if im.mode not in ("L", "1", "I;16", "I", "F") else "L")
-                        pixels, seen = np.array(stored), np.array(to_mode(stored, mode))
-                    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-                        unreadable.append([rel, f"cannot be read ({type(e).__name__}: {str(e)[:120]})"])
-                        continue
-                    known.add(digest)
-                    batch.append((f, rel, digest, meta, pixels[..., None] if pixels.ndim == 2 else pixels,
-                                  seen[..., None] if seen.ndim == 2 else seen))
+                batch, dup = _read_batch(files[start:start + batch_size], folder, known, reader, mode, unreadable)
+                duplicates += dup
                 if not batch:
                     yield Event("import", min(start + batch_size, len(files)), len(files),
                                 f"{added} added, {duplicates} already in the project")
@@ -222,24 +185,10 @@ def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | N
                 rows = []
                 for (f, rel, digest, meta, px, _seen), k, sc in zip(batch, targets, scores, strict=True):
                     by_teacher = plan[f] is None
-                    if by_teacher:
-                        sc.pop("correct", None)  # the teacher named the class: its "correctness" means nothing
-                        teacher_labelled += 1
-                    own_seed = meta.get("seed")
-                    seed = own_seed if own_seed is not None and own_seed not in used_seeds else -(item + 1)
-                    used_seeds.add(seed)
-                    settings = {"sampler": {k2: v for k2, v in (("steps", meta.get("steps")), ("cfg", meta.get("cfg")),
-                                                                ("scheduler", meta.get("sampler"))) if v is not None},
-                                "guidance": {},
-                                "import": {"file": rel, "folder": str(folder), "sha256": digest, "seed": own_seed,
-                                           "tool": meta.get("tool"), "model": meta.get("model"),
-                                           "class_from": "teacher" if by_teacher else classes_from,
-                                           "size": [int(px.shape[1]), int(px.shape[0])]}}
-                    rows.append(write_image_files(
-                        root, run, item, px, class_index=int(k), class_name=teacher.class_names[int(k)],
-                        prompt=meta.get("prompt", ""), negative_prompt=meta.get("negative_prompt", ""), seed=seed,
-                        generator=f"imported: {meta['model']}" if meta.get("model") else "imported",
-                        settings=settings, score=sc))
+                    teacher_labelled += by_teacher
+                    rows.append(_stored_row(root, run, item, px, int(k), teacher.class_names[int(k)], meta, sc,
+                                            used_seeds, {"file": rel, "folder": str(folder), "sha256": digest,
+                                                         "class_from": "teacher" if by_teacher else classes_from}))
                     item += 1
                 ids = cat.insert_rows(rows, skip_existing=False)
                 added += len(ids)
@@ -253,3 +202,82 @@ def import_job(project: str | Path, folder: str | Path, teacher, *, run: str | N
     yield Event("import", len(files), len(files),
                 f"{added} images added to '{run}', {duplicates} already in the project"
                 + (f", {len(unreadable)} unreadable" if unreadable else ""), {"result": result})
+
+
+def _read_batch(files, folder: Path, known: set, reader, mode: str, unreadable: list) -> tuple[list, int]:
+    """The readable, new images among ``files``: ``(file, relative path, sha256, metadata, pixels as
+    stored, pixels as the teacher sees them)`` each, and how many were already in the project.
+    Unreadable files are appended to ``unreadable`` with the reason."""
+    from PIL import Image
+
+    from prism_gui.engine.data.datasets import to_mode
+    from prism_gui.engine.data.folders import image_file_problem
+
+    batch, duplicates = [], 0
+    for f in files:
+        rel = f.relative_to(folder).as_posix()
+        problem = image_file_problem(f)
+        if problem:
+            unreadable.append([rel, problem])
+            continue
+        try:
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            if digest in known:
+                duplicates += 1
+                continue
+            with Image.open(f) as im:
+                im.load()
+                meta = read_generation_info(im, reader)
+                stored = to_mode(im, "RGB" if im.mode not in ("L", "1", "I;16", "I", "F") else "L")
+            pixels, seen = np.array(stored), np.array(to_mode(stored, mode))
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+            unreadable.append([rel, f"cannot be read ({type(e).__name__}: {str(e)[:120]})"])
+            continue
+        known.add(digest)
+        batch.append((f, rel, digest, meta, pixels[..., None] if pixels.ndim == 2 else pixels,
+                      seen[..., None] if seen.ndim == 2 else seen))
+    return batch, duplicates
+
+
+def _stored_row(root, run: str, item: int, px, k: int, class_name: str, meta: dict, score: dict, used_seeds: set,
+                origin: dict) -> dict:
+    """One imported image written as the project stores images, with its own seed when it has a
+    free one (else a negative one), its generation settings and where it came from; its row."""
+    from prism_gui.engine.data.image_files import write_image_files
+
+    if origin["class_from"] == "teacher":
+        score.pop("correct", None)  # the teacher named the class: its "correctness" means nothing
+    own_seed = meta.get("seed")
+    seed = own_seed if own_seed is not None and own_seed not in used_seeds else -(item + 1)
+    used_seeds.add(seed)
+    settings = {"sampler": {k2: v for k2, v in (("steps", meta.get("steps")), ("cfg", meta.get("cfg")),
+                                                ("scheduler", meta.get("sampler"))) if v is not None},
+                "guidance": {},
+                "import": {"file": origin["file"], "folder": origin["folder"], "sha256": origin["sha256"],
+                           "seed": own_seed, "tool": meta.get("tool"), "model": meta.get("model"),
+                           "class_from": origin["class_from"], "size": [int(px.shape[1]), int(px.shape[0])]}}
+    return write_image_files(root, run, item, px, class_index=k, class_name=class_name, prompt=meta.get("prompt", ""),
+                             negative_prompt=meta.get("negative_prompt", ""), seed=seed,
+                             generator=f"imported: {meta['model']}" if meta.get("model") else "imported",
+                             settings=settings, score=score)
+
+
+def _files_to_import(root: Path, folder: Path, run: str | None) -> list[Path]:
+    """The image files under ``folder``, or an error naming the problem: a run name that cannot
+    be a folder, a folder that is not there, inside the project, or without images."""
+    from prism_gui.engine.data.folders import IMAGE_SUFFIXES, image_files
+
+    if run is not None:
+        from prism_gui.engine.data.guard import check_run_name
+
+        check_run_name(run)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"'{folder}' " + ("is a file: give the folder that holds the images" if folder.exists()
+                                                   else f"does not exist (working folder: {Path.cwd()})"))
+    if root.resolve() == folder.resolve() or root.resolve() in folder.resolve().parents:
+        raise ValueError(f"'{folder}' is inside the project: import from a folder outside it")
+    files = image_files(folder)
+    if not files:
+        raise ValueError(f"'{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)}), in it or its subfolders: "
+                         "give the folder that holds the images")
+    return files

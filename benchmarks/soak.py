@@ -162,7 +162,8 @@ class Soak:
             job = None
             if action == "beyond":
                 e = c.cat.column("energy").astype(float)
-                c.reject_beyond("energy", float(np.quantile(e, self.rng.uniform(0.5, 0.95))))
+                c.reject_beyond("energy", float(np.quantile(e, self.rng.uniform(0.5, 0.95))),
+                                spare_kept=self.rng.random() < 0.5)  # as a user answers the question
             elif action == "lowest":
                 job = c.select_per_class(self.rng.randint(2, 5), "lowest")
             elif action in ("reject", "keep") and c.model.rowCount():

@@ -1,6 +1,7 @@
 """Curate panel: the gallery model over a large catalog, filters, keyboard curation with undo,
 threshold rejection in one undoable step, the detail pane and 'generate again'."""
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
@@ -158,3 +159,28 @@ def test_precision_recall_numbers_say_what_they_mean(qtbot, tmp_path):
     assert "0.910" in text and "higher is better" in text and "about 1" in text
     assert all(f"{k}: {v}" in tip for k, v in PRDC_HELP.items())
     assert "Lower is closer to what the teacher knows" in panel.h_energy.plot.toolTip()
+
+
+def test_a_bulk_reject_asks_before_it_overrides_images_kept_by_hand(qtbot, tmp_path, monkeypatch):
+    """Issue 28: rejecting beyond a line says how many hand-kept images it would reject and asks;
+    spare keeps them, reject-all rejects them, cancel changes nothing."""
+    from prism_gui.ui.common import make_studio
+
+    studio = make_studio()
+    panel = CuratePanel(studio)
+    qtbot.addWidget(panel)
+    studio.set_project(fake_catalog(tmp_path / "proj", 200))
+    cat = panel.cat
+    thr = float(np.median(cat.column("energy")))
+    above = cat.beyond(thr)
+    cat.set_status(above[:3], "keep")
+    asked = []
+    for answer, kept_after in ((None, 3), (True, 3), (False, 0)):
+        monkeypatch.setattr(panel, "ask_spare_kept", lambda k, n, a=answer: (asked.append((k, n)), a)[1])
+        if answer is not None:
+            cat.undo() if cat.count(statuses=["reject"]) else None
+        panel.reject_beyond("energy", thr)
+        assert cat.count(ids=above[:3], statuses=["keep"]) == kept_after, answer
+        rejected = cat.count(ids=above, statuses=["reject"])
+        assert rejected == (0 if answer is None else len(above) - kept_after), answer
+    assert asked[0] == (3, len(above))

@@ -370,18 +370,45 @@ class CuratePanel(PrdcSection, QWidget):
         nc = int((self.h_conf.values < self.h_conf.threshold).sum())
         self.beyond.setText(f"{ne} images above the energy line, {nc} below the confidence line")
 
-    def reject_beyond(self, column: str = "energy", threshold: float | None = None) -> int | None:
+    def reject_beyond(self, column: str = "energy", threshold: float | None = None,
+                      spare_kept: bool | None = None) -> int | None:
+        """Reject the shown run/class's images beyond the histogram's line (one undoable step);
+        images kept by hand are spared or not as ``spare_kept`` says, or as the user answers."""
         if self.cat is None:
             return None
         h = self.h_energy if column == "energy" else self.h_conf
         thr = h.threshold if threshold is None else threshold
+        above = column == "energy"
+        hit = self.cat.beyond(thr, column=column, above=above, **self._scope())
+        kept = self.cat.count(ids=hit, statuses=["keep"]) if hit else 0
+        spare = bool(spare_kept)
+        if kept and spare_kept is None:  # a bulk action never overrides what the user kept by hand without asking
+            spare = self.ask_spare_kept(kept, len(hit))
+            if spare is None:
+                self.message.setText("Nothing rejected.")
+                return None
         n_before = self.cat.count(statuses=["reject"])
-        action = self.cat.reject_beyond(thr, column=column, above=column == "energy", **self._scope())
+        action = self.cat.reject_beyond(thr, column=column, above=above, spare_kept=spare, **self._scope())
         n = self.cat.count(statuses=["reject"]) - n_before
         self.message.setText(f"Rejected {n} images ({column} {'>' if column == 'energy' else '<'} {thr:.3f}); "
                              "Ctrl+Z undoes it.")
         self.refresh()
         return action
+
+    def ask_spare_kept(self, kept: int, total: int) -> bool | None:
+        """Ask whether a rejection of ``total`` images may reject the ``kept`` ones the user kept by
+        hand: True spares them, False rejects them too, None cancels."""
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Question, "Images you kept",
+                          f"{kept} of the {total} images beyond the line were kept by hand.", parent=self)
+        box.setInformativeText("Reject the others and leave those kept, or reject all of them?")
+        spare = box.addButton("Keep mine, reject the others", QMessageBox.ButtonRole.AcceptRole)
+        reject = box.addButton("Reject all", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(spare)
+        box.exec()
+        return True if box.clickedButton() is spare else False if box.clickedButton() is reject else None
 
     def select_per_class(self, per_class: int | None = None, strategy: str | None = None):
         """Keep ``per_class`` images per class of the shown run by ``strategy`` (default: the

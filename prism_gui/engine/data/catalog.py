@@ -425,14 +425,22 @@ class Catalog(CurationLog, MetricsStore):
         x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return x, np.array([r["class_index"] for r in rows], np.int64), [r["id"] for r in rows]
 
-    def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True,
-                      **filters) -> int | None:
-        """Reject, in one undoable action, every image whose ``column`` is beyond ``threshold``."""
+    def beyond(self, threshold: float, *, column: str = "energy", above: bool = True, **filters) -> list[int]:
+        """The ids of the images whose ``column`` is beyond ``threshold`` (among ``filters``)."""
         if column not in SORT_COLUMNS:
             raise CatalogError(f"unknown column '{column}'")
         where, args = self._where(**filters)
         cond = f"{column} {'>' if above else '<'} ?"
         q = f"SELECT id FROM images{where}{' AND ' if where else ' WHERE '}{cond}"
         with self._lock:
-            ids = [r[0] for r in self._conn.execute(q, [*args, threshold])]
+            return [r[0] for r in self._conn.execute(q, [*args, threshold])]
+
+    def reject_beyond(self, threshold: float, *, column: str = "energy", above: bool = True, spare_kept: bool = False,
+                      **filters) -> int | None:
+        """Reject, in one undoable action, every image whose ``column`` is beyond ``threshold``;
+        with ``spare_kept``, the images a user kept by hand stay kept."""
+        ids = self.beyond(threshold, column=column, above=above, **filters)
+        if spare_kept and ids:
+            kept = set(self.ids(ids=ids, statuses=["keep"]))
+            ids = [i for i in ids if i not in kept]
         return self.set_status(ids, "reject", label=f"{column} {'>' if above else '<'} {threshold:g}")

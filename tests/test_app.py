@@ -196,3 +196,19 @@ def test_open_project_never_writes_into_a_folder_the_user_did_not_confirm(qtbot,
     assert win.open_project(photos) is not None and (photos / "project.json").exists()
     assert win.open_project(tmp_path / "new-empty") is not None and len(asked) == 2  # a new folder: no question
     win.close()
+
+
+def test_help_getting_started_explains_the_first_clicks_and_the_numbers(qtbot, tmp_path):
+    from PySide6.QtWidgets import QMenu, QMessageBox
+
+    from prism_gui.ui.main_window import MainWindow
+
+    win = MainWindow(project=str(tmp_path / "proj"), warm_up=False)
+    qtbot.addWidget(win)
+    action = next(a for m in win.menuBar().findChildren(QMenu)
+                  for a in m.actions() if a.text() == "&Getting started")
+    action.trigger()
+    box = win.findChild(QMessageBox, "getting_started")
+    assert box is not None and box.isVisible()
+    for words in ("Load teacher", "Expand", "Start training", "Lower is better", "EDA", "DPE", "density"):
+        assert words in box.text(), words

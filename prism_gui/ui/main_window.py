@@ -50,6 +50,19 @@ ABOUT = ("<h3>PRISM Studio</h3><p>Data-free knowledge distillation: a teacher's 
          "everything it does, the <code>prism</code> command line does too.</p>")
 
 
+GETTING_STARTED = (
+    "<b>Five clicks to a student</b> (Digits world): <b>1 Teacher</b>: Load teacher; <b>2 Prompts</b>: Expand; "
+    "<b>3 Generate</b>: Start; <b>4 Curate</b>: reject what looks wrong (optional); <b>5 Distill</b>: Start "
+    "training; then <b>6 Report</b>: Build report. <b>Play demo</b> (F5) does it all.<br><br>"
+    "<b>Energy</b>: how far an image is from what the teacher knows (the cross-entropy of the teacher's output to "
+    "the intended class: 0 when it is certain). <b>Lower is better.</b><br>"
+    "<b>EDA</b>: each denoising step is nudged toward lower energy (the guidance scale sets how hard).<br>"
+    "<b>DPE</b>: each class name becomes many prompts varying content and style.<br>"
+    "<b>Precision / recall / coverage</b> (0 to 1, higher is better) and <b>density</b> (about 1 for real-like "
+    "data) compare the images with real ones in the teacher's features.<br><br>"
+    "More: README.md (Your first session) and docs/ beside the app.")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, project: str | Path | None = None, settings: Settings | None = None, warm_up: bool = True):
         super().__init__()
@@ -190,8 +203,17 @@ class MainWindow(QMainWindow):
             self.toolbar.addAction(a)
 
         h = mb.addMenu("&Help")
+        h.addAction(self._action("&Getting started", self.getting_started))
         h.addAction(self._action("&About PRISM Studio", lambda: QMessageBox.about(self, "About PRISM Studio", ABOUT)))
         h.addAction(self._action("&Keyboard shortcuts", self._shortcuts_help, "F1"))
+
+    def getting_started(self) -> QMessageBox:
+        """Help > Getting started: the five clicks and what the numbers mean (as the README's first session)."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Getting started", GETTING_STARTED, parent=self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setObjectName("getting_started")
+        box.open()
+        return box
 
     def _shortcuts_help(self) -> None:
         QMessageBox.information(self, "Keyboard shortcuts", (

@@ -215,3 +215,22 @@ def test_stored_pngs_carry_the_sd_webui_parameters_chunk_that_its_readers_parse(
     assert s.model.name == "sd v1.5"  # the folder's name, without the comma readers would split on
     assert info.metadata["PRISM energy"] == "0.125" and info.metadata["PRISM guidance scale"] == "0.4"
     assert info.metadata["PRISM class"] == "seven" and info.metadata["Size"] == "8x8"
+
+
+def test_any_energy_term_is_stored_sortable_and_filterable(tmp_path):
+    """Issue 27: a term registered after the catalog's three energy columns were made (here
+    'texture') is stored with the image and sorts, reads and rejects like the built-in ones; a
+    name that is not a term is refused, never spliced into SQL."""
+    with Catalog(tmp_path) as cat:
+        for i, t in enumerate([0.5, 0.1, 0.9, 0.3]):
+            img = np.full((8, 8, 1), i, np.uint8)
+            cat.add_image("r", i, img, class_index=0, class_name="0", prompt="p", seed=i, generator="digits",
+                          settings={}, score={"energy": 1.0, "energies": {"class": 1.0, "texture": t}})
+        order = [r["item"] for r in cat.query(sort="energy_texture")]
+        assert order == [1, 3, 0, 2]
+        assert list(cat.column("energy_texture", sort="energy_texture")) == [0.1, 0.3, 0.5, 0.9]
+        cat.reject_beyond(0.4, column="energy_texture")
+        assert sorted(r["item"] for r in cat.query(statuses=["reject"])) == [0, 2]
+        for bad in ("energy_texture') OR 1=1 --", "energy_", "texture"):
+            with pytest.raises(CatalogError, match="cannot sort by"):
+                cat.query(sort=bad)

@@ -4,6 +4,9 @@ generation for resume under its own name; the charts keep the latest runs only."
 
 import json
 
+import numpy as np
+import pytest
+
 from prism_gui.engine.project.project import Project
 from prism_gui.ui.distill_curves import PLOTTED_RUNS
 from prism_gui.ui.testing import fake_catalog
@@ -51,14 +54,40 @@ def test_an_interrupted_generation_is_offered_for_resume_and_its_curve_comes_bac
     cat = panel.studio.catalog
     spec = {"images_per_class": 5}
     cat.start_run("run-1", "generate", spec)
-    cat.log_metrics("run-1", 10, {"mean_energy": 0.5})
+    for i, (k, e) in enumerate([(0, 0.2), (1, 0.8)]):
+        cat.add_image("run-1", i, np.zeros((8, 8, 1), np.uint8), class_index=k, class_name=str(k), prompt="p",
+                      seed=i, generator="digits", settings={}, score={"energy": e, "energies": {"class": e}})
+    cat.log_metrics("run-1", 2, {"mean_energy": 0.5})
     cat.finish_run("run-1", "interrupted")
     panel.studio.set_project(Project.open(project.root))
     assert panel.run_name.text() == "run-1" and "interrupted" in panel.note.text()
     assert "resumes it" in panel.note.text()
-    assert panel.curves["run-1"][:2] == ([10], [0.5])
+    assert panel.curves["run-1"][:2] == ([2], [0.5])  # the class-balanced mean after the stored batch
     cat = panel.studio.catalog
     cat.start_run("run-2", "generate", json.loads(json.dumps(spec)))
     cat.finish_run("run-2")
     panel.studio.set_project(Project.open(project.root))
     assert panel.run_name.text() == "run-3"  # the latest run finished: a new name
+
+
+def test_the_energy_chart_weighs_classes_equally_so_runs_compare(generate_panel):
+    """Issue 28: a batch that happens to hold hard classes must not make a run look worse: the chart
+    shows the mean over classes of each class's mean energy so far, live and after a restart."""
+    from prism_gui.engine.events import BatchStored
+    from prism_gui.engine.jobs import Event
+    from prism_gui.ui.generate_settings import class_balanced_means
+
+    panel = generate_panel
+    cat = panel.studio.catalog
+    cat.start_run("run-1", "generate", {})
+    ids = []
+    for i, (k, e) in enumerate([(0, 0.1), (0, 0.1), (0, 0.1), (1, 1.0)]):  # class 0 three times, class 1 once
+        ids += [cat.add_image("run-1", i, np.zeros((8, 8, 1), np.uint8), class_index=k, class_name=str(k),
+                              prompt="p", seed=i, generator="digits", settings={},
+                              score={"energy": e, "energies": {"class": e}})]
+    panel._on_event("run-1", Event("generate", 2, 4, "", BatchStored(ids[:2], None, 0.1)))
+    panel._on_event("run-1", Event("generate", 4, 4, "", BatchStored(ids[2:], None, 0.55)))
+    xs, ys, _ = panel.curves["run-1"]
+    assert xs == [2, 4] and ys == pytest.approx([0.1, 0.55])  # (0.1 + 1.0) / 2, not the batch's mean 0.325
+    points = class_balanced_means([0, 0, 0, 1], [0.1, 0.1, 0.1, 1.0], [2, 4])
+    assert [n for n, _ in points] == [2, 4] and [y for _, y in points] == pytest.approx([0.1, 0.55])

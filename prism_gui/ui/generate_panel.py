@@ -69,6 +69,7 @@ class GeneratePanel(GenerateSettings, GeneratorMenu, ClusterExport, QWidget):
         self.cluster_dialog = None
         self.cluster_message = None
         self.curves: dict[str, tuple[list, list, object]] = {}
+        self.class_stats: dict[str, dict[int, tuple[float, int]]] = {}  # run -> class -> (energy sum, images)
         self._dirty = False
 
         gen = self._build_sampler_box()
@@ -235,7 +236,9 @@ class GeneratePanel(GenerateSettings, GeneratorMenu, ClusterExport, QWidget):
         self.strip.setToolTip("The latest images, newest first; the number is the teacher energy")
         pgm = pg()
         self.plot = pgm.PlotWidget()
-        self.plot.setLabel("left", "mean teacher energy per batch")
+        self.plot.setLabel("left", "mean energy per class, so far")
+        self.plot.setTitle("Teacher energy of the images (classes weighted equally; lower = closer to what the "
+                           "teacher knows)", size="9pt")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "images generated")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
@@ -379,24 +382,30 @@ class GeneratePanel(GenerateSettings, GeneratorMenu, ClusterExport, QWidget):
             self.progress.setFormat(f"{ev.step}/{ev.total} images{frac}")
         if isinstance(p, BatchStored):
             self.eta.setText("ETA —" if p.eta_s is None else f"ETA {p.eta_s:.0f} s")
-            if p.mean_energy is not None:  # one point per stored batch
+            rows = self.add_images(p.new_ids) if p.new_ids else []
+            stats = self.class_stats.setdefault(run, {})
+            for r in rows:
+                if r["energy"] is not None:
+                    total, n = stats.get(r["class_index"], (0.0, 0))
+                    stats[r["class_index"]] = (total + float(r["energy"]), n + 1)
+            if rows and stats:  # one point per stored batch: the class-balanced mean energy so far
                 xs, ys, _curve = self.curves.setdefault(run, ([], [], None))
                 xs.append(ev.step)
-                ys.append(p.mean_energy)
+                ys.append(float(np.mean([total / n for total, n in stats.values()])))
                 self._dirty = True
-            if p.new_ids:
-                self.add_images(p.new_ids)
         if isinstance(p, GenerationNote):  # the estimate at the start; a batch back-off
             self.note.setText(ev.message)
 
     def _drop_curve(self, run: str) -> None:
+        self.class_stats.pop(run, None)
         old = self.curves.pop(run, None)
         if old is not None and old[2] is not None:
             self.plot.removeItem(old[2])
 
-    def add_images(self, ids: list[int]) -> None:
+    def add_images(self, ids: list[int]) -> list:
+        """The new images into the strip (newest first); returns their rows."""
         project = self.studio.project
-        rows = self.studio.catalog.query(columns="id, thumb, energy, class_name", ids=ids)
+        rows = self.studio.catalog.query(columns="id, thumb, energy, class_name, class_index", ids=ids)
         for r in rows:
             item = QListWidgetItem(QIcon(pixmap(load_tile(project.root / r["thumb"], TILE))),
                                    f"{r['energy']:.2f}" if r["energy"] is not None else "")
@@ -406,6 +415,7 @@ class GeneratePanel(GenerateSettings, GeneratorMenu, ClusterExport, QWidget):
         while self.strip.count() > STRIP_MAX:
             self.strip.takeItem(self.strip.count() - 1)
         self.images_added.emit(list(ids))
+        return rows
 
     def _redraw(self) -> None:
         if not self._dirty:

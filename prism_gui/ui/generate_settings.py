@@ -51,9 +51,11 @@ class GenerateSettings:
         cat = self.studio.catalog
         runs = cat.runs("generate") if cat is not None else []
         for r in runs[-PLOTTED_RUNS:]:
-            steps, values = cat.metrics(r["id"], "mean_energy")
-            if len(steps):
-                self.curves[r["id"]] = (list(map(int, steps)), list(map(float, values)), None)
+            steps, _ = cat.metrics(r["id"], "mean_energy")  # the stored batches' ends
+            rows = cat.query(run=r["id"], columns="class_index, energy", sort="id")
+            points = class_balanced_means([x["class_index"] for x in rows], [x["energy"] for x in rows], steps)
+            if points:
+                self.curves[r["id"]] = ([n for n, _ in points], [y for _, y in points], None)
         self._dirty = True
         if runs and runs[-1]["status"] == "interrupted":
             last = runs[-1]
@@ -109,3 +111,21 @@ class GenerateSettings:
                     self.energy_weights[name].setValue(float(weights[name]))
         self.run_name.setText(self.next_run_name(str(row.get("run", "run")).rsplit("-", 1)[0] + "-again"))
         self.note.setText(f"Settings from image #{row.get('id')} ('{row.get('prompt', '')}', seed {row.get('seed')}).")
+
+
+def class_balanced_means(classes, energies, ends) -> list[tuple[int, float]]:
+    """``(n, mean over the classes seen in the first n images of each class's mean energy)`` for
+    each n in ``ends``: the Generate chart's points, the same for every run whatever its classes'
+    mix (images without an energy are left out)."""
+    sums: dict[int, list] = {}
+    out, i = [], 0
+    for end in sorted(int(e) for e in ends):
+        while i < min(end, len(classes)):
+            if energies[i] is not None:
+                s = sums.setdefault(classes[i], [0.0, 0])
+                s[0] += float(energies[i])
+                s[1] += 1
+            i += 1
+        if sums:
+            out.append((end, sum(t / n for t, n in sums.values()) / len(sums)))
+    return out

@@ -100,6 +100,24 @@ def _shown(value) -> str:
     return json.dumps(value) if isinstance(value, (str, bool)) or value is None else repr(value)
 
 
+def _check_union(name: str, value, options, source: str):
+    """``value`` as the first of ``options`` (a Union's) that takes it; None where None is one."""
+    if value is None and type(None) in options:
+        return value
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return check_value(name, value, option, source)
+        except SpecError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+    raise SpecError(f"{source}: '{name}' is {_shown(value)}: give {wanted}.")
+
+
 def check_value(name: str, value, tp, source: str = "spec"):
     """``value`` of setting ``name`` (dotted for nested ones) as annotation ``tp`` allows it;
     returns the value (a whole float such as 3.0 becomes 3 for an int setting), or raises a
@@ -107,21 +125,7 @@ def check_value(name: str, value, tp, source: str = "spec"):
     where = f"{source}: '{name}'"
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return value
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return check_value(name, value, option, source)
-            except SpecError as e:
-                errors.append(e)
-        if len(errors) == 1:
-            raise errors[0]
-        wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
-        raise SpecError(f"{where} is {_shown(value)}: give {wanted}.")
+        return _check_union(name, value, typing.get_args(tp), source)
     if tp is typing.Any:
         return value
     if isinstance(value, float) and not math.isfinite(value):

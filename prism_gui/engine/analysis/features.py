@@ -114,22 +114,12 @@ def features_job(project: str | Path, teacher, *, runs: list[str] | None = None,
     import torch
 
     from prism_gui.engine.analysis.prdc import teacher_features
-    from prism_gui.engine.data.catalog import Catalog
     from prism_gui.engine.data.datasets import CatalogImages
 
     cancel = cancel or CancelToken()
     root = Path(project)
     fp = fingerprint or teacher_fingerprint(teacher)
-    with Catalog(root, create=False) as cat:
-        all_rows = cat.query(columns="id, run, item, class_index, path")
-    present = sorted({r["run"] for r in all_rows})
-    if runs:
-        unknown = sorted(set(runs) - set(present))
-        if unknown:
-            raise ValueError(f"'{root}' has no images in run(s) {unknown}; its runs with images are {present}")
-    rows = [r for r in all_rows if not runs or r["run"] in runs]
-    if not rows:
-        raise ValueError(f"'{root}' has no images yet: generate some first")
+    all_rows, rows = _catalog_rows(root, runs)
     ids = np.array([r["id"] for r in rows], np.int64)
     labels = np.array([r["class_index"] for r in rows], np.int64)
     run_of = np.array([r["run"] for r in rows])
@@ -188,6 +178,23 @@ def features_job(project: str | Path, teacher, *, runs: list[str] | None = None,
         save(done)
     table = FeatureTable(ids, labels, feats, run_of, items, fp, computed=len(todo))
     yield Event("features", 1, 1, f"features of {len(ids):,} images ({len(todo):,} computed)", {"table": table})
+
+
+def _catalog_rows(root: Path, runs: list[str] | None) -> tuple[list, list]:
+    """(every image's row, the rows of ``runs``), or an error naming runs without images."""
+    from prism_gui.engine.data.catalog import Catalog
+
+    with Catalog(root, create=False) as cat:
+        all_rows = cat.query(columns="id, run, item, class_index, path")
+    present = sorted({r["run"] for r in all_rows})
+    if runs:
+        unknown = sorted(set(runs) - set(present))
+        if unknown:
+            raise ValueError(f"'{root}' has no images in run(s) {unknown}; its runs with images are {present}")
+    rows = [r for r in all_rows if not runs or r["run"] in runs]
+    if not rows:
+        raise ValueError(f"'{root}' has no images yet: generate some first")
+    return all_rows, rows
 
 
 def reference_key(reference, mapping=None) -> str:

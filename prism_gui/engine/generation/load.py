@@ -149,22 +149,8 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
         return comp
     where = str(path) if local else str(source)
     kw = {} if local else {"local_files_only": not allow_download}
-    index: dict = {}
     try:
-        if local:
-            if not (path / "unet").is_dir():
-                raise GeneratorLoadError(
-                    f"'{path}' is not a diffusers folder: it has no unet/ subfolder. Point to the "
-                    "folder that holds model_index.json.")
-            from prism_gui.engine.generation.local_models import describe_path
-
-            problem = describe_path(path).problem  # what the app's menu says: missing, damaged or other parts
-            if problem:
-                raise GeneratorLoadError(f"Generator folder '{path}' cannot be used: {problem}")
-            if (path / "model_index.json").exists():
-                index = json.loads((path / "model_index.json").read_text())
-        else:
-            index = _hub_model_index(where, kw)
+        index = _local_index(path) if local else _hub_model_index(where, kw)
         unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", **kw)
         sched_cfg = _scheduler_config(where, kw)
         # the pipeline's index names the scheduler class, as diffusers reads it
@@ -195,6 +181,20 @@ def load_generator(source: str | Path | None = None, *, allow_download: bool = F
     if device is not None or dtype is not None:
         comp.to(device, dtype)
     return comp
+
+
+def _local_index(path: Path) -> dict:
+    """A local diffusers folder's ``model_index.json`` ({} without one), after the checks the app's
+    menu makes: a folder without ``unet/``, or with missing or damaged parts, is refused, saying why."""
+    if not (path / "unet").is_dir():
+        raise GeneratorLoadError(f"'{path}' is not a diffusers folder: it has no unet/ subfolder. Point to the "
+                                 "folder that holds model_index.json.")
+    from prism_gui.engine.generation.local_models import describe_path
+
+    problem = describe_path(path).problem  # what the app's menu says: missing, damaged or other parts
+    if problem:
+        raise GeneratorLoadError(f"Generator folder '{path}' cannot be used: {problem}")
+    return json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").exists() else {}
 
 
 def _assemble(parts: dict, source, index: dict) -> DiffusionComponents:

@@ -66,6 +66,8 @@ def test_map_draws_synthetic_and_real_points_in_every_colouring(qtbot, panels):
     d = _computed(qtbot, m)
     assert (~d.real).sum() == 200 and d.real.sum() == 719  # the project's evaluation set: the Digits test split
     assert sum(m.drawn().values()) == 200 and sum(m.drawn(real=True).values()) == 719
+    # the synthetic points are drawn above the real crosses (issue 28: 719 crosses hid most of them)
+    assert min(it.zValue() for it in m.syn_items) > max(it.zValue() for it in m.real_items)
     for name in COLOURS:
         m.colour.setCurrentText(name)
         assert m.legend.text(), name

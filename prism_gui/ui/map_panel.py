@@ -304,7 +304,7 @@ class MapPanel(HolesTab, DuplicatesTab, QWidget):
         pgm = pg()
         while len(pool) < n:
             it = pgm.ScatterPlotItem(pxMode=True, pen=None, symbol="x" if real else "o", useCache=True)
-            it.setZValue(1 if real else 0)
+            it.setZValue(0 if real else 1)  # the synthetic points above the real crosses: they are what is curated
             self.plot.addItem(it)
             pool.append(it)
         for it in pool[n:]:

@@ -53,3 +53,16 @@ def test_typed_payloads_read_by_attribute_and_as_a_mapping_and_keep_their_type_a
     assert done.data.student is None  # a model does not cross processes: the launcher loads it from the folder
     plain = parse_event(event_line(Event("report", 1, 1, "done", {"report": "x"})))
     assert plain.data == {"report": "x"}  # one-off results stay dictionaries
+
+
+def test_a_launcher_line_with_another_process_output_after_it_still_reads():
+    """Processes share the launcher's pipe: an event or error line followed by other output (seen once
+    in the suite as 'Extra data' from the JSON reader) reads as its object; a broken line is text."""
+    from prism_gui.engine.events import BatchStored
+    from prism_gui.engine.jobs import Event
+    from prism_gui.engine.scale.worker import event_line, first_json, parse_event
+
+    line = event_line(Event("generate", 2, 10, "2/10", BatchStored([1, 2])))
+    assert parse_event(line + '{"stage": "other"}').data == BatchStored([1, 2])
+    assert parse_event(line[:-5]) is None  # cut short: not an event, the launcher keeps it as text
+    assert first_json('{"type": "ValueError", "message": "m"}rank 1: boom') == {"type": "ValueError", "message": "m"}

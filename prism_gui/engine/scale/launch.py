@@ -79,7 +79,7 @@ def launch(args: Sequence[str], processes: int, *, cancel: CancelToken | None = 
            env: dict | None = None, stop_timeout: float = 120.0) -> Iterator[Event]:
     """Run ``prism <args>`` on ``processes`` processes; yields the main rank's events; raises
     :class:`RunFailed` with the failing rank's message, or ``Cancelled`` when stopped."""
-    from prism_gui.engine.scale.worker import ERROR_PREFIX, parse_event
+    from prism_gui.engine.scale.worker import ERROR_PREFIX, first_json, parse_event
 
     cancel = cancel or CancelToken()
     cmd = torchrun_command(args, processes)
@@ -111,8 +111,8 @@ def launch(args: Sequence[str], processes: int, *, cancel: CancelToken | None = 
             ev = parse_event(line)
             if ev is not None:
                 yield ev
-            elif line.startswith(ERROR_PREFIX):
-                error = json.loads(line[len(ERROR_PREFIX):])
+            elif line.startswith(ERROR_PREFIX) and (found := first_json(line[len(ERROR_PREFIX):])) is not None:
+                error = found
             elif line.strip():
                 tail.append(line)
         rc = proc.wait()

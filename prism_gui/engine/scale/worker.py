@@ -58,10 +58,23 @@ def event_line(ev: Event) -> str:
                                       "payload": kind, "data": _jsonable(data), "time": ev.time})
 
 
+def first_json(text: str):
+    """The JSON object at the start of ``text``, or None.  Processes share the launcher's pipe: a
+    line may carry another process's output after the object (seen once in the suite), which must
+    not turn a rank's message into a JSON error."""
+    try:
+        obj = json.JSONDecoder().raw_decode(text.strip())[0]
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def parse_event(line: str) -> Event | None:
     if not line.startswith(EVENT_PREFIX):
         return None
-    d = json.loads(line[len(EVENT_PREFIX):])
+    d = first_json(line[len(EVENT_PREFIX):])
+    if d is None or not {"stage", "step", "total", "message", "data", "time"} <= set(d):
+        return None
     return Event(d["stage"], d["step"], d["total"], d["message"], payload_from_json(d.get("payload"), d["data"]),
                  d["time"])
 

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from prism_gui.cli.common import progress as _progress
-from prism_gui.cli.common import project_teacher, require_project, require_runs
+from prism_gui.cli.common import project_teacher, read_job_spec, require_project, require_runs
 
 
 def cmd_demo(rest):
@@ -62,12 +62,8 @@ def cmd_prompts(rest):
                                 "[descriptions, axes, plain_only, llm_model]")
     a = p.parse_args(rest)
     from prism_gui.engine.prompts import class_phrases, expand, llm_expand, load_bank, plain_prompts
-    from prism_gui.engine.specs import check_settings, load_spec
-    from prism_gui.engine.teachers.spec import TeacherSpec
 
-    s = load_spec(a.spec)
-    tspec = TeacherSpec.take(s, a.spec)
-    s = check_settings(s, PROMPTS_SETTINGS, a.spec, also=" plus the teacher's keys")
+    s, tspec = read_job_spec(a.spec, PROMPTS_SETTINGS)
     teacher = tspec.load()
     bank = load_bank(s.get("bank", "digits"))
     phrases = class_phrases(teacher.class_names, teacher.class_descriptions, bank.get("disambiguation", "name"),

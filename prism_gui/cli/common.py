@@ -53,3 +53,14 @@ def project_teacher(project: Path, teacher: str | None, prog: str, why: str = ""
                          "add --teacher (e.g. --teacher digits)")
     value = teacher if teacher is not None else Project.open(project).teacher_value()
     return TeacherSpec.from_value(value, "--teacher" if teacher else SPEC_FILE).load()
+
+
+def read_job_spec(path, settings: dict):
+    """A spec file of a command that takes a teacher: (its settings, checked against ``settings``
+    plus the teacher's keys, and the TeacherSpec)."""
+    from prism_gui.engine.specs import check_settings, load_spec
+    from prism_gui.engine.teachers.spec import TeacherSpec
+
+    s = load_spec(path)
+    tspec = TeacherSpec.take(s, path)
+    return check_settings(s, settings, path, also=" plus the teacher's keys"), tspec

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from prism_gui.cli.common import progress as _progress
+from prism_gui.cli.common import read_job_spec
 
 EVALUATE_SETTINGS = {"student_dir": str, "student": str | None, "eval": str, "eval_mapping": str | None,
                      "per_class": bool, "output": str, "batch_size": int, "workers": int | None, "device": str}
@@ -139,14 +140,11 @@ def cmd_evaluate(rest):
                                 "[student_dir, eval_mapping, per_class, output, batch_size, workers, device]")
     a = p.parse_args(rest)
     from prism_gui.engine.devices import pick_device
-    from prism_gui.engine.specs import SpecError, check_settings, load_spec
-    from prism_gui.engine.teachers.spec import TeacherSpec
+    from prism_gui.engine.specs import SpecError
     from prism_gui.engine.training.evaluate import eval_dataset, evaluate
     from prism_gui.engine.training.export import load_student
 
-    s = load_spec(a.spec)
-    tspec = TeacherSpec.take(s, a.spec)
-    s = check_settings(s, EVALUATE_SETTINGS, a.spec, also=" plus the teacher's keys")
+    s, tspec = read_job_spec(a.spec, EVALUATE_SETTINGS)
     _check_output_setting(s, a.spec)
     teacher = tspec.load()
     device = pick_device(s.get("device", "auto"))
@@ -186,12 +184,9 @@ def cmd_metrics(rest):
                                 "[runs, statuses, k, mapping, max_real, seed, output]")
     a = p.parse_args(rest)
     from prism_gui.engine.analysis.prdc import catalog_prdc_job
-    from prism_gui.engine.specs import SpecError, check_settings, load_spec
-    from prism_gui.engine.teachers.spec import TeacherSpec
+    from prism_gui.engine.specs import SpecError
 
-    s = load_spec(a.spec)
-    tspec = TeacherSpec.take(s, a.spec)
-    s = check_settings(s, METRICS_SETTINGS, a.spec, also=" plus the teacher's keys")
+    s, tspec = read_job_spec(a.spec, METRICS_SETTINGS)
     _check_output_setting(s, a.spec)
     if "project" not in s:
         raise SpecError(f"{a.spec}: needs 'project', the folder of a project with generated images")
